@@ -1,0 +1,56 @@
+//! What a dense or convolution layer saw in a backward sweep: the rows it used for `∂L/∂W`.
+//!
+//! This is the curvature "hook" of tekfac, and it is not a hook: the fused dense and conv
+//! backward already hold their input rows `ā` and output gradients `g`; when capture is on they
+//! hand the same rows out, next to the gradients, as plain data.
+//!
+//! Notation (docs/math.md): for example `n` and location `t` (one location for dense layers),
+//! `DW_n = Σ_t g_{n,t} ā_{n,t}ᵀ` is the per-example gradient of the per-example loss. With
+//! several backpropagated vectors per example (sampled or exact Fisher), sweep `s` gives
+//! `DW_{n,s}` and the Fisher block is `F = (1/N) Σ_n Σ_s vec(DW_{n,s}) vec(DW_{n,s})ᵀ`.
+
+use crate::params::LayerId;
+use crate::tensor::{Float, Tensor};
+
+/// Which targets the captured `g` rows are backpropagated from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FisherType {
+    /// No capture: the backward sweep computes gradients only.
+    #[default]
+    Off,
+    /// Training labels: `g` comes from the same sweep as the gradients (no extra cost).
+    Empirical,
+    /// `k` labels drawn from the model's predictive distribution (true Fisher, Monte Carlo);
+    /// one extra backward sweep per sample, each scaled by `1/√k`.
+    Sampled {
+        /// Samples per example.
+        k: usize,
+        /// Seed of the label sampler.
+        seed: u64,
+    },
+    /// Type-2 / GGN: one backpropagated vector per output column, weighted so the sum of outer
+    /// products is the exact expectation over labels. For small nets and tests.
+    Exact,
+}
+
+/// The rows one dense or conv layer used for its weight gradient, for every sweep.
+#[derive(Clone, Debug)]
+pub struct LayerCapture<F: Float = f32> {
+    /// The layer (curvature block).
+    pub layer: LayerId,
+    /// `[rows, d_in (+1)]`: inputs ā (conv: im2col patches), trailing 1 when the layer has a bias.
+    pub a: Tensor<F>,
+    /// One `[rows, d_out]` tensor per backpropagated sweep: `∂ℓ_n/∂s`, the per-example loss
+    /// gradient (× batch size under a mean loss), with the sweep's weight folded in
+    /// (`1/√k` for `Sampled`, `√p_c` for `Exact`, 1 for `Empirical`).
+    pub g: Vec<Tensor<F>>,
+    /// Rows per example: 1 for dense, `out_h·out_w` for conv.
+    pub rows_per_example: usize,
+}
+
+impl<F: Float> LayerCapture<F> {
+    /// Number of examples in the batch.
+    pub fn examples(&self) -> usize {
+        self.a.dims()[0] / self.rows_per_example.max(1)
+    }
+}

@@ -1,0 +1,5 @@
+//! Reverse-mode automatic differentiation on an explicit tape (Wengert list).
+
+mod capture;
+
+pub use capture::{FisherType, LayerCapture};

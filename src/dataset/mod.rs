@@ -1,0 +1,1 @@
+//! Datasets: IDX reader, MNIST / Fashion-MNIST, batching (see issue: real data).

@@ -1,0 +1,84 @@
+//! The only call site of matrixmultiply: `C = α·op(A)·op(B) + β·C` with strides.
+//!
+//! `op(X)` is `X` or `Xᵀ`; a transpose is expressed by swapping the row and column strides, so no
+//! copy is ever made. matrixmultiply threads internally (`MATMUL_NUM_THREADS`, see
+//! [`crate::set_threads`]).
+
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+
+/// A row-major matrix operand: data, rows, cols, and whether to use its transpose.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a, F> {
+    /// Row-major elements, `rows * cols` of them.
+    pub data: &'a [F],
+    /// Stored rows.
+    pub rows: usize,
+    /// Stored columns.
+    pub cols: usize,
+    /// Use the transpose of the stored matrix.
+    pub t: bool,
+}
+
+impl<'a, F: Float> MatRef<'a, F> {
+    /// Wraps a row-major buffer.
+    pub fn new(data: &'a [F], rows: usize, cols: usize, t: bool) -> Self {
+        assert_eq!(data.len(), rows * cols, "MatRef: buffer length must equal rows * cols");
+        MatRef { data, rows, cols, t }
+    }
+
+    /// Rows and columns of `op(X)`.
+    pub fn op_dims(&self) -> (usize, usize) {
+        if self.t { (self.cols, self.rows) } else { (self.rows, self.cols) }
+    }
+
+    /// Row and column strides of `op(X)`.
+    fn strides(&self) -> (isize, isize) {
+        if self.t { (1, self.cols as isize) } else { (self.cols as isize, 1) }
+    }
+}
+
+/// `c ← α·op(a)·op(b) + β·c`, where `c` is row-major `m × n`.
+///
+/// # Panics
+/// When the inner dimensions or `c`'s length do not match (callers check shapes first and
+/// return a `ShapeMismatch`; reaching this panic is a bug).
+pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c: &mut [F]) {
+    let (m, k) = a.op_dims();
+    let (k2, n) = b.op_dims();
+    assert_eq!(k, k2, "gemm: inner dimensions must agree");
+    assert_eq!(c.len(), m * n, "gemm: output buffer must be m * n");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // NOTE: matrixmultiply with k = 0 still scales C by β; do it here to be explicit.
+        c.iter_mut().for_each(|x| *x = beta * *x);
+        return;
+    }
+    let (rsa, csa) = a.strides();
+    let (rsb, csb) = b.strides();
+    // SAFETY: the asserts above and MatRef::new guarantee that a, b and c describe valid
+    // m×k, k×n and m×n matrices with these strides; c is a distinct &mut borrow.
+    unsafe {
+        F::gemm(m, k, n, alpha, a.data.as_ptr(), rsa, csa, b.data.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n as isize, 1);
+    }
+}
+
+/// `op(a)·op(b)` for rank-2 tensors, with a clear error on mismatched inner dimensions.
+pub fn matmul<F: Float>(a: &Tensor<F>, ta: bool, b: &Tensor<F>, tb: bool) -> Result<Tensor<F>> {
+    let (ar, ac) = a.shape().dims2("matmul")?;
+    let (br, bc) = b.shape().dims2("matmul")?;
+    let a = MatRef::new(a.data(), ar, ac, ta);
+    let bm = MatRef::new(b.data(), br, bc, tb);
+    let (m, k) = a.op_dims();
+    let (k2, n) = bm.op_dims();
+    if k != k2 {
+        let left = crate::tensor::Shape::new(&[m, k])?;
+        let right = crate::tensor::Shape::new(&[k2, n])?;
+        return Err(Error::ShapeMismatch { op: "matmul", why: "inner dims differ", left, right });
+    }
+    let mut out = Tensor::zeros(&[m, n]);
+    gemm_into(F::ONE, a, bm, F::ZERO, out.data_mut());
+    Ok(out)
+}

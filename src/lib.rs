@@ -1,0 +1,60 @@
+//! # tekfac
+//!
+//! A from-scratch deep-learning framework whose reason to exist is second-order optimisation
+//! done right and done readably: its own tensors and reverse-mode autograd, layers that record
+//! Kronecker-factored curvature statistics inside their own backward pass, and the K-FAC, EKFAC,
+//! TKFAC and TEKFAC optimizers beside SGD and Adam.
+//!
+//! ```text
+//! dataset ─▶ Tape (forward records nodes) ─▶ backward ─▶ BackwardOutput { loss, grads, captures }
+//!                                                               │
+//! ParamStore ◀── Optimizer::step (Sgd │ Adam │ natural gradient)◀┘
+//! ```
+//!
+//! A training step, end to end:
+//!
+//! ```ignore
+//! use tekfac::{ParamStore, Tape, Tensor};
+//! use tekfac::nn::{Linear, Module};
+//!
+//! let mut params = ParamStore::<f32>::seeded(0);
+//! let fc = Linear::new(&mut params, "fc", 3, 2, true).unwrap();
+//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.0], &[2, 3]).unwrap();
+//! let mut tape = Tape::new(&params);
+//! let xv = tape.input(x);
+//! let logits = fc.forward(&mut tape, xv).unwrap();
+//! let loss = tape.cross_entropy(logits, &[0, 1]).unwrap();
+//! let out = tape.backward(loss).unwrap();
+//! let w = fc.weight();
+//! assert_eq!(out.grads.get(w).unwrap().dims(), &[2, 3]);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod autograd;
+pub mod curvature;
+pub mod dataset;
+pub mod error;
+pub mod kernels;
+pub mod params;
+pub mod tensor;
+
+pub use autograd::{FisherType, LayerCapture};
+pub use error::{Error, Result};
+pub use params::{LayerId, LayerInfo, LayerKind, ParamId, ParamStore};
+pub use tensor::{Float, Shape, Tensor};
+
+/// Sets the number of worker threads for matrix products (matrixmultiply) and for rayon.
+///
+/// Call it once, before the first computation; later calls cannot change a pool that already
+/// started. `0` keeps the defaults (all cores).
+pub fn set_threads(threads: usize) {
+    if threads == 0 {
+        return;
+    }
+    // SAFETY: called at start-up, before tekfac spawns any thread that could read the
+    // environment concurrently; matrixmultiply reads this variable once, lazily.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    // NOTE: an Err only means the global pool already exists; then its size stays as it is.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+}
