@@ -70,27 +70,44 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument { op, msg: msg.into() }
+        Error::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
     }
 
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ShapeMismatch { op, why, left, right } => {
+            Error::ShapeMismatch {
+                op,
+                why,
+                left,
+                right,
+            } => {
                 write!(f, "{op}: {why}, left {left}, right {right}")
             }
             Error::BadRank { op, expected, got } => {
-                write!(f, "{op}: expected a rank-{expected} tensor, got shape {got}")
+                write!(
+                    f,
+                    "{op}: expected a rank-{expected} tensor, got shape {got}"
+                )
             }
             Error::InvalidArgument { op, msg } => write!(f, "{op}: {msg}"),
             Error::Autograd(msg) => write!(f, "autograd: {msg}"),
-            Error::NonFinite { what, step: Some(s) } => {
+            Error::NonFinite {
+                what,
+                step: Some(s),
+            } => {
                 write!(f, "non-finite value in {what} at step {s}")
             }
             Error::NonFinite { what, step: None } => write!(f, "non-finite value in {what}"),

@@ -13,7 +13,7 @@
 //!
 //! A training step, end to end:
 //!
-//! ```ignore
+//! ```
 //! use tekfac::{ParamStore, Tape, Tensor};
 //! use tekfac::nn::{Linear, Module};
 //!
@@ -35,11 +35,14 @@ pub mod autograd;
 pub mod curvature;
 pub mod dataset;
 pub mod error;
+pub mod gradcheck;
 pub mod kernels;
+pub mod nn;
+pub mod ops;
 pub mod params;
 pub mod tensor;
 
-pub use autograd::{FisherType, LayerCapture};
+pub use autograd::{BackwardOutput, FisherType, Gradients, LayerCapture, SweepMode, Tape, Var};
 pub use error::{Error, Result};
 pub use params::{LayerId, LayerInfo, LayerKind, ParamId, ParamStore};
 pub use tensor::{Float, Shape, Tensor};
@@ -56,5 +59,7 @@ pub fn set_threads(threads: usize) {
     // environment concurrently; matrixmultiply reads this variable once, lazily.
     unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
     // NOTE: an Err only means the global pool already exists; then its size stays as it is.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
 }

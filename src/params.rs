@@ -66,14 +66,22 @@ pub struct ParamStore<F: Float = f32> {
 impl<F: Float> ParamStore<F> {
     /// An empty store whose initialisers draw from a generator seeded with `seed`.
     pub fn seeded(seed: u64) -> Self {
-        ParamStore { values: Vec::new(), names: Vec::new(), layers: Vec::new(), rng: seeded_rng(seed) }
+        ParamStore {
+            values: Vec::new(),
+            names: Vec::new(),
+            layers: Vec::new(),
+            rng: seeded_rng(seed),
+        }
     }
 
     /// Registers a parameter; names must be unique.
     pub fn add(&mut self, name: impl Into<String>, value: Tensor<F>) -> Result<ParamId> {
         let name = name.into();
         if self.names.contains(&name) {
-            return Err(Error::invalid("ParamStore::add", format!("parameter name `{name}` is already taken")));
+            return Err(Error::invalid(
+                "ParamStore::add",
+                format!("parameter name `{name}` is already taken"),
+            ));
         }
         self.values.push(value);
         self.names.push(name);

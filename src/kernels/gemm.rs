@@ -23,18 +23,35 @@ pub struct MatRef<'a, F> {
 impl<'a, F: Float> MatRef<'a, F> {
     /// Wraps a row-major buffer.
     pub fn new(data: &'a [F], rows: usize, cols: usize, t: bool) -> Self {
-        assert_eq!(data.len(), rows * cols, "MatRef: buffer length must equal rows * cols");
-        MatRef { data, rows, cols, t }
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "MatRef: buffer length must equal rows * cols"
+        );
+        MatRef {
+            data,
+            rows,
+            cols,
+            t,
+        }
     }
 
     /// Rows and columns of `op(X)`.
     pub fn op_dims(&self) -> (usize, usize) {
-        if self.t { (self.cols, self.rows) } else { (self.rows, self.cols) }
+        if self.t {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
     }
 
     /// Row and column strides of `op(X)`.
     fn strides(&self) -> (isize, isize) {
-        if self.t { (1, self.cols as isize) } else { (self.cols as isize, 1) }
+        if self.t {
+            (1, self.cols as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
     }
 }
 
@@ -61,7 +78,22 @@ pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F
     // SAFETY: the asserts above and MatRef::new guarantee that a, b and c describe valid
     // m×k, k×n and m×n matrices with these strides; c is a distinct &mut borrow.
     unsafe {
-        F::gemm(m, k, n, alpha, a.data.as_ptr(), rsa, csa, b.data.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n as isize, 1);
+        F::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            rsa,
+            csa,
+            b.data.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
@@ -76,7 +108,12 @@ pub fn matmul<F: Float>(a: &Tensor<F>, ta: bool, b: &Tensor<F>, tb: bool) -> Res
     if k != k2 {
         let left = crate::tensor::Shape::new(&[m, k])?;
         let right = crate::tensor::Shape::new(&[k2, n])?;
-        return Err(Error::ShapeMismatch { op: "matmul", why: "inner dims differ", left, right });
+        return Err(Error::ShapeMismatch {
+            op: "matmul",
+            why: "inner dims differ",
+            left,
+            right,
+        });
     }
     let mut out = Tensor::zeros(&[m, n]);
     gemm_into(F::ONE, a, bm, F::ZERO, out.data_mut());

@@ -47,7 +47,11 @@ impl<F: Float> Tensor<F> {
         if shape.numel() != data.len() {
             return Err(Error::invalid(
                 "from_vec",
-                format!("shape {shape} needs {} elements, got {}", shape.numel(), data.len()),
+                format!(
+                    "shape {shape} needs {} elements, got {}",
+                    shape.numel(),
+                    data.len()
+                ),
             ));
         }
         Ok(Tensor { shape, data })
@@ -59,7 +63,10 @@ impl<F: Float> Tensor<F> {
     /// When `dims` has more than [`MAX_RANK`] entries (a programming error, not data).
     pub fn full(dims: &[usize], value: F) -> Self {
         let shape = Shape::new(dims).expect("tensor rank is at most 4");
-        Tensor { shape, data: vec![value; shape.numel()] }
+        Tensor {
+            shape,
+            data: vec![value; shape.numel()],
+        }
     }
 
     /// All zeros.
@@ -74,7 +81,10 @@ impl<F: Float> Tensor<F> {
 
     /// A rank-0 tensor holding one value.
     pub fn scalar(value: F) -> Self {
-        Tensor { shape: Shape::default(), data: vec![value] }
+        Tensor {
+            shape: Shape::default(),
+            data: vec![value],
+        }
     }
 
     /// The shape.
@@ -116,7 +126,10 @@ impl<F: Float> Tensor<F> {
     pub fn item(&self) -> Result<F> {
         match self.data.as_slice() {
             [x] => Ok(*x),
-            _ => Err(Error::invalid("item", format!("tensor of shape {} is not a scalar", self.shape))),
+            _ => Err(Error::invalid(
+                "item",
+                format!("tensor of shape {} is not a scalar", self.shape),
+            )),
         }
     }
 
@@ -137,7 +150,10 @@ impl<F: Float> Tensor<F> {
 
     /// Converts every element to another float type.
     pub fn cast<G: Float>(&self) -> Tensor<G> {
-        Tensor { shape: self.shape, data: self.data.iter().map(|x| G::from_f64(x.to_f64())).collect() }
+        Tensor {
+            shape: self.shape,
+            data: self.data.iter().map(|x| G::from_f64(x.to_f64())).collect(),
+        }
     }
 
     /// Applies `f` to every element (in parallel chunks for large tensors).
@@ -150,14 +166,21 @@ impl<F: Float> Tensor<F> {
     /// Applies `f` to every element in place.
     pub fn map_inplace(&mut self, f: impl Fn(F) -> F + Sync) {
         if self.data.len() >= 2 * PAR_CHUNK {
-            self.data.par_chunks_mut(PAR_CHUNK).for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
+            self.data
+                .par_chunks_mut(PAR_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
         } else {
             self.data.iter_mut().for_each(|x| *x = f(*x));
         }
     }
 
     /// Combines two same-shaped tensors elementwise.
-    pub fn zip_map(&self, other: &Self, op: &'static str, f: impl Fn(F, F) -> F + Sync) -> Result<Self> {
+    pub fn zip_map(
+        &self,
+        other: &Self,
+        op: &'static str,
+        f: impl Fn(F, F) -> F + Sync,
+    ) -> Result<Self> {
         self.check_same(other, op)?;
         let mut out = self.clone();
         zip_inplace(&mut out.data, &other.data, f);
@@ -167,7 +190,12 @@ impl<F: Float> Tensor<F> {
     /// Errors unless `other` has exactly this shape.
     pub fn check_same(&self, other: &Self, op: &'static str) -> Result<()> {
         if self.shape != other.shape {
-            return Err(Error::ShapeMismatch { op, why: "shapes differ", left: self.shape, right: other.shape });
+            return Err(Error::ShapeMismatch {
+                op,
+                why: "shapes differ",
+                left: self.shape,
+                right: other.shape,
+            });
         }
         Ok(())
     }
@@ -203,10 +231,17 @@ impl<F: Float> Tensor<F> {
     pub fn add_row(&self, row: &Self) -> Result<Self> {
         let (_, cols) = self.shape.as_matrix();
         if row.len() != cols || row.shape.rank() > 1 {
-            return Err(Error::ShapeMismatch { op: "add_row", why: "row length differs", left: self.shape, right: row.shape });
+            return Err(Error::ShapeMismatch {
+                op: "add_row",
+                why: "row length differs",
+                left: self.shape,
+                right: row.shape,
+            });
         }
         let mut out = self.clone();
-        out.data.chunks_mut(cols.max(1)).for_each(|r| r.iter_mut().zip(&row.data).for_each(|(x, b)| *x += *b));
+        out.data
+            .chunks_mut(cols.max(1))
+            .for_each(|r| r.iter_mut().zip(&row.data).for_each(|(x, b)| *x += *b));
         Ok(out)
     }
 
@@ -219,12 +254,22 @@ impl<F: Float> Tensor<F> {
     pub fn sum_axis(&self, axis: usize) -> Result<Self> {
         let (r, c) = self.shape.dims2("sum_axis")?;
         match axis {
-            0 => Ok(Tensor { shape: Shape::new(&[c])?, data: column_sums(&self.data, r, c) }),
+            0 => Ok(Tensor {
+                shape: Shape::new(&[c])?,
+                data: column_sums(&self.data, r, c),
+            }),
             1 => Ok(Tensor {
                 shape: Shape::new(&[r])?,
-                data: self.data.chunks(c.max(1)).map(|row| F::from_f64(row.iter().map(|x| x.to_f64()).sum())).collect(),
+                data: self
+                    .data
+                    .chunks(c.max(1))
+                    .map(|row| F::from_f64(row.iter().map(|x| x.to_f64()).sum()))
+                    .collect(),
             }),
-            _ => Err(Error::invalid("sum_axis", format!("axis {axis} out of range for shape {}", self.shape))),
+            _ => Err(Error::invalid(
+                "sum_axis",
+                format!("axis {axis} out of range for shape {}", self.shape),
+            )),
         }
     }
 
@@ -237,7 +282,10 @@ impl<F: Float> Tensor<F> {
                 data[j * r + i] = self.data[i * c + j];
             }
         }
-        Ok(Tensor { shape: Shape::new(&[c, r])?, data })
+        Ok(Tensor {
+            shape: Shape::new(&[c, r])?,
+            data,
+        })
     }
 
     /// Index of the largest element of each row (first one on ties).
@@ -259,7 +307,12 @@ impl<F: Float> Tensor<F> {
 
     /// The matrix product `op(self)·op(other)` of two rank-2 tensors, where `op` transposes when
     /// the flag is set. See [`crate::kernels::gemm::matmul`].
-    pub fn matmul(&self, other: &Self, transpose_self: bool, transpose_other: bool) -> Result<Self> {
+    pub fn matmul(
+        &self,
+        other: &Self,
+        transpose_self: bool,
+        transpose_other: bool,
+    ) -> Result<Self> {
         crate::kernels::gemm::matmul(self, transpose_self, other, transpose_other)
     }
 

@@ -24,7 +24,10 @@ impl Shape {
         }
         let mut d = [0; MAX_RANK];
         d[..dims.len()].copy_from_slice(dims);
-        Ok(Shape { dims: d, rank: dims.len() })
+        Ok(Shape {
+            dims: d,
+            rank: dims.len(),
+        })
     }
 
     /// The dimensions as a slice.
@@ -46,7 +49,11 @@ impl Shape {
     pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
         match self.dims() {
             &[r, c] => Ok((r, c)),
-            _ => Err(Error::BadRank { op, expected: 2, got: *self }),
+            _ => Err(Error::BadRank {
+                op,
+                expected: 2,
+                got: *self,
+            }),
         }
     }
 
@@ -54,7 +61,11 @@ impl Shape {
     pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
         match self.dims() {
             &[n, c, h, w] => Ok((n, c, h, w)),
-            _ => Err(Error::BadRank { op, expected: 4, got: *self }),
+            _ => Err(Error::BadRank {
+                op,
+                expected: 4,
+                got: *self,
+            }),
         }
     }
 

@@ -1,0 +1,240 @@
+//! The reverse sweep: nodes in reverse order, one `match` arm per op, each a single call into the
+//! op's own file. Also the public entry points `backward`, `backward_with`, `backward_from` and
+//! the re-entrant `sweep` that lets one forward feed several backward sweeps.
+
+use super::capture::{FisherType, LayerCapture};
+use super::gradients::Gradients;
+use super::op::Op;
+use super::tape::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::ops::{activation, dense, elementwise, loss, matmul, reduce};
+use crate::params::{LayerId, ParamId};
+use crate::tensor::{Float, Tensor};
+
+/// What one reverse sweep computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepMode {
+    /// Compute parameter gradients (off for the extra Fisher sweeps, which only capture).
+    pub param_grads: bool,
+    /// Dense and conv layers emit their `(ā, g)` rows as [`LayerCapture`]s.
+    pub capture: bool,
+}
+
+/// Everything a training step needs from the backward pass.
+#[derive(Clone, Debug)]
+pub struct BackwardOutput<F: Float = f32> {
+    /// The loss value of the forward pass.
+    pub loss: f64,
+    /// Parameter gradients of the loss (from the true labels).
+    pub grads: Gradients<F>,
+    /// Per-layer curvature rows, empty unless a Fisher type was requested.
+    pub captures: Vec<LayerCapture<F>>,
+}
+
+/// State of one reverse sweep: pending node gradients, results, and the capture sink.
+pub(crate) struct Sweep<'s, 'p, F: Float> {
+    tape: &'s Tape<'p, F>,
+    pending: Vec<Option<Tensor<F>>>,
+    pub(crate) mode: SweepMode,
+    /// Multiplies captured `g` rows so each is a per-example loss gradient (the batch size).
+    pub(crate) batch_scale: F,
+    grads: Gradients<F>,
+    pub(crate) captures: &'s mut Vec<LayerCapture<F>>,
+}
+
+impl<'s, 'p, F: Float> Sweep<'s, 'p, F> {
+    /// The forward value of `v`.
+    pub(crate) fn value(&self, v: Var) -> &'s Tensor<F> {
+        self.tape.value(v)
+    }
+
+    /// True when a gradient must flow into `v`.
+    pub(crate) fn wants(&self, v: Var) -> bool {
+        self.tape.nodes[v.0].needs_grad
+    }
+
+    /// Accumulates `g` into the pending gradient of `v` (ignored if `v` needs none).
+    pub(crate) fn add(&mut self, v: Var, g: Tensor<F>) -> Result<()> {
+        if !self.wants(v) {
+            return Ok(());
+        }
+        match &mut self.pending[v.0] {
+            Some(acc) => acc.axpy(F::ONE, &g),
+            slot @ None => {
+                *slot = Some(g);
+                Ok(())
+            }
+        }
+    }
+
+    /// Records one layer's rows; `a` is built only the first time the layer is seen, because it
+    /// is the same in every sweep of one forward pass.
+    pub(crate) fn capture(
+        &mut self,
+        layer: LayerId,
+        rows_per_example: usize,
+        a: impl FnOnce() -> Tensor<F>,
+        g: Tensor<F>,
+    ) {
+        match self.captures.iter_mut().find(|c| c.layer == layer) {
+            Some(c) => c.g.push(g),
+            None => self.captures.push(LayerCapture {
+                layer,
+                a: a(),
+                g: vec![g],
+                rows_per_example,
+            }),
+        }
+    }
+
+    fn param_grad(&mut self, id: ParamId, g: Tensor<F>) -> Result<()> {
+        if self.mode.param_grads {
+            self.grads.accumulate(id, g)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'p, F: Float> Tape<'p, F> {
+    /// Backpropagates from a scalar loss; returns the loss value and parameter gradients.
+    pub fn backward(self, loss: Var) -> Result<BackwardOutput<F>> {
+        self.backward_with(loss, FisherType::Off)
+    }
+
+    /// Backpropagates from a scalar loss and captures curvature rows of the chosen Fisher type.
+    ///
+    /// Gradients always come from the true labels. `Empirical` captures from that same sweep;
+    /// `Sampled` and `Exact` run extra capture-only sweeps seeded at the loss input.
+    pub fn backward_with(self, loss: Var, fisher: FisherType) -> Result<BackwardOutput<F>> {
+        self.check_var(loss, "backward")?;
+        let loss_value = self.value(loss).item()?.to_f64();
+        let (input, seeds, batch) = self.fisher_plan(loss, fisher)?;
+        let scale = F::from_f64(batch as f64);
+        let mut captures = Vec::new();
+        let mode = SweepMode {
+            param_grads: true,
+            capture: fisher == FisherType::Empirical,
+        };
+        let grads = self.run(
+            &[(loss, Tensor::scalar(F::ONE))],
+            mode,
+            scale,
+            &mut captures,
+        )?;
+        let extra = SweepMode {
+            param_grads: false,
+            capture: true,
+        };
+        for seed in seeds {
+            self.run(&[(input, seed)], extra, scale, &mut captures)?;
+        }
+        Ok(BackwardOutput {
+            loss: loss_value,
+            grads,
+            captures,
+        })
+    }
+
+    /// Backpropagates an arbitrary seed gradient `seed` (shape of `v`) into the parameters.
+    pub fn backward_from(self, v: Var, seed: Tensor<F>) -> Result<Gradients<F>> {
+        self.sweep(
+            &[(v, seed)],
+            SweepMode {
+                param_grads: true,
+                capture: false,
+            },
+            1,
+        )
+        .map(|(g, _)| g)
+    }
+
+    /// One reverse sweep from several seeds, without consuming the tape, so it can run again
+    /// with other seeds. Captured `g` rows are multiplied by `batch` (per-example scaling).
+    pub fn sweep(
+        &self,
+        seeds: &[(Var, Tensor<F>)],
+        mode: SweepMode,
+        batch: usize,
+    ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
+        let mut captures = Vec::new();
+        let grads = self.run(seeds, mode, F::from_f64(batch as f64), &mut captures)?;
+        Ok((grads, captures))
+    }
+
+    /// For a loss node: its input, the extra capture seeds for `fisher`, and the batch size.
+    fn fisher_plan(&self, loss: Var, fisher: FisherType) -> Result<(Var, Vec<Tensor<F>>, usize)> {
+        match &self.nodes[loss.0].op {
+            Op::Loss { input, kind, saved } => {
+                let batch = self.value(*input).shape().as_matrix().0;
+                Ok((*input, loss::fisher_seeds(kind, saved, fisher)?, batch))
+            }
+            _ if matches!(fisher, FisherType::Off | FisherType::Empirical) => Ok((loss, Vec::new(), 1)),
+            _ => Err(Error::Autograd("a sampled or exact Fisher needs a loss node (cross_entropy, bce_with_logits or mse)".into())),
+        }
+    }
+
+    fn run(
+        &self,
+        seeds: &[(Var, Tensor<F>)],
+        mode: SweepMode,
+        batch_scale: F,
+        captures: &mut Vec<LayerCapture<F>>,
+    ) -> Result<Gradients<F>> {
+        if !self.is_recording() {
+            return Err(Error::Autograd(
+                "this tape was built with Tape::no_grad and recorded no graph".into(),
+            ));
+        }
+        let mut sw = Sweep {
+            tape: self,
+            pending: Vec::new(),
+            mode,
+            batch_scale,
+            grads: Gradients::new(self.params.len()),
+            captures,
+        };
+        sw.pending.resize_with(self.nodes.len(), || None);
+        let mut last = 0;
+        for (v, seed) in seeds {
+            self.check_var(*v, "backward")?;
+            self.value(*v).check_same(seed, "backward seed")?;
+            sw.add(*v, seed.clone())?;
+            last = last.max(v.0);
+        }
+        for i in (0..=last).rev() {
+            if let Some(g) = sw.pending[i].take() {
+                backprop_node(&mut sw, i, g)?;
+            }
+        }
+        Ok(sw.grads)
+    }
+}
+
+/// Pushes the gradient `g` of node `i` to its inputs.
+fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) -> Result<()> {
+    let node = &sw.tape.nodes[i];
+    let y = &node.value;
+    match &node.op {
+        Op::Input => Ok(()),
+        Op::Param(id) => sw.param_grad(*id, g),
+        Op::Add(a, b) => elementwise::add_backward(sw, *a, *b, g),
+        Op::Sub(a, b) => elementwise::sub_backward(sw, *a, *b, g),
+        Op::Mul(a, b) => elementwise::mul_backward(sw, *a, *b, g),
+        Op::Scale(x, c) => sw.add(*x, elementwise::scale_backward(*c, g)),
+        Op::AddScalar(x) => sw.add(*x, g),
+        Op::Relu(x) => sw.add(*x, activation::relu_backward(y, g)),
+        Op::Tanh(x) => sw.add(*x, activation::tanh_backward(y, g)),
+        Op::Sigmoid(x) => sw.add(*x, activation::sigmoid_backward(y, g)),
+        Op::LogSoftmax(x) => sw.add(*x, activation::log_softmax_backward(y, g)),
+        Op::MatMul { a, b, ta, tb } => matmul::matmul_backward(sw, *a, *b, *ta, *tb, &g),
+        Op::Dense { x, w, b, layer } => dense::dense_backward(sw, *x, *w, *b, *layer, g),
+        Op::Loss { input, kind, saved } => sw.add(*input, loss::loss_backward(kind, saved, &g)?),
+        Op::Sum(x) => sw.add(*x, reduce::sum_backward(sw.value(*x), &g, 1.0)?),
+        Op::Mean(x) => sw.add(
+            *x,
+            reduce::sum_backward(sw.value(*x), &g, 1.0 / sw.value(*x).len() as f64)?,
+        ),
+        Op::Reshape(x) => sw.add(*x, g.reshape(sw.value(*x).dims())?),
+    }
+}

@@ -1,0 +1,72 @@
+//! `Gradients`: one optional tensor per parameter, keyed by [`ParamId`].
+
+use crate::error::{Error, Result};
+use crate::params::{ParamId, ParamStore};
+use crate::tensor::{Float, Tensor};
+
+/// Parameter gradients from one backward sweep (`None` for parameters the loss did not reach).
+#[derive(Clone, Debug)]
+pub struct Gradients<F: Float = f32> {
+    by_param: Vec<Option<Tensor<F>>>,
+}
+
+impl<F: Float> Gradients<F> {
+    /// No gradients yet, room for `n` parameters.
+    pub(crate) fn new(n: usize) -> Self {
+        Gradients {
+            by_param: vec![None; n],
+        }
+    }
+
+    /// Adds `g` into the gradient of `id` (sum when a parameter is used more than once).
+    pub(crate) fn accumulate(&mut self, id: ParamId, g: Tensor<F>) -> Result<()> {
+        match &mut self.by_param[id.0] {
+            Some(acc) => acc.axpy(F::ONE, &g),
+            slot @ None => {
+                *slot = Some(g);
+                Ok(())
+            }
+        }
+    }
+
+    /// The gradient of one parameter.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<F>> {
+        self.by_param.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The gradient of one parameter, or an error naming it.
+    pub fn require(&self, id: ParamId, params: &ParamStore<F>) -> Result<&Tensor<F>> {
+        self.get(id).ok_or_else(|| {
+            Error::Autograd(format!(
+                "no gradient reached parameter `{}`",
+                params.name(id)
+            ))
+        })
+    }
+
+    /// `(id, gradient)` for every parameter that has one.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor<F>)> {
+        self.by_param
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
+    }
+
+    /// Euclidean norm of all gradients together, accumulated in f64.
+    pub fn global_norm(&self) -> f64 {
+        self.iter()
+            .map(|(_, g)| {
+                g.data()
+                    .iter()
+                    .map(|x| x.to_f64() * x.to_f64())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// The first parameter whose gradient holds a NaN or infinity.
+    pub fn first_non_finite(&self) -> Option<ParamId> {
+        self.iter().find(|(_, g)| !g.all_finite()).map(|(id, _)| id)
+    }
+}

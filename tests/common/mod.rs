@@ -1,0 +1,36 @@
+//! Shared tolerances and helpers for the integration tests.
+#![allow(dead_code)]
+
+use tekfac::tensor::seeded_rng;
+use tekfac::{ParamStore, Tensor};
+
+/// Finite-difference checks in f64 must agree to this relative error.
+pub const GRAD_TOL: f64 = 1e-6;
+/// Matrix products in f64 against a naive loop.
+pub const MATMUL_TOL: f64 = 1e-12;
+
+/// A seeded N(0, 1) tensor in f64.
+pub fn randn(dims: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::randn(dims, 0.0, 1.0, &mut seeded_rng(seed))
+}
+
+/// A store holding the given tensors as parameters `p0`, `p1`, ...
+pub fn store(tensors: Vec<Tensor<f64>>) -> ParamStore<f64> {
+    let mut ps = ParamStore::seeded(0);
+    for (i, t) in tensors.into_iter().enumerate() {
+        ps.add(format!("p{i}"), t).unwrap();
+    }
+    ps
+}
+
+/// Keeps every element at least `margin` away from 0 (for relu kinks).
+pub fn away_from_zero(mut t: Tensor<f64>, margin: f64) -> Tensor<f64> {
+    t.map_inplace(|x| {
+        if x.abs() < margin {
+            if x >= 0.0 { x + margin } else { x - margin }
+        } else {
+            x
+        }
+    });
+    t
+}
