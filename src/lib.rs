@@ -39,6 +39,7 @@ pub mod gradcheck;
 pub mod kernels;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod tensor;
 

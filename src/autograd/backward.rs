@@ -170,7 +170,9 @@ impl<'p, F: Float> Tape<'p, F> {
                 Ok((*input, loss::fisher_seeds(kind, saved, fisher)?, batch))
             }
             _ if matches!(fisher, FisherType::Off | FisherType::Empirical) => Ok((loss, Vec::new(), 1)),
-            _ => Err(Error::Autograd("a sampled or exact Fisher needs a loss node (cross_entropy, bce_with_logits or mse)".into())),
+            _ => Err(Error::Autograd(
+                "a sampled or exact Fisher needs a loss node (cross_entropy, bce_with_logits or mse)".into(),
+            )),
         }
     }
 

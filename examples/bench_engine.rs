@@ -1,0 +1,140 @@
+//! Engine benchmark: f32 GEMM GFLOP/s and the SGD-momentum training step of the 784-512-256-10
+//! ReLU MLP at batch 128, side by side with the JAX peer (`../shared/bench/peer`) when its venv
+//! exists (`../shared/bench/peer/setup.sh`).
+//!
+//! Run: cargo run --release --example bench_engine [-- --threads 2] [--no-peer]
+
+use std::process::Command;
+use std::time::Instant;
+use tekfac::kernels::gemm::{MatRef, gemm_into};
+use tekfac::nn::{Linear, Module};
+use tekfac::optim::{Optimizer, Sgd, SgdConfig};
+use tekfac::tensor::seeded_rng;
+use tekfac::{ParamStore, Tape, Tensor};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median seconds per call of `f` over `blocks` blocks of `reps` calls, after a warm-up.
+fn time(reps: usize, blocks: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..reps {
+        f();
+    }
+    median(
+        (0..blocks)
+            .map(|_| {
+                let t = Instant::now();
+                (0..reps).for_each(|_| f());
+                t.elapsed().as_secs_f64() / reps as f64
+            })
+            .collect(),
+    )
+}
+
+fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
+    let mut rng = seeded_rng(0);
+    let a = Tensor::<f32>::randn(&[m, k], 0.0, 1.0, &mut rng);
+    let b = Tensor::<f32>::randn(&[k, n], 0.0, 1.0, &mut rng);
+    let mut c = vec![0f32; m * n];
+    let reps = (2e9 / (2.0 * (m * k * n) as f64)).clamp(1.0, 200.0) as usize;
+    let s = time(reps, 7, || {
+        gemm_into(
+            1.0,
+            MatRef::new(a.data(), m, k, false),
+            MatRef::new(b.data(), k, n, false),
+            0.0,
+            &mut c,
+        )
+    });
+    2.0 * (m * k * n) as f64 / s / 1e9
+}
+
+fn mlp_step_ms() -> f64 {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    let sizes = [784, 512, 256, 10];
+    let layers: Vec<Linear> = (0..3)
+        .map(|i| {
+            Linear::new(
+                &mut ps,
+                &format!("fc{}", i + 1),
+                sizes[i],
+                sizes[i + 1],
+                true,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut rng = seeded_rng(1);
+    let x = Tensor::<f32>::rand_uniform(&[128, 784], 0.0, 1.0, &mut rng);
+    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let mut opt = Sgd::new(SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        ..Default::default()
+    });
+    let s = time(50, 7, || {
+        let mut t = Tape::new(&ps);
+        let mut h = t.input(x.clone());
+        for (i, l) in layers.iter().enumerate() {
+            h = l.forward(&mut t, h).unwrap();
+            if i < 2 {
+                h = t.relu(h);
+            }
+        }
+        let loss = t.cross_entropy(h, &y).unwrap();
+        let out = t.backward(loss).unwrap();
+        opt.step(&mut ps, &out).unwrap();
+    });
+    s * 1e3
+}
+
+/// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
+fn jax_step_ms(model: &str) -> Option<f64> {
+    let py = "/tmp/tekfac-peer-venv/bin/python";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/bench/peer/bench_jax_train.py"
+    );
+    if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
+        return None;
+    }
+    let out = Command::new(py)
+        .args([script, "--model", model, "--epochs", "0"])
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+    v["step_ms"]["median"].as_f64()
+}
+
+fn main() {
+    let threads = std::env::args()
+        .skip_while(|a| a != "--threads")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    tekfac::set_threads(threads);
+    println!("threads: {threads}");
+    for (m, k, n) in [(128, 784, 512), (1024, 1024, 1024)] {
+        println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));
+    }
+    let ours = mlp_step_ms();
+    println!("MLP 784-512-256-10 SGD step, batch 128: tekfac {ours:.2} ms");
+    let peer = if std::env::args().any(|a| a == "--no-peer") {
+        None
+    } else {
+        jax_step_ms("mlp")
+    };
+    match peer {
+        Some(jax) => println!(
+            "MLP step: JAX {jax:.2} ms, ratio tekfac/JAX = {:.2}",
+            ours / jax
+        ),
+        None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio"),
+    }
+}

@@ -1,0 +1,74 @@
+//! SGD with heavy-ball (or Nesterov) momentum and L2 weight decay, as in PyTorch:
+//! `d = ∇ + wd·θ; m ← μ·m + d; θ ← θ − η·(Nesterov ? d + μ·m : m)`.
+
+use super::Optimizer;
+use crate::autograd::BackwardOutput;
+use crate::error::Result;
+use crate::params::ParamStore;
+use crate::tensor::{Float, Tensor};
+
+/// Hyperparameters of [`Sgd`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate η (usual: 0.01–0.1).
+    pub lr: f64,
+    /// Momentum μ (usual: 0.9; 0 = plain gradient descent).
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay added to the gradient (usual: 0 or 5e-4).
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Stochastic gradient descent with momentum.
+#[derive(Clone, Debug)]
+pub struct Sgd<F: Float = f32> {
+    /// Hyperparameters (the learning rate may be changed between steps by a schedule).
+    pub config: SgdConfig,
+    momentum: Vec<Option<Tensor<F>>>,
+}
+
+impl<F: Float> Sgd<F> {
+    /// A fresh optimizer with zero momentum buffers.
+    pub fn new(config: SgdConfig) -> Self {
+        Sgd {
+            config,
+            momentum: Vec::new(),
+        }
+    }
+}
+
+impl<F: Float> Optimizer<F> for Sgd<F> {
+    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<()> {
+        let c = self.config;
+        let (lr, mu, wd) = (
+            F::from_f64(c.lr),
+            F::from_f64(c.momentum),
+            F::from_f64(c.weight_decay),
+        );
+        self.momentum.resize_with(params.len(), || None);
+        for (id, g) in pass.grads.iter() {
+            let theta = params.get_mut(id);
+            let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
+            theta.check_same(g, "sgd")?;
+            let (th, m) = (theta.data_mut(), buf.data_mut());
+            for ((t, m), &g) in th.iter_mut().zip(m.iter_mut()).zip(g.data()) {
+                let d = g + wd * *t;
+                *m = mu * *m + d;
+                *t -= lr * if c.nesterov { d + mu * *m } else { *m };
+            }
+        }
+        Ok(())
+    }
+}
