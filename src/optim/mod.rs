@@ -1,14 +1,49 @@
 //! Optimizers. Each sees the whole backward output (gradients, captures) and says which Fisher
 //! type the training loop should capture next.
 
+mod adam;
+mod schedule;
 mod sgd;
 
+pub use adam::{Adam, AdamConfig};
+pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::error::Result;
 use crate::params::ParamStore;
 use crate::tensor::Float;
+
+/// What one optimizer step did, for logs and metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Loss of the forward pass the step used.
+    pub loss: f64,
+    /// ‖∇‖ over all parameters.
+    pub grad_norm: f64,
+    /// ‖Δθ‖ of the applied update.
+    pub update_norm: f64,
+    /// Damping λ per curvature block (`(layer name, λ)`), empty for first-order methods.
+    pub damping: Vec<(String, f64)>,
+    /// Seconds spent on curvature statistics (factors and re-scaling).
+    pub time_stats: f64,
+    /// Seconds spent on eigendecompositions.
+    pub time_eigen: f64,
+    /// Seconds spent preconditioning.
+    pub time_precondition: f64,
+}
+
+impl StepStats {
+    /// Stats of a first-order step: loss, gradient norm and update norm only.
+    pub fn first_order<F: Float>(pass: &BackwardOutput<F>, update_norm: f64) -> Self {
+        StepStats {
+            loss: pass.loss,
+            grad_norm: pass.grads.global_norm(),
+            update_norm,
+            ..Default::default()
+        }
+    }
+}
 
 /// A parameter update rule.
 pub trait Optimizer<F: Float = f32> {
@@ -18,5 +53,8 @@ pub trait Optimizer<F: Float = f32> {
     }
 
     /// Updates `params` in place from one backward pass.
-    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<()>;
+    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats>;
+
+    /// Sets the learning rate (schedules call this before each step).
+    fn set_lr(&mut self, lr: f64);
 }

@@ -1,7 +1,7 @@
 //! SGD with heavy-ball (or Nesterov) momentum and L2 weight decay, as in PyTorch:
 //! `d = ∇ + wd·θ; m ← μ·m + d; θ ← θ − η·(Nesterov ? d + μ·m : m)`.
 
-use super::Optimizer;
+use super::{Optimizer, StepStats};
 use crate::autograd::BackwardOutput;
 use crate::error::Result;
 use crate::params::ParamStore;
@@ -50,7 +50,7 @@ impl<F: Float> Sgd<F> {
 }
 
 impl<F: Float> Optimizer<F> for Sgd<F> {
-    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<()> {
+    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
         let c = self.config;
         let (lr, mu, wd) = (
             F::from_f64(c.lr),
@@ -58,6 +58,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             F::from_f64(c.weight_decay),
         );
         self.momentum.resize_with(params.len(), || None);
+        let mut update_sq = 0.0;
         for (id, g) in pass.grads.iter() {
             let theta = params.get_mut(id);
             let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
@@ -66,9 +67,15 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             for ((t, m), &g) in th.iter_mut().zip(m.iter_mut()).zip(g.data()) {
                 let d = g + wd * *t;
                 *m = mu * *m + d;
-                *t -= lr * if c.nesterov { d + mu * *m } else { *m };
+                let u = lr * if c.nesterov { d + mu * *m } else { *m };
+                update_sq += u.to_f64() * u.to_f64();
+                *t -= u;
             }
         }
-        Ok(())
+        Ok(StepStats::first_order(pass, update_sq.sqrt()))
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
     }
 }

@@ -1,0 +1,107 @@
+//! Adam (Kingma & Ba 2015) with bias correction, and AdamW's decoupled weight decay as an option:
+//! `m ← β₁m + (1−β₁)d; v ← β₂v + (1−β₂)d²; θ ← θ − η·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`,
+//! `v̂ = v/(1−β₂ᵗ)`; `d = ∇ + wd·θ` (L2), or `θ ← θ − η·wd·θ` before the step (decoupled).
+
+use super::{Optimizer, StepStats};
+use crate::autograd::BackwardOutput;
+use crate::error::Result;
+use crate::params::ParamStore;
+use crate::tensor::{Float, Tensor};
+
+/// Hyperparameters of [`Adam`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate η (usual: 1e-3).
+    pub lr: f64,
+    /// First-moment decay β₁ (0.9).
+    pub beta1: f64,
+    /// Second-moment decay β₂ (0.999).
+    pub beta2: f64,
+    /// ε in the denominator (1e-8).
+    pub eps: f64,
+    /// Weight decay (0).
+    pub weight_decay: f64,
+    /// AdamW: decay the weights directly instead of adding `wd·θ` to the gradient.
+    pub decoupled: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+}
+
+/// The Adam optimizer.
+#[derive(Clone, Debug)]
+pub struct Adam<F: Float = f32> {
+    /// Hyperparameters (a schedule may change `lr` between steps).
+    pub config: AdamConfig,
+    step: u64,
+    moments: Vec<Option<(Tensor<F>, Tensor<F>)>>,
+}
+
+impl<F: Float> Adam<F> {
+    /// A fresh optimizer.
+    pub fn new(config: AdamConfig) -> Self {
+        Adam {
+            config,
+            step: 0,
+            moments: Vec::new(),
+        }
+    }
+}
+
+impl<F: Float> Optimizer<F> for Adam<F> {
+    fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
+        let c = self.config;
+        self.step += 1;
+        let t = self.step as i32;
+        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+        let (b1, b2, eps) = (
+            F::from_f64(c.beta1),
+            F::from_f64(c.beta2),
+            F::from_f64(c.eps),
+        );
+        let lr_hat = F::from_f64(c.lr / bc1);
+        let (l2, decay) = if c.decoupled {
+            (F::ZERO, F::from_f64(c.lr * c.weight_decay))
+        } else {
+            (F::from_f64(c.weight_decay), F::ZERO)
+        };
+        let sqrt_bc2 = F::from_f64(bc2.sqrt());
+        self.moments.resize_with(params.len(), || None);
+        let mut update_sq = 0.0;
+        for (id, g) in pass.grads.iter() {
+            let theta = params.get_mut(id);
+            theta.check_same(g, "adam")?;
+            let (m, v) = self.moments[id.0]
+                .get_or_insert_with(|| (Tensor::zeros(g.dims()), Tensor::zeros(g.dims())));
+            for (((th, m), v), &g) in theta
+                .data_mut()
+                .iter_mut()
+                .zip(m.data_mut())
+                .zip(v.data_mut())
+                .zip(g.data())
+            {
+                let d = g + l2 * *th;
+                *m = b1 * *m + (F::ONE - b1) * d;
+                *v = b2 * *v + (F::ONE - b2) * d * d;
+                let u = lr_hat * *m / (v.sqrt() / sqrt_bc2 + eps) + decay * *th;
+                update_sq += u.to_f64() * u.to_f64();
+                *th -= u;
+            }
+        }
+        Ok(StepStats::first_order(pass, update_sq.sqrt()))
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+}
