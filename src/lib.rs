@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod curvature;
 pub mod dataset;
 pub mod error;

@@ -1,0 +1,59 @@
+//! Checkpoints: weights and optimizer state as `.safetensors` files, written atomically.
+//!
+//! Weights are stored under their parameter names (`fc1.weight`), so the Python `safetensors`
+//! package loads them directly. Optimizer state (momentum, factors, bases, s*/Θ, counters) goes
+//! through the same [`TensorDict`], with integer counters in the file's metadata.
+
+mod atomic;
+mod dict;
+
+pub use atomic::write_atomic;
+pub use dict::{TensorDict, read_dict, write_dict};
+
+use crate::error::{Error, Result};
+use crate::params::ParamStore;
+use crate::tensor::Float;
+use std::path::Path;
+
+/// Saves every parameter of `params` under its name.
+pub fn save_params<F: Float>(
+    path: &Path,
+    params: &ParamStore<F>,
+    metadata: &[(&str, String)],
+) -> Result<()> {
+    let mut dict = TensorDict::default();
+    for id in params.ids() {
+        dict.put_tensor(params.name(id), params.get(id));
+    }
+    for (k, v) in metadata {
+        dict.meta.insert((*k).to_string(), v.clone());
+    }
+    write_dict(path, &dict)
+}
+
+/// Loads weights saved by [`save_params`] into `params`, refusing a file whose names, shapes or
+/// element type do not match the model exactly.
+pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<TensorDict> {
+    let dict = read_dict(path)?;
+    let bad = |msg: String| Error::Checkpoint(format!("{}: {msg}", path.display()));
+    if dict.len() != params.len() {
+        return Err(bad(format!(
+            "holds {} tensors, the model has {} parameters",
+            dict.len(),
+            params.len()
+        )));
+    }
+    for id in params.ids().collect::<Vec<_>>() {
+        let name = params.name(id).to_string();
+        let t = dict.tensor::<F>(&name).map_err(|e| bad(e.to_string()))?;
+        if t.dims() != params.get(id).dims() {
+            return Err(bad(format!(
+                "`{name}` has shape {:?}, the model expects {:?}",
+                t.dims(),
+                params.get(id).dims()
+            )));
+        }
+        *params.get_mut(id) = t;
+    }
+    Ok(dict)
+}
