@@ -61,16 +61,21 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         let mut update_sq = 0.0;
         for (id, g) in pass.grads.iter() {
             let theta = params.get_mut(id);
-            let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
             theta.check_same(g, "sgd")?;
-            let (th, m) = (theta.data_mut(), buf.data_mut());
-            for ((t, m), &g) in th.iter_mut().zip(m.iter_mut()).zip(g.data()) {
-                let d = g + wd * *t;
-                *m = mu * *m + d;
-                let u = lr * if c.nesterov { d + mu * *m } else { *m };
-                update_sq += u.to_f64() * u.to_f64();
-                *t -= u;
-            }
+            let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
+            let update = |t: &mut [F], m: &mut [F], g: &[F]| -> f64 {
+                // NOTE: 8 independent partial sums keep the loop vectorisable.
+                let mut sq = [F::ZERO; 8];
+                for (i, ((t, m), &g)) in t.iter_mut().zip(m.iter_mut()).zip(g).enumerate() {
+                    let d = g + wd * *t;
+                    *m = mu * *m + d;
+                    let u = lr * if c.nesterov { d + mu * *m } else { *m };
+                    sq[i % 8] += u * u;
+                    *t -= u;
+                }
+                sq.iter().map(|x| x.to_f64()).sum::<f64>()
+            };
+            update_sq += update(theta.data_mut(), buf.data_mut(), g.data());
         }
         Ok(StepStats::first_order(pass, update_sq.sqrt()))
     }

@@ -1,0 +1,185 @@
+//! Command-line arguments of `tekfac` (clap derive). Every hyperparameter of the optimizers is a
+//! flag; defaults are the project defaults documented in docs/math.md.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Second-order optimisation (K-FAC, EKFAC, TKFAC, TEKFAC) from scratch, on real data.
+#[derive(Parser, Debug)]
+#[command(name = "tekfac", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: `train` with its defaults).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model and write metrics, charts and checkpoints to a run directory.
+    ///
+    /// Example: tekfac train --dataset fashion-mnist --model cnn --optimizer tekfac --epochs 5
+    Train(TrainArgs),
+    /// Download MNIST or Fashion-MNIST into ./data/<name>/ (checksums verified).
+    ///
+    /// Example: tekfac download fashion-mnist
+    Download(DownloadArgs),
+}
+
+/// Models with documented presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelName {
+    /// MLP 784-512-256-10, ReLU, softmax cross-entropy.
+    Mlp,
+    /// conv5x5 1→32, ReLU, maxpool2, conv5x5 32→64, ReLU, maxpool2, dense 1024→128, ReLU, dense 128→10.
+    Cnn,
+    /// MNIST deep autoencoder 784-1000-500-250-30 with mirrored decoder, BCE on pixels.
+    Autoencoder,
+}
+
+/// Optimizers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerName {
+    /// SGD with momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+    /// K-FAC (Martens & Grosse 2015; KFC for conv).
+    Kfac,
+    /// EKFAC (George et al. 2018).
+    Ekfac,
+    /// TKFAC (Gao et al. 2021).
+    Tkfac,
+    /// TEKFAC (Gao et al., arXiv 2011.13609).
+    Tekfac,
+}
+
+/// Labels behind the curvature statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FisherName {
+    /// Training labels.
+    Empirical,
+    /// Labels sampled from the model (true Fisher, Monte Carlo; see --fisher-samples).
+    Sampled,
+    /// One backpropagated vector per output class (type-2 / GGN; small models only).
+    Exact,
+}
+
+/// Learning-rate schedules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    /// Constant rate.
+    Constant,
+    /// Multiply by --gamma at each epoch in --milestones.
+    Step,
+    /// Cosine decay to 0 over the run.
+    Cosine,
+}
+
+/// Arguments of `tekfac train`.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// fashion-mnist-mini (ships in data/), fashion-mnist, mnist, or idx:DIR (any MNIST-format data).
+    #[arg(long, default_value = "fashion-mnist-mini")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files (searched first).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Model preset.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelName,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value = "tekfac")]
+    pub optimizer: OptimizerName,
+    /// Learning rate (default: 0.01 for sgd, 1e-3 for adam, per-variant defaults for the rest).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum (heavy-ball; on the preconditioned step for natural-gradient methods).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Damping λ of the curvature blocks.
+    #[arg(long, default_value_t = 1e-3)]
+    pub damping: f64,
+    /// Update curvature statistics every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub stats_interval: u64,
+    /// Recompute eigenbases every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub eigen_interval: u64,
+    /// Re-estimate s* / Θ every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub scale_interval: u64,
+    /// EMA decay ρ of the running averages.
+    #[arg(long, default_value_t = 0.95)]
+    pub ema_decay: f64,
+    /// Fisher type of the curvature statistics.
+    #[arg(long, value_enum, default_value = "sampled")]
+    pub fisher: FisherName,
+    /// Labels sampled per example for --fisher sampled.
+    #[arg(long, default_value_t = 1)]
+    pub fisher_samples: usize,
+    /// KL-clipping threshold (off when absent).
+    #[arg(long)]
+    pub kl_clip: Option<f64>,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleName,
+    /// Epochs at which --schedule step multiplies the rate by --gamma.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<u64>,
+    /// Factor of --schedule step.
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Use only the first N training examples (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub train_limit: usize,
+    /// Stop after this many steps in total (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_steps: u64,
+    /// Seed of initialisation, shuffling and label sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Run directory for config.json, metrics.csv, charts and checkpoints.
+    #[arg(long, default_value = "runs/latest")]
+    pub out: PathBuf,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Log metrics every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print one JSON object per log line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the SHA-256 check of the data files.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// Arguments of `tekfac download`.
+#[derive(Args, Debug, Clone)]
+pub struct DownloadArgs {
+    /// mnist or fashion-mnist.
+    pub name: String,
+    /// Destination root (files go to <root>/<name>/).
+    #[arg(long, default_value = "data")]
+    pub root: PathBuf,
+}

@@ -1,0 +1,65 @@
+//! Hyperparameters of the natural-gradient optimizers, with the project defaults of
+//! `docs/math.md` (spec §1). Every field is a CLI flag of `tekfac train`.
+
+use crate::autograd::FisherType;
+
+/// How dense layers inside a CNN are damped under TEKFAC (spec §6.3; how the paper applies β is
+/// not public, so this is an explicit choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DenseInCnn {
+    /// Use the fixed `damping` λ, like any dense layer (default).
+    #[default]
+    Fixed,
+    /// `λ_dense := β`, with `β = max over conv layers of max(ΣΘ, ϑ)/dim Θ`.
+    Beta,
+    /// `λ_dense := β·λ`.
+    BetaTimesLambda,
+}
+
+/// Settings shared by K-FAC, EKFAC, TKFAC and TEKFAC.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NgConfig {
+    /// Learning rate η (usual: 1e-3 … 1e-1 with momentum 0.9).
+    pub lr: f64,
+    /// Damping λ (usual: 1e-3 … 1e-1): additive on s*/Θ, Tikhonov for K-FAC/TKFAC.
+    pub damping: f64,
+    /// Heavy-ball momentum μ on the preconditioned step (0.9).
+    pub momentum: f64,
+    /// EMA decay ρ of every running average: `new = ρ·old + (1−ρ)·batch` (0.95).
+    pub decay: f64,
+    /// Update the factor statistics every this many steps (T_stats, 10).
+    pub stats_interval: u64,
+    /// Recompute the Kronecker eigenbasis every this many steps (T_eig, 100).
+    pub eigen_interval: u64,
+    /// Re-estimate s* / Θ every this many steps (T_scale, 10).
+    pub scale_interval: u64,
+    /// KL-clipping threshold κ (`None`: off; K-FAC codes use 1e-3 … 1e-2).
+    pub kl_clip: Option<f64>,
+    /// L2 weight decay added to the gradient before preconditioning (0).
+    pub weight_decay: f64,
+    /// Labels behind the curvature statistics (spec §1.1; default: sampled, k = 1).
+    pub fisher: FisherType,
+    /// ϑ, the floor of TEKFAC's trace-adaptive conv damping `λ = max(ΣΘ, ϑ)/dim Θ` (1e-3).
+    pub conv_damping_floor: f64,
+    /// Damping of dense layers inside a CNN under TEKFAC.
+    pub dense_in_cnn: DenseInCnn,
+}
+
+impl Default for NgConfig {
+    fn default() -> Self {
+        NgConfig {
+            lr: 0.01,
+            damping: 1e-3,
+            momentum: 0.9,
+            decay: 0.95,
+            stats_interval: 10,
+            eigen_interval: 100,
+            scale_interval: 10,
+            kl_clip: None,
+            weight_decay: 0.0,
+            fisher: FisherType::Sampled { k: 1, seed: 0 },
+            conv_damping_floor: 1e-3,
+            dense_in_cnn: DenseInCnn::Fixed,
+        }
+    }
+}
