@@ -51,6 +51,38 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     2.0 * (m * k * n) as f64 / s / 1e9
 }
 
+/// Milliseconds of (forward, backward, update) of one MLP step, medians.
+fn mlp_breakdown(
+    ps: &mut ParamStore<f32>,
+    layers: &[Linear],
+    x: &Tensor<f32>,
+    y: &[usize],
+    opt: &mut Sgd<f32>,
+) -> [f64; 3] {
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let mut t = Tape::new(ps);
+        let mut h = t.input(x.clone());
+        for (i, l) in layers.iter().enumerate() {
+            h = l.forward(&mut t, h).unwrap();
+            if i < 2 {
+                h = t.relu(h);
+            }
+        }
+        let loss = t.cross_entropy(h, y).unwrap();
+        let t1 = Instant::now();
+        let out = t.backward(loss).unwrap();
+        let t2 = Instant::now();
+        opt.step(ps, &out).unwrap();
+        let t3 = Instant::now();
+        for (p, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+            p.push((b - a).as_secs_f64() * 1e3);
+        }
+    }
+    parts.map(median)
+}
+
 fn mlp_step_ms() -> f64 {
     let mut ps = ParamStore::<f32>::seeded(0);
     let sizes = [784, 512, 256, 10];
@@ -87,6 +119,8 @@ fn mlp_step_ms() -> f64 {
         let out = t.backward(loss).unwrap();
         opt.step(&mut ps, &out).unwrap();
     });
+    let [f, b, u] = mlp_breakdown(&mut ps, &layers, &x, &y, &mut opt);
+    println!("  breakdown: forward {f:.2} ms, backward {b:.2} ms, update {u:.2} ms");
     s * 1e3
 }
 

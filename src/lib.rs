@@ -43,6 +43,7 @@ pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{BackwardOutput, FisherType, Gradients, LayerCapture, SweepMode, Tape, Var};
 pub use error::{Error, Result};

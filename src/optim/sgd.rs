@@ -63,19 +63,13 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             let theta = params.get_mut(id);
             theta.check_same(g, "sgd")?;
             let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
-            let update = |t: &mut [F], m: &mut [F], g: &[F]| -> f64 {
-                // NOTE: 8 independent partial sums keep the loop vectorisable.
-                let mut sq = [F::ZERO; 8];
-                for (i, ((t, m), &g)) in t.iter_mut().zip(m.iter_mut()).zip(g).enumerate() {
-                    let d = g + wd * *t;
-                    *m = mu * *m + d;
-                    let u = lr * if c.nesterov { d + mu * *m } else { *m };
-                    sq[i % 8] += u * u;
-                    *t -= u;
-                }
-                sq.iter().map(|x| x.to_f64()).sum::<f64>()
-            };
-            update_sq += update(theta.data_mut(), buf.data_mut(), g.data());
+            update_sq += sgd_update(
+                theta.data_mut(),
+                buf.data_mut(),
+                g.data(),
+                [lr, mu, wd],
+                c.nesterov,
+            );
         }
         Ok(StepStats::first_order(pass, update_sq.sqrt()))
     }
@@ -83,4 +77,48 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }
+}
+
+/// `d = g + wd·θ; m ← μm + d; θ ← θ − η·(m or d + μm)` over slices; returns `‖Δθ‖²`.
+/// NOTE: lanes of 8 with independent partial sums keep the loop vectorised. It stays on one
+/// thread: splitting it (rayon or a scoped thread) competes with matrixmultiply's thread pool
+/// on 2 cores and made the whole step slower (docs/PERFORMANCE.md).
+fn sgd_update<F: Float>(
+    theta: &mut [F],
+    m: &mut [F],
+    g: &[F],
+    [lr, mu, wd]: [F; 3],
+    nesterov: bool,
+) -> f64 {
+    let step = |t: &mut F, m: &mut F, g: F| -> F {
+        let d = g + wd * *t;
+        *m = mu * *m + d;
+        let u = if nesterov {
+            lr * (d + mu * *m)
+        } else {
+            lr * *m
+        };
+        *t -= u;
+        u
+    };
+    let mut sq = [F::ZERO; 8];
+    let mut tc = theta.chunks_exact_mut(8);
+    let mut mc = m.chunks_exact_mut(8);
+    let mut gc = g.chunks_exact(8);
+    for ((t, m), g) in (&mut tc).zip(&mut mc).zip(&mut gc) {
+        for j in 0..8 {
+            let u = step(&mut t[j], &mut m[j], g[j]);
+            sq[j] += u * u;
+        }
+    }
+    for ((t, m), g) in tc
+        .into_remainder()
+        .iter_mut()
+        .zip(mc.into_remainder())
+        .zip(gc.remainder())
+    {
+        let u = step(t, m, *g);
+        sq[0] += u * u;
+    }
+    sq.iter().map(|x| x.to_f64()).sum()
 }

@@ -1,0 +1,110 @@
+//! The training loop pieces shared by the CLI and the examples: one step (forward, loss,
+//! backward with the optimizer's Fisher type, divergence check, update) and evaluation.
+//!
+//! The loop itself stays visible in its callers; these functions only keep the step honest:
+//! a NaN or infinity in the loss, a gradient or the updated weights stops training with an
+//! error naming the step and the first offending parameter, before anything is saved.
+
+mod metrics;
+
+pub use metrics::{COLUMNS, MetricsCsv, Row};
+
+use crate::autograd::Tape;
+use crate::error::{Error, Result};
+use crate::nn::Module;
+use crate::optim::{Optimizer, StepStats};
+use crate::params::ParamStore;
+use crate::tensor::Tensor;
+
+/// What the model is trained to do, which decides the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Softmax cross-entropy against integer labels.
+    Classify,
+    /// Reconstruct the (flattened) input pixels: sigmoid BCE with logits.
+    Autoencode,
+}
+
+/// Records `loss(model(x))` on `tape` and returns the loss variable.
+fn record_loss(
+    tape: &mut Tape<'_, f32>,
+    model: &dyn Module<f32>,
+    task: Task,
+    x: Tensor<f32>,
+    labels: &[usize],
+) -> Result<(crate::Var, crate::Var)> {
+    let targets = (task == Task::Autoencode).then(|| {
+        let (n, d) = x.shape().as_matrix();
+        x.clone().reshape(&[n, d])
+    });
+    let xv = tape.input(x);
+    let out = model.forward(tape, xv)?;
+    let loss = match targets {
+        Some(t) => tape.bce_with_logits(out, &t?)?,
+        None => tape.cross_entropy(out, labels)?,
+    };
+    Ok((out, loss))
+}
+
+/// One training step at global step `step`; errors on any non-finite value.
+pub fn train_step(
+    model: &dyn Module<f32>,
+    task: Task,
+    params: &mut ParamStore<f32>,
+    opt: &mut dyn Optimizer<f32>,
+    x: Tensor<f32>,
+    labels: &[usize],
+    step: u64,
+) -> Result<StepStats> {
+    let mut tape = Tape::new(params);
+    let (_, loss) = record_loss(&mut tape, model, task, x, labels)?;
+    let pass = tape.backward_with(loss, opt.fisher())?;
+    if !pass.loss.is_finite() {
+        return Err(Error::NonFinite {
+            what: "the loss".into(),
+            step: Some(step),
+        });
+    }
+    if let Some(id) = pass.grads.first_non_finite() {
+        return Err(Error::NonFinite {
+            what: format!("the gradient of {}", params.name(id)),
+            step: Some(step),
+        });
+    }
+    let stats = opt.step(params, &pass)?;
+    if let Some(id) = params.ids().find(|&id| !params.get(id).all_finite()) {
+        return Err(Error::NonFinite {
+            what: format!("the updated weights of {}", params.name(id)),
+            step: Some(step),
+        });
+    }
+    Ok(stats)
+}
+
+/// Mean loss and accuracy (classification; 0 for autoencoders) over batches, without a graph.
+pub fn evaluate<'a>(
+    model: &dyn Module<f32>,
+    task: Task,
+    params: &ParamStore<f32>,
+    batches: impl Iterator<Item = (Tensor<f32>, &'a [usize])>,
+) -> Result<(f64, f64)> {
+    let (mut loss, mut hits, mut n) = (0.0, 0usize, 0usize);
+    for (x, labels) in batches {
+        let b = x.dims()[0];
+        let mut tape = Tape::no_grad(params);
+        let (out, l) = record_loss(&mut tape, model, task, x, labels)?;
+        loss += tape.value(l).item()? as f64 * b as f64;
+        if task == Task::Classify {
+            hits += tape
+                .value(out)
+                .argmax_rows()
+                .iter()
+                .zip(labels)
+                .filter(|(p, y)| p == y)
+                .count();
+        }
+        n += b;
+    }
+    let n = n.max(1) as f64;
+    Ok((loss / n, hits as f64 / n))
+}
