@@ -2,6 +2,7 @@
 //! flag; defaults are the project defaults documented in docs/math.md.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Second-order optimisation (K-FAC, EKFAC, TKFAC, TEKFAC) from scratch, on real data.
@@ -27,7 +28,8 @@ pub enum Command {
 }
 
 /// Models with documented presets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModelName {
     /// MLP 784-512-256-10, ReLU, softmax cross-entropy.
     Mlp,
@@ -38,7 +40,8 @@ pub enum ModelName {
 }
 
 /// Optimizers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OptimizerName {
     /// SGD with momentum.
     Sgd,
@@ -55,7 +58,8 @@ pub enum OptimizerName {
 }
 
 /// Labels behind the curvature statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FisherName {
     /// Training labels.
     Empirical,
@@ -66,7 +70,8 @@ pub enum FisherName {
 }
 
 /// Learning-rate schedules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScheduleName {
     /// Constant rate.
     Constant,
@@ -77,7 +82,7 @@ pub enum ScheduleName {
 }
 
 /// Arguments of `tekfac train`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// fashion-mnist-mini (ships in data/), fashion-mnist, mnist, or idx:DIR (any MNIST-format data).
     #[arg(long, default_value = "fashion-mnist-mini")]

@@ -2,8 +2,10 @@
 //! `m ← β₁m + (1−β₁)d; v ← β₂v + (1−β₂)d²; θ ← θ − η·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`,
 //! `v̂ = v/(1−β₂ᵗ)`; `d = ∇ + wd·θ` (L2), or `θ ← θ − η·wd·θ` before the step (decoupled).
 
-use super::{Optimizer, StepStats};
+use super::{Optimizer, StepStats, load_buffers, save_buffers};
 use crate::autograd::BackwardOutput;
+use crate::checkpoint::TensorDict;
+use crate::error::Error;
 use crate::error::Result;
 use crate::params::ParamStore;
 use crate::tensor::{Float, Tensor};
@@ -103,5 +105,26 @@ impl<F: Float> Optimizer<F> for Adam<F> {
 
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
+    }
+
+    fn save_state(&self, params: &ParamStore<F>, dict: &mut TensorDict) {
+        let (m, v): (Vec<_>, Vec<_>) = self.moments.iter().map(|mv| mv.clone().unzip()).unzip();
+        save_buffers(params, &m, "adam.m", dict);
+        save_buffers(params, &v, "adam.v", dict);
+        dict.meta.insert("adam.step".into(), self.step.to_string());
+    }
+
+    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+        let m = load_buffers(params, "adam.m", dict)?;
+        let v = load_buffers(params, "adam.v", dict)?;
+        self.moments = m.into_iter().zip(v).map(|(m, v)| m.zip(v)).collect();
+        let step = dict
+            .meta
+            .get("adam.step")
+            .ok_or_else(|| Error::Checkpoint("missing adam.step".into()))?;
+        self.step = step
+            .parse()
+            .map_err(|_| Error::Checkpoint(format!("bad adam.step `{step}`")))?;
+        Ok(())
     }
 }

@@ -10,9 +10,10 @@ pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::autograd::{BackwardOutput, FisherType};
-use crate::error::Result;
-use crate::params::ParamStore;
-use crate::tensor::Float;
+use crate::checkpoint::TensorDict;
+use crate::error::{Error, Result};
+use crate::params::{ParamId, ParamStore};
+use crate::tensor::{Float, Tensor};
 
 /// What one optimizer step did, for logs and metrics.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,4 +58,50 @@ pub trait Optimizer<F: Float = f32> {
 
     /// Sets the learning rate (schedules call this before each step).
     fn set_lr(&mut self, lr: f64);
+
+    /// Everything needed to continue bit-identically (buffers, counters), for checkpoints.
+    fn save_state(&self, params: &ParamStore<F>, dict: &mut TensorDict);
+
+    /// Restores what [`Optimizer::save_state`] wrote; errors on missing or mismatched entries.
+    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()>;
+}
+
+/// Saves per-parameter buffers as `<prefix>.<param name>` (absent buffers are skipped).
+pub(crate) fn save_buffers<F: Float>(
+    params: &ParamStore<F>,
+    bufs: &[Option<Tensor<F>>],
+    prefix: &str,
+    dict: &mut TensorDict,
+) {
+    for (i, b) in bufs.iter().enumerate() {
+        if let Some(b) = b {
+            dict.put_tensor(&format!("{prefix}.{}", params.name(ParamId(i))), b);
+        }
+    }
+}
+
+/// Loads buffers saved by [`save_buffers`]; a parameter without an entry gets none.
+pub(crate) fn load_buffers<F: Float>(
+    params: &ParamStore<F>,
+    prefix: &str,
+    dict: &TensorDict,
+) -> Result<Vec<Option<Tensor<F>>>> {
+    params
+        .ids()
+        .map(|id| {
+            let name = format!("{prefix}.{}", params.name(id));
+            if !dict.contains(&name) {
+                return Ok(None);
+            }
+            let t = dict.tensor::<F>(&name)?;
+            if t.dims() != params.get(id).dims() {
+                return Err(Error::Checkpoint(format!(
+                    "`{name}` has shape {:?}, expected {:?}",
+                    t.dims(),
+                    params.get(id).dims()
+                )));
+            }
+            Ok(Some(t))
+        })
+        .collect()
 }

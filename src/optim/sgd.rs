@@ -1,8 +1,9 @@
 //! SGD with heavy-ball (or Nesterov) momentum and L2 weight decay, as in PyTorch:
 //! `d = ∇ + wd·θ; m ← μ·m + d; θ ← θ − η·(Nesterov ? d + μ·m : m)`.
 
-use super::{Optimizer, StepStats};
+use super::{Optimizer, StepStats, load_buffers, save_buffers};
 use crate::autograd::BackwardOutput;
+use crate::checkpoint::TensorDict;
 use crate::error::Result;
 use crate::params::ParamStore;
 use crate::tensor::{Float, Tensor};
@@ -76,6 +77,15 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
+    }
+
+    fn save_state(&self, params: &ParamStore<F>, dict: &mut TensorDict) {
+        save_buffers(params, &self.momentum, "sgd.momentum", dict);
+    }
+
+    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+        self.momentum = load_buffers(params, "sgd.momentum", dict)?;
+        Ok(())
     }
 }
 

@@ -82,24 +82,25 @@ pub fn train_step(
 }
 
 /// Mean loss and accuracy (classification; 0 for autoencoders) over batches, without a graph.
-pub fn evaluate<'a>(
+pub fn evaluate(
     model: &dyn Module<f32>,
     task: Task,
     params: &ParamStore<f32>,
-    batches: impl Iterator<Item = (Tensor<f32>, &'a [usize])>,
+    batches: impl Iterator<Item = Result<(Tensor<f32>, Vec<usize>)>>,
 ) -> Result<(f64, f64)> {
     let (mut loss, mut hits, mut n) = (0.0, 0usize, 0usize);
-    for (x, labels) in batches {
+    for batch in batches {
+        let (x, labels) = batch?;
         let b = x.dims()[0];
         let mut tape = Tape::no_grad(params);
-        let (out, l) = record_loss(&mut tape, model, task, x, labels)?;
+        let (out, l) = record_loss(&mut tape, model, task, x, &labels)?;
         loss += tape.value(l).item()? as f64 * b as f64;
         if task == Task::Classify {
             hits += tape
                 .value(out)
                 .argmax_rows()
                 .iter()
-                .zip(labels)
+                .zip(&labels)
                 .filter(|(p, y)| p == y)
                 .count();
         }

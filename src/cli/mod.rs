@@ -1,0 +1,46 @@
+//! The `tekfac` command line: argument definitions and one file per subcommand.
+
+pub mod args;
+mod data;
+mod models;
+mod optimizer;
+mod run_dir;
+mod train;
+
+use args::{Cli, Command, DownloadArgs};
+use clap::Parser;
+use std::process::ExitCode;
+use tekfac::{Error, Result};
+
+/// Parses the command line and runs the subcommand; `cargo run --release` with no arguments is
+/// `tekfac train` with its defaults.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or_else(|| match Cli::parse_from(["tekfac", "train"]).command {
+        Some(c) => c,
+        None => unreachable!("`train` parses to a command"),
+    });
+    let result = match command {
+        Command::Train(a) => train::run(a),
+        Command::Download(a) => download(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            // NOTE: exit code 2 for problems the user fixes on the command line or on disk
+            // (missing data, bad checkpoint), 1 for everything that happened while running.
+            match e {
+                Error::Data(_) | Error::Checkpoint(_) | Error::Io { .. } | Error::InvalidArgument { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn download(a: DownloadArgs) -> Result<()> {
+    let kind: tekfac::dataset::DatasetKind = a.name.parse()?;
+    let dir = tekfac::dataset::download::download(&a.name, &a.root, tekfac::dataset::download::default_mirrors(kind), true)?;
+    println!("{} is ready in {}", a.name, dir.display());
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Building the optimizer named on the command line from its flags.
+
+use super::args::{FisherName, OptimizerName, TrainArgs};
+use tekfac::FisherType;
+use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant};
+use tekfac::{ParamStore, Result};
+
+/// Default learning rate of each optimizer when `--lr` is absent.
+pub fn default_lr(name: OptimizerName) -> f64 {
+    match name {
+        OptimizerName::Sgd => 0.05,
+        OptimizerName::Adam => 1e-3,
+        _ => 0.01,
+    }
+}
+
+/// The Fisher type selected by `--fisher` / `--fisher-samples` (sampling seeded from `--seed`).
+pub fn fisher(args: &TrainArgs) -> FisherType {
+    match args.fisher {
+        FisherName::Empirical => FisherType::Empirical,
+        FisherName::Sampled => FisherType::Sampled { k: args.fisher_samples.max(1), seed: args.seed },
+        FisherName::Exact => FisherType::Exact,
+    }
+}
+
+/// The optimizer with every hyperparameter taken from the flags.
+pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optimizer<f32>>> {
+    let lr = args.lr.unwrap_or_else(|| default_lr(args.optimizer));
+    let variant = match args.optimizer {
+        OptimizerName::Sgd => {
+            let c = SgdConfig { lr, momentum: args.momentum, nesterov: false, weight_decay: args.weight_decay };
+            return Ok(Box::new(Sgd::new(c)));
+        }
+        OptimizerName::Adam => {
+            let c = AdamConfig { lr, weight_decay: args.weight_decay, ..Default::default() };
+            return Ok(Box::new(Adam::new(c)));
+        }
+        OptimizerName::Kfac => Variant::Kfac,
+        OptimizerName::Ekfac => Variant::Ekfac,
+        OptimizerName::Tkfac => Variant::Tkfac,
+        OptimizerName::Tekfac => Variant::Tekfac,
+    };
+    let config = NgConfig {
+        lr,
+        damping: args.damping,
+        momentum: args.momentum,
+        decay: args.ema_decay,
+        stats_interval: args.stats_interval,
+        eigen_interval: args.eigen_interval,
+        scale_interval: args.scale_interval,
+        kl_clip: args.kl_clip,
+        weight_decay: args.weight_decay,
+        fisher: fisher(args),
+        ..Default::default()
+    };
+    Ok(Box::new(NaturalGradient::new(variant, config, params)?))
+}

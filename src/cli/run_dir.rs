@@ -1,0 +1,115 @@
+//! A run directory: `config.json` (everything to reproduce the run), `metrics.csv`, charts, and
+//! the checkpoint (`weights.safetensors` + `optimizer.safetensors`, written atomically).
+
+use super::args::TrainArgs;
+use std::path::{Path, PathBuf};
+use tekfac::checkpoint::{TensorDict, load_params, read_dict, save_params, write_atomic, write_dict};
+use tekfac::optim::Optimizer;
+use tekfac::train::{MetricsCsv, Row};
+use tekfac::{Error, ParamStore, Result};
+
+/// Where training stands: what a checkpoint must restore to continue bit-identically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Position {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Batches done in the current epoch.
+    pub batch: usize,
+    /// Global steps done.
+    pub step: u64,
+    /// Training seconds so far (for wall-clock charts across resumes).
+    pub seconds: f64,
+}
+
+impl Position {
+    /// A copy with the elapsed seconds set.
+    pub fn with_seconds(&self, seconds: f64) -> Self {
+        Position { seconds, ..self.clone() }
+    }
+}
+
+/// An open run directory.
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the directory and writes `config.json` (kept as is when resuming).
+    pub fn create(path: &Path, args: &TrainArgs, resuming: bool) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let run = RunDir { path: path.to_path_buf() };
+        if !resuming {
+            let mut config = serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
+            config["crate_version"] = env!("CARGO_PKG_VERSION").into();
+            let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Checkpoint(e.to_string()))?;
+            write_atomic(&run.path.join("config.json"), text.as_bytes())?;
+        }
+        Ok(run)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `metrics.csv`, appended to when resuming.
+    pub fn metrics(&self, resuming: bool) -> Result<MetricsCsv> {
+        MetricsCsv::open(&self.path.join("metrics.csv"), resuming)
+    }
+
+    /// Writes weights and optimizer state (optimizer first: the weights file marks completion).
+    pub fn save_checkpoint(&self, params: &ParamStore<f32>, opt: &dyn Optimizer<f32>, pos: &Position) -> Result<()> {
+        let mut dict = TensorDict::default();
+        opt.save_state(params, &mut dict);
+        for (k, v) in [("epoch", pos.epoch.to_string()), ("batch", pos.batch.to_string()), ("step", pos.step.to_string()), ("seconds", pos.seconds.to_string())] {
+            dict.meta.insert(k.into(), v);
+        }
+        write_dict(&self.path.join("optimizer.safetensors"), &dict)?;
+        save_params(&self.path.join("weights.safetensors"), params, &[("step", pos.step.to_string())])
+    }
+
+    /// Prints where everything is and what to run next.
+    pub fn finish(&self, args: &TrainArgs) -> Result<()> {
+        let dir = self.path.display();
+        println!("run saved in {dir}/ (config.json, metrics.csv, weights.safetensors)");
+        println!("next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help", args.dataset);
+        Ok(())
+    }
+}
+
+/// Reads the `config.json` of a run directory (for `--resume`).
+pub fn load_config(dir: &Path) -> Result<TrainArgs> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut args: TrainArgs = serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+    args.out = dir.to_path_buf();
+    args.resume = Some(dir.to_path_buf());
+    Ok(args)
+}
+
+/// Restores weights, optimizer state and the position from a run directory.
+pub fn load_checkpoint(dir: &Path, params: &mut ParamStore<f32>, opt: &mut dyn Optimizer<f32>) -> Result<Position> {
+    load_params(&dir.join("weights.safetensors"), params)?;
+    let dict = read_dict(&dir.join("optimizer.safetensors"))?;
+    opt.load_state(params, &dict)?;
+    let get = |k: &str| dict.meta.get(k).ok_or_else(|| Error::Checkpoint(format!("optimizer.safetensors lacks `{k}`")));
+    let bad = |k: &str| Error::Checkpoint(format!("optimizer.safetensors has a malformed `{k}`"));
+    Ok(Position {
+        epoch: get("epoch")?.parse().map_err(|_| bad("epoch"))?,
+        batch: get("batch")?.parse().map_err(|_| bad("batch"))?,
+        step: get("step")?.parse().map_err(|_| bad("step"))?,
+        seconds: get("seconds")?.parse().map_err(|_| bad("seconds"))?,
+    })
+}
+
+/// Prints a metrics row as one JSON object when `--json` is on.
+pub fn json_line(args: &TrainArgs, row: &Row) {
+    if args.json {
+        let v = serde_json::json!({
+            "kind": row.kind, "epoch": row.epoch, "step": row.step, "seconds": row.seconds,
+            "train_loss": row.train_loss, "test_loss": row.test_loss, "test_accuracy": row.test_accuracy,
+            "grad_norm": row.grad_norm, "update_norm": row.update_norm, "lr": row.lr,
+        });
+        println!("{v}");
+    }
+}

@@ -1,0 +1,98 @@
+//! `tekfac train`: the visible training loop with progress, metrics, checkpoints and resume.
+
+use super::args::{ScheduleName, TrainArgs};
+use super::{data, models, optimizer, run_dir};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Instant;
+use tekfac::dataset::batches::{Batches, LastBatch};
+use tekfac::optim::{LrSchedule, Schedule};
+use tekfac::train::{Row, Task, evaluate, train_step};
+use tekfac::{Error, ParamStore, Result};
+
+/// Runs `tekfac train` to completion (or divergence).
+pub fn run(args: TrainArgs) -> Result<()> {
+    tekfac::set_threads(args.threads);
+    let (args, resume) = match &args.resume {
+        Some(dir) => (run_dir::load_config(dir)?, Some(dir.clone())),
+        None => (args, None),
+    };
+    let (train, test) = data::load(&args)?;
+    let mut params = ParamStore::<f32>::seeded(args.seed);
+    let (model, task) = models::build(args.model, &mut params, train.pixels(), train.classes())?;
+    let mut opt = optimizer::build(&args, &params)?;
+    let run = run_dir::RunDir::create(&args.out, &args, resume.is_some())?;
+    let mut pos = match &resume {
+        Some(dir) => run_dir::load_checkpoint(dir, &mut params, opt.as_mut())?,
+        None => run_dir::Position::default(),
+    };
+    let steps_per_epoch = Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop).len() as u64;
+    let schedule = lr_schedule(&args, steps_per_epoch);
+    let base_lr = args.lr.unwrap_or_else(|| optimizer::default_lr(args.optimizer));
+    let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
+    let mut metrics = run.metrics(resume.is_some())?;
+    let clock = Instant::now();
+    let elapsed = |pos: &run_dir::Position| pos.seconds + clock.elapsed().as_secs_f64();
+    while pos.epoch < args.epochs {
+        let batches = Batches::new(train.len(), args.batch_size, args.seed, pos.epoch as u64, LastBatch::Drop);
+        let (mut sum, mut count) = (0.0, 0usize);
+        for indices in batches.skip(pos.batch) {
+            if args.max_steps > 0 && pos.step >= args.max_steps {
+                run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
+                bar.finish_and_clear();
+                return Ok(());
+            }
+            let lr = base_lr * schedule.factor(pos.step);
+            opt.set_lr(lr);
+            let batch = train.batch(indices)?;
+            let stats = match train_step(model.as_ref(), task, &mut params, opt.as_mut(), batch.images, &batch.labels, pos.step) {
+                Ok(s) => s,
+                Err(e @ Error::NonFinite { .. }) => {
+                    bar.abandon();
+                    return Err(Error::NonFinite { what: format!("{e}; the last good checkpoint in {} is kept", run.path().display()), step: None });
+                }
+                Err(e) => return Err(e),
+            };
+            pos.step += 1;
+            pos.batch += 1;
+            sum += stats.loss;
+            count += 1;
+            bar.inc(1);
+            bar.set_message(format!("epoch {} loss {:.4}", pos.epoch + 1, stats.loss));
+            if pos.step % args.log_every == 0 {
+                let row = Row { kind: "step", epoch: pos.epoch + 1, step: pos.step, seconds: elapsed(&pos), train_loss: stats.loss, grad_norm: Some(stats.grad_norm), update_norm: Some(stats.update_norm), lr, ..Default::default() };
+                metrics.write(&row)?;
+                run_dir::json_line(&args, &row);
+            }
+        }
+        let (test_loss, acc) = evaluate(model.as_ref(), task, &params, data::eval_batches(&test, 1000))?;
+        pos.epoch += 1;
+        pos.batch = 0;
+        let row = Row { kind: "epoch", epoch: pos.epoch, step: pos.step, seconds: elapsed(&pos), train_loss: sum / count.max(1) as f64, test_loss: Some(test_loss), test_accuracy: (task == Task::Classify).then_some(acc), lr: base_lr * schedule.factor(pos.step), ..Default::default() };
+        metrics.write(&row)?;
+        run_dir::json_line(&args, &row);
+        run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
+        bar.println(format!("epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{}", pos.epoch, row.train_loss, if task == Task::Classify { format!("  test accuracy {:.2}%", 100.0 * acc) } else { String::new() }));
+    }
+    bar.finish_and_clear();
+    run.finish(&args)
+}
+
+fn lr_schedule(args: &TrainArgs, steps_per_epoch: u64) -> LrSchedule {
+    let schedule = match args.schedule {
+        ScheduleName::Constant => Schedule::Constant,
+        ScheduleName::Step => Schedule::Step { milestones: args.milestones.iter().map(|e| e * steps_per_epoch).collect(), gamma: args.gamma },
+        ScheduleName::Cosine => Schedule::Cosine { total: steps_per_epoch * args.epochs as u64, min_factor: 0.0 },
+    };
+    LrSchedule { schedule, warmup: args.warmup }
+}
+
+fn progress(args: &TrainArgs, total: u64, done: u64) -> ProgressBar {
+    if args.quiet || args.json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}");
+    bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_position(done);
+    bar
+}
