@@ -98,7 +98,7 @@ fn fetch_file(
             Err(e) => {
                 // NOTE: a partial or corrupt download must not stay behind.
                 let _ = fs::remove_file(&part);
-                failures.push(format!("  - {url}: {e}"));
+                failures.push(format!("  - {url}: {}", reason(&e)));
             }
         }
     }
@@ -113,6 +113,14 @@ fn fetch_file(
         failures.join("\n"),
         dest.display()
     )))
+}
+
+/// The message of `e` without the `data: ` prefix its `Display` adds.
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Data(msg) => msg.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Why a fetch failed: the mirror could not be reached, or something else went wrong.

@@ -160,8 +160,10 @@ fn read_content(mut reader: impl Read, bound: u64, name: &str, gzip: bool) -> Re
             "truncated: dimensions {dims:?} need {total} bytes, but {what} {bound}"
         )));
     }
-    // NOTE: capacity is bounded by `bound`, i.e. by the real file size, never by the header alone.
-    content.reserve(body.min(bound / 4 + 4096) as usize);
+    // NOTE: capacity is bounded by the real file size, never by the header alone: for gzip,
+    // about 8× the compressed size (the buffer grows further only as bytes really arrive).
+    let capacity = if gzip { body.min(bound / 128) } else { body };
+    content.reserve(capacity as usize);
     let got = reader
         .take(body + 1)
         .read_to_end(&mut content)

@@ -116,7 +116,7 @@ impl DatasetKind {
         }
     }
 
-    /// Folders searched after the standard ones (see [`crate::dataset::locate`]): the Debian
+    /// Folders searched after the standard ones (see [`crate::dataset::locate`](mod@crate::dataset::locate)): the Debian
     /// package path for Fashion-MNIST, the crate's own `data/` folder for the embedded subset.
     pub fn extra_dirs(self) -> Vec<(PathBuf, &'static str)> {
         match self {

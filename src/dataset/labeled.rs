@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 
 /// A labeled image data set held in memory. Built by the loaders (or [`Dataset::new`]); its
 /// invariants (lengths agree, labels in range) hold for its whole life.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Dataset {
     name: String,
     images: Vec<f32>,
@@ -17,6 +17,18 @@ pub struct Dataset {
     rows: usize,
     cols: usize,
     class_names: Vec<String>,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // NOTE: a summary, not the data: the images of MNIST are 47 million numbers.
+        let (n, rows, cols, classes) = (self.len(), self.rows, self.cols, self.classes());
+        write!(
+            f,
+            "Dataset({:?}: {n} images of {rows}×{cols}, {classes} classes)",
+            self.name
+        )
+    }
 }
 
 /// A minibatch: images `[batch, 1, rows, cols]` and their class labels.
@@ -141,6 +153,9 @@ impl Dataset {
 
     /// Image `i`, flat `[rows, cols]`, or `None` past the end.
     pub fn image(&self, i: usize) -> Option<&[f32]> {
+        if i >= self.len() {
+            return None;
+        }
         let p = self.pixels();
         self.images.get(i * p..(i + 1) * p)
     }

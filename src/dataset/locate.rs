@@ -75,7 +75,10 @@ pub fn search_dirs(kind: DatasetKind, explicit: Option<&Path>) -> Vec<(PathBuf, 
             format!("${DATA_DIR_ENV}/{name}"),
         ));
     }
-    dirs.push((Path::new("data").join(name), format!("./data/{name}")));
+    dirs.push((
+        Path::new("data").join(name),
+        "under the current folder".to_string(),
+    ));
     for (dir, why) in kind.extra_dirs() {
         dirs.push((dir, why.to_string()));
     }
@@ -107,7 +110,11 @@ pub fn locate(kind: DatasetKind, split: Split, source: &DataSource) -> Result<Sp
         DatasetKind::FashionMnistMini => {
             "the subset ships in the tekfac repository's data/ folder".to_string()
         }
-        _ => format!(
+        DatasetKind::FashionMnist => format!(
+            "get the files with `tekfac download {kind}` or `apt install dataset-fashion-mnist`, \
+             or point --data-dir or {DATA_DIR_ENV} at them"
+        ),
+        DatasetKind::Mnist => format!(
             "get the files with `tekfac download {kind}`, or point --data-dir or {DATA_DIR_ENV} at them"
         ),
     };

@@ -27,14 +27,14 @@ pub struct FashionMnist;
 pub struct IdxDataset;
 
 impl Mnist {
-    /// Loads a split of MNIST, searching as [`super::locate`] describes.
+    /// Loads a split of MNIST, searching as [`super::locate`](mod@super::locate) describes.
     pub fn load(split: Split, source: &DataSource) -> Result<Dataset> {
         load_kind(DatasetKind::Mnist, split, source)
     }
 }
 
 impl FashionMnist {
-    /// Loads a split of Fashion-MNIST, searching as [`super::locate`] describes (the Debian
+    /// Loads a split of Fashion-MNIST, searching as [`super::locate`](mod@super::locate) describes (the Debian
     /// package path `/usr/share/datasets/fashion-mnist/` comes last).
     pub fn load(split: Split, source: &DataSource) -> Result<Dataset> {
         load_kind(DatasetKind::FashionMnist, split, source)
@@ -106,13 +106,7 @@ fn load_files(
     // NOTE: hashing and converting are independent passes over 47 MB; run them side by side.
     let (checked, pixels) = rayon::join(
         || verify_files(files, &images, &labels, verify),
-        || {
-            images
-                .data()
-                .iter()
-                .map(|&b| b as f32 * (1.0 / 255.0))
-                .collect()
-        },
+        || images.data().iter().map(|&b| b as f32 / 255.0).collect(),
     );
     checked?;
     Dataset::new(

@@ -6,6 +6,16 @@
 //!        ─▶ Dataset { images [n, rows, cols] in [0, 1], labels } ─▶ Batches ─▶ Batch [b, 1, rows, cols]
 //! ```
 //!
+//! - **Where data comes from**: [`locate`](mod@locate) searches an explicit folder, `$TEKFAC_DATA_DIR/<name>/`,
+//!   `./data/<name>/`, then the data set's own extra folder (the Debian package path for
+//!   Fashion-MNIST, the source tree for the embedded subset), and lists them all when it fails.
+//!   [`download::download`] fetches the four files of MNIST or Fashion-MNIST from public mirrors.
+//! - **What is trusted**: nothing in a file. The IDX reader checks the header against the real
+//!   length before reading, caps decompression, and returns an error naming the file and the
+//!   problem; the loaders check that images and labels agree; the SHA-256 of each known file's
+//!   decompressed content must match [`checksum::KNOWN_FILES`] unless verification is off.
+//! - **Order**: one epoch is a seeded permutation ([`permutation`]), the same on any thread count.
+//!
 //! Loading a split and iterating over one shuffled epoch:
 //!
 //! ```
