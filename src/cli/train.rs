@@ -25,7 +25,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(dir) => run_dir::load_checkpoint(dir, &mut params, opt.as_mut())?,
         None => run_dir::Position::default(),
     };
-    let steps_per_epoch = Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop).len() as u64;
+    let steps_per_epoch = Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
     let base_lr = args.lr.unwrap_or_else(|| optimizer::default_lr(args.optimizer));
     let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
@@ -33,9 +33,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let clock = Instant::now();
     let elapsed = |pos: &run_dir::Position| pos.seconds + clock.elapsed().as_secs_f64();
     while pos.epoch < args.epochs {
-        let batches = Batches::new(train.len(), args.batch_size, args.seed, pos.epoch as u64, LastBatch::Drop);
+        let batches = Batches::new(train.len(), args.batch_size, args.seed, pos.epoch as u64, LastBatch::Drop)?;
         let (mut sum, mut count) = (0.0, 0usize);
-        for indices in batches.skip(pos.batch) {
+        for indices in batches.iter().skip(pos.batch) {
             if args.max_steps > 0 && pos.step >= args.max_steps {
                 run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
                 bar.finish_and_clear();
