@@ -39,13 +39,13 @@ pub struct CurvatureBlock {
     d_in_bar: usize,
     conv: bool,
     /// Running average of the factors (`A, G` or `δΦ, δΨ, δ`).
-    factors: MovingAverage<KroneckerFactors>,
+    pub(super) factors: MovingAverage<KroneckerFactors>,
     /// The eigenbasis of the factors at the last successful refresh.
-    basis: Option<KroneckerBasis>,
+    pub(super) basis: Option<KroneckerBasis>,
     /// The `trace_scale` the basis was built with (`D = d_g d_aᵀ / basis_trace_scale`).
-    basis_trace_scale: f64,
+    pub(super) basis_trace_scale: f64,
     /// `s*` or `Θ`, `[d_out, d_in']` (EKFAC/TEKFAC only).
-    corrected: MovingAverage<DMatrix<f64>>,
+    pub(super) corrected: MovingAverage<DMatrix<f64>>,
 }
 
 impl CurvatureBlock {

@@ -47,7 +47,22 @@
 //! # A block's life
 //!
 //! `observe` (statistics EMA) → `refresh` (eigenbasis, re-seed) → `rescale` (EKFAC/TEKFAC) →
-//! `precondition`. Each runs on its own schedule, decided by the optimizer (spec §1.3).
+//! `precondition`. Each runs on its own schedule, decided by the optimizer (spec §1.3); the
+//! damping of each block comes from [`network_damping`] (spec §1.7). `state`/`restore` export
+//! the block as named f64 arrays for checkpoints ([`StateArray`]).
+//!
+//! | file | job |
+//! |---|---|
+//! | `variant.rs` | the two switches |
+//! | `rows.rs` | capture → f64 matrices, shape checks |
+//! | `factors.rs` | `A, G` or `δΦ, δΨ, δ` from a capture (switch 1) |
+//! | `average.rs` | convex EMA, first observation initialises |
+//! | `basis.rs` | eigendecompositions, rotations, `Q diag Qᵀ` |
+//! | `correction.rs` | `s*`/`Θ` batch estimate (switch 2) |
+//! | `damping.rs` | damping modes, Eq. 3.5, the β rule |
+//! | `block.rs` | `CurvatureBlock` |
+//! | `state.rs` | checkpoint arrays |
+//! | `exact.rs` | brute-force Fisher, vec/Kronecker helpers (the test oracle) |
 //!
 //! ```
 //! use tekfac::curvature::{CurvatureBlock, Damping, Variant};
@@ -77,6 +92,7 @@ mod damping;
 pub mod exact;
 mod factors;
 mod rows;
+mod state;
 mod variant;
 
 pub use average::{Blend, MovingAverage};
@@ -86,4 +102,5 @@ pub use correction::corrected_batch;
 pub use damping::{Damping, DampingSettings, DenseInCnn, beta, network_damping, trace_adaptive};
 pub use factors::KroneckerFactors;
 pub use rows::{CaptureRows, matrix_from_tensor};
+pub use state::StateArray;
 pub use variant::Variant;
