@@ -1,0 +1,120 @@
+//! Running averages of curvature statistics (spec §1.4).
+//!
+//! Convex exponential moving average with decay `ρ` (default 0.95 in the optimizer):
+//!
+//! ```text
+//! x̄ ← ρ·x̄ + (1 − ρ)·x_batch
+//! ```
+//!
+//! **Initial value (a documented choice, spec §1.4):** the first observation initialises the
+//! average, `x̄₁ = x₁`. The weights of `x₁ … x_k` are then `ρ^{k−1}, (1−ρ)ρ^{k−2}, …, (1−ρ)`,
+//! which sum to 1, so no bias correction is needed and no prior (alecwangcq's `I`, baolgr's
+//! bootstrap `δ₀ = d_in'·d_out`) leaks into the estimate. With `ρ = 0` every observation
+//! replaces the average, which is how the identity tests make each identity exact.
+//!
+//! [`MovingAverage::blend`] takes arbitrary coefficients `x̄ ← c_old·x̄ + c_new·x` (identity 15:
+//! TKFAC's raw-numerator traces stay equal under any coefficients, e.g. AdaFisher's
+//! `(0.92, 0.008)`).
+
+use nalgebra::DMatrix;
+
+/// A value that can be blended linearly with another of the same shape.
+pub trait Blend: Clone {
+    /// `self ← c_old·self + c_new·batch`.
+    fn blend(&mut self, c_old: f64, c_new: f64, batch: &Self);
+}
+
+impl Blend for f64 {
+    fn blend(&mut self, c_old: f64, c_new: f64, batch: &Self) {
+        *self = c_old * *self + c_new * batch;
+    }
+}
+
+impl Blend for DMatrix<f64> {
+    fn blend(&mut self, c_old: f64, c_new: f64, batch: &Self) {
+        assert_eq!(
+            self.shape(),
+            batch.shape(),
+            "MovingAverage: a batch statistic changed shape"
+        );
+        self.zip_apply(batch, |x, b| *x = c_old * *x + c_new * b);
+    }
+}
+
+/// A convex EMA `x̄ ← ρ·x̄ + (1−ρ)·x`, initialised by its first observation.
+///
+/// ```
+/// use tekfac::curvature::MovingAverage;
+/// let mut m = MovingAverage::new(0.5);
+/// assert!(m.value().is_none());
+/// m.update(4.0);          // first observation initialises
+/// m.update(2.0);          // 0.5·4 + 0.5·2
+/// assert_eq!(m.value(), Some(&3.0));
+/// ```
+#[derive(Clone, Debug)]
+pub struct MovingAverage<T> {
+    decay: f64,
+    value: Option<T>,
+    count: u64,
+}
+
+impl<T: Blend> MovingAverage<T> {
+    /// An empty average with decay `ρ ∈ [0, 1]`.
+    ///
+    /// # Panics
+    /// When `decay` is outside `[0, 1]` (the optimizer validates its configuration first).
+    pub fn new(decay: f64) -> Self {
+        assert!(
+            (0.0..=1.0).contains(&decay),
+            "MovingAverage: decay must lie in [0, 1], got {decay}"
+        );
+        MovingAverage {
+            decay,
+            value: None,
+            count: 0,
+        }
+    }
+
+    /// The decay `ρ`.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// The current average, `None` before the first observation.
+    pub fn value(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    /// Observations blended in since the average was last (re)initialised.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// `x̄ ← ρ·x̄ + (1−ρ)·batch`, or `x̄ = batch` for the first observation.
+    pub fn update(&mut self, batch: T) {
+        let rho = self.decay;
+        self.blend(rho, 1.0 - rho, batch);
+    }
+
+    /// `x̄ ← c_old·x̄ + c_new·batch` with arbitrary coefficients, or `x̄ = batch` first.
+    pub fn blend(&mut self, c_old: f64, c_new: f64, batch: T) {
+        match &mut self.value {
+            Some(v) => v.blend(c_old, c_new, &batch),
+            None => self.value = Some(batch),
+        }
+        self.count += 1;
+    }
+
+    /// Replaces the average by `value`, as if it were the first observation (re-seeding of
+    /// `s*`/`Θ` on a basis refresh, spec §1.5).
+    pub fn reseed(&mut self, value: T) {
+        self.value = Some(value);
+        self.count = 1;
+    }
+
+    /// Forgets the average; the next observation initialises it again.
+    pub fn reset(&mut self) {
+        self.value = None;
+        self.count = 0;
+    }
+}

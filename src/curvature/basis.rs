@@ -1,0 +1,127 @@
+//! `KroneckerBasis`: eigenvectors and eigenvalues of the two factors, and rotations into and out
+//! of the Kronecker eigenbasis `Q = Q_G ⊗ Q_A` (row-major vec order).
+//!
+//! With `a_factor = Q_A diag(d_a) Q_Aᵀ` and `g_factor = Q_G diag(d_g) Q_Gᵀ` (nalgebra
+//! `SymmetricEigen`, f64, spec §1.9), `(Q_G ⊗ Q_A) vec(X) = vec(Q_G X Q_Aᵀ)`, so
+//!
+//! ```text
+//! rotate_in(M)  = Q_Gᵀ M Q_A      = unvec(Qᵀ vec M)       [d_out, d_in']
+//! rotate_out(X) = Q_G X Q_Aᵀ      = unvec(Q  vec X)
+//! dense(D)      = Q diag(vec D) Qᵀ                          [d_out·d_in']²
+//! ```
+//!
+//! and `dense(d_g d_aᵀ) = G ⊗ A`, K-FAC itself (spec §4.1, identity 9). For TKFAC the factors are
+//! the raw numerators `δΦ, δΨ`: dividing by `δ` does not move eigenvectors (spec §6.1).
+//!
+//! Eigenvalues are clamped at 0 (rounding makes PSD factors slightly indefinite). A factor with
+//! a NaN or ±Inf is refused ([`BasisFailure::NonFinite`]) before the eigensolver sees it, so the
+//! caller can keep its previous basis.
+
+use super::factors::KroneckerFactors;
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+use std::fmt;
+
+/// Upper bound on eigensolver iterations (it converges in far fewer for finite input).
+const MAX_EIGEN_ITERATIONS: usize = 100_000;
+
+/// Why no basis could be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BasisFailure {
+    /// A factor contains NaN or ±Inf.
+    NonFinite,
+    /// The symmetric eigensolver did not converge.
+    NoConvergence,
+}
+
+impl fmt::Display for BasisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BasisFailure::NonFinite => f.write_str("non-finite curvature factor"),
+            BasisFailure::NoConvergence => f.write_str("symmetric eigensolver did not converge"),
+        }
+    }
+}
+
+/// Eigendecompositions of both Kronecker factors of a block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KroneckerBasis {
+    /// Eigenvectors of the input factor (`A` or `δΦ`), `[d_in', d_in']`, orthogonal.
+    pub q_a: DMatrix<f64>,
+    /// Eigenvalues of the input factor, clamped `≥ 0`, length `d_in'`.
+    pub d_a: DVector<f64>,
+    /// Eigenvectors of the output factor (`G` or `δΨ`), `[d_out, d_out]`, orthogonal.
+    pub q_g: DMatrix<f64>,
+    /// Eigenvalues of the output factor, clamped `≥ 0`, length `d_out`.
+    pub d_g: DVector<f64>,
+}
+
+impl KroneckerBasis {
+    /// Decomposes both factors; `Err` for non-finite input or a failed eigensolver.
+    pub fn new(a_factor: &DMatrix<f64>, g_factor: &DMatrix<f64>) -> Result<Self, BasisFailure> {
+        let (q_a, d_a) = eigh(a_factor)?;
+        let (q_g, d_g) = eigh(g_factor)?;
+        Ok(KroneckerBasis { q_a, d_a, q_g, d_g })
+    }
+
+    /// The basis of a block's factors.
+    pub fn from_factors(factors: &KroneckerFactors) -> Result<Self, BasisFailure> {
+        if !factors.is_finite() {
+            return Err(BasisFailure::NonFinite);
+        }
+        Self::new(&factors.a_factor, &factors.g_factor)
+    }
+
+    /// `(d_out, d_in')`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.q_g.nrows(), self.q_a.nrows())
+    }
+
+    /// `Q_Gᵀ M Q_A`: a `[d_out, d_in']` matrix in eigenbasis coordinates.
+    pub fn rotate_in(&self, m: &DMatrix<f64>) -> DMatrix<f64> {
+        self.q_g.transpose() * m * &self.q_a
+    }
+
+    /// `Q_G X Q_Aᵀ`: back from eigenbasis coordinates.
+    pub fn rotate_out(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
+        &self.q_g * x * self.q_a.transpose()
+    }
+
+    /// `d_g d_aᵀ / trace_scale`, `[d_out, d_in']`: the diagonal of `F̂` in this basis (K-FAC with
+    /// `trace_scale = 1`; TKFAC's `e_Ψ e_Φᵀ/δ = δ·ψφᵀ`). Zero when `trace_scale ≤ 0`.
+    pub fn eigenvalue_products(&self, trace_scale: f64) -> DMatrix<f64> {
+        let outer = &self.d_g * self.d_a.transpose();
+        if trace_scale > 0.0 {
+            outer / trace_scale
+        } else {
+            outer * 0.0
+        }
+    }
+
+    /// `Q = Q_G ⊗ Q_A`, `[d_out·d_in']²`, orthogonal (tests only).
+    pub fn kron_q(&self) -> DMatrix<f64> {
+        self.q_g.kronecker(&self.q_a)
+    }
+
+    /// `Q diag(vec D) Qᵀ` for a `[d_out, d_in']` diagonal `D` (tests and `to_dense` only).
+    pub fn dense(&self, diagonal: &DMatrix<f64>) -> DMatrix<f64> {
+        let q = self.kron_q();
+        let d = super::exact::vec_rows(diagonal);
+        let mut qd = q.clone();
+        for (mut column, x) in qd.column_iter_mut().zip(d.iter()) {
+            column *= *x;
+        }
+        qd * q.transpose()
+    }
+}
+
+/// Eigenvectors (columns) and clamped eigenvalues of a symmetric matrix.
+fn eigh(m: &DMatrix<f64>) -> Result<(DMatrix<f64>, DVector<f64>), BasisFailure> {
+    if m.iter().any(|x| !x.is_finite()) {
+        return Err(BasisFailure::NonFinite);
+    }
+    // NOTE: symmetrise so the solver's choice of triangle cannot matter.
+    let sym = (m + m.transpose()) * 0.5;
+    let eig = SymmetricEigen::try_new(sym, f64::EPSILON, MAX_EIGEN_ITERATIONS)
+        .ok_or(BasisFailure::NoConvergence)?;
+    Ok((eig.eigenvectors, eig.eigenvalues.map(|x| x.max(0.0))))
+}

@@ -1,0 +1,284 @@
+//! `CurvatureBlock`: one layer's Fisher approximation, shared by all four variants.
+//!
+//! ```text
+//! observe(capture)   factors ← EMA of KroneckerFactors::from_capture           (factors.rs)
+//! refresh()          (Q_A, d_a, Q_G, d_g) ← eigh(a_factor), eigh(g_factor)     (basis.rs)
+//!                    s*/Θ re-seeded := d_g d_aᵀ / trace_scale                 (spec §1.5)
+//! rescale(capture)   s*/Θ ← EMA of (1/N) Σ_{n,s} (Q_Gᵀ DW_{n,s} Q_A)^∘2        (correction.rs)
+//! precondition(∇)    Q_G [ (Q_Gᵀ ∇ Q_A) ⊘ damped(D) ] Q_Aᵀ = unvec((F̂ + damping)⁻¹ vec ∇)
+//! ```
+//!
+//! `D` ([`CurvatureBlock::eigenvalues`]) is `d_g d_aᵀ / trace_scale` (K-FAC, TKFAC) or the
+//! corrected average (EKFAC's `s*`, TEKFAC's `Θ`): with the choice of factors, the only places
+//! the variants differ. `F̂ = (Q_G ⊗ Q_A) diag(vec D) (Q_G ⊗ Q_A)ᵀ` ([`CurvatureBlock::to_dense`]).
+//!
+//! **Non-finite statistics** (spec §1.9): `refresh` refuses non-finite factors, keeps the
+//! previous basis and diagonal, returns `Err`, and drops the poisoned running averages so the
+//! next observation starts them afresh (an EMA would otherwise carry the NaN forever).
+//! `rescale` refuses a non-finite batch and keeps the previous `s*`/`Θ`.
+
+use super::average::MovingAverage;
+use super::basis::{BasisFailure, KroneckerBasis};
+use super::correction::corrected_batch;
+use super::damping::{Damping, trace_adaptive};
+use super::factors::KroneckerFactors;
+use super::rows::CaptureRows;
+use super::variant::Variant;
+use crate::autograd::LayerCapture;
+use crate::error::{Error, Result};
+use crate::params::{LayerInfo, LayerKind};
+use crate::tensor::{Float, Shape};
+use nalgebra::{DMatrix, DVector};
+
+/// The curvature state of one dense or conv layer (all f64).
+#[derive(Clone, Debug)]
+pub struct CurvatureBlock {
+    name: String,
+    variant: Variant,
+    d_out: usize,
+    d_in_bar: usize,
+    conv: bool,
+    /// Running average of the factors (`A, G` or `δΦ, δΨ, δ`).
+    pub(super) factors: MovingAverage<KroneckerFactors>,
+    /// The eigenbasis of the factors at the last successful refresh.
+    pub(super) basis: Option<KroneckerBasis>,
+    /// The `trace_scale` the basis was built with (`D = d_g d_aᵀ / basis_trace_scale`).
+    pub(super) basis_trace_scale: f64,
+    /// `s*` or `Θ`, `[d_out, d_in']` (EKFAC/TEKFAC only).
+    pub(super) corrected: MovingAverage<DMatrix<f64>>,
+}
+
+impl CurvatureBlock {
+    /// An empty block for `info`'s `[d_out, d_in']` with EMA decay `ρ` for every average.
+    ///
+    /// # Panics
+    /// When `decay` is outside `[0, 1]`.
+    pub fn new(variant: Variant, info: &LayerInfo, decay: f64) -> Self {
+        CurvatureBlock {
+            name: info.name.clone(),
+            variant,
+            d_out: info.d_out,
+            d_in_bar: info.d_in_bar(),
+            conv: matches!(info.kind, LayerKind::Conv2d { .. }),
+            factors: MovingAverage::new(decay),
+            basis: None,
+            basis_trace_scale: 1.0,
+            corrected: MovingAverage::new(decay),
+        }
+    }
+
+    /// The variant.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `(d_out, d_in')`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.d_out, self.d_in_bar)
+    }
+
+    /// True for a convolution layer.
+    pub fn is_conv(&self) -> bool {
+        self.conv
+    }
+
+    /// The averaged factors, `None` before the first observation.
+    pub fn factors(&self) -> Option<&KroneckerFactors> {
+        self.factors.value()
+    }
+
+    /// The eigenbasis, `None` before the first successful refresh.
+    pub fn basis(&self) -> Option<&KroneckerBasis> {
+        self.basis.as_ref()
+    }
+
+    /// Statistics step: blends the capture's factors into their running average.
+    pub fn observe<F: Float>(&mut self, capture: &LayerCapture<F>) -> Result<()> {
+        let rows = self.rows(capture, "CurvatureBlock::observe")?;
+        let batch = if self.variant.trace_restricted() {
+            KroneckerFactors::tkfac(&rows)
+        } else {
+            KroneckerFactors::kfac(&rows)
+        };
+        self.factors.update(batch);
+        Ok(())
+    }
+
+    /// Replaces the averaged factors (tests, e.g. TEKFAC fed `Φ := A, Ψ := G, δ := 1`).
+    pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
+        if factors.dims() != self.dims() {
+            let why = "factor dims differ from the block's";
+            let got = Shape::new(&[factors.dims().0, factors.dims().1])?;
+            return Err(self.shape_error("CurvatureBlock::set_factors", why, got));
+        }
+        self.factors.reseed(factors);
+        Ok(())
+    }
+
+    /// Eigenbasis step: decomposes the averaged factors and re-seeds `s*`/`Θ`.
+    ///
+    /// On `Err` (no statistics yet, non-finite factors, eigensolver failure) the previous basis
+    /// and diagonal stay in use; non-finite averages are dropped (module docs).
+    pub fn refresh(&mut self) -> Result<()> {
+        let Some(factors) = self.factors.value() else {
+            let msg = format!("layer {}: refresh() before any observe()", self.name);
+            return Err(Error::invalid("CurvatureBlock::refresh", msg));
+        };
+        match KroneckerBasis::from_factors(factors) {
+            Ok(basis) => {
+                self.basis_trace_scale = factors.trace_scale;
+                if self.variant.corrects_eigenvalues() {
+                    self.corrected
+                        .reseed(basis.eigenvalue_products(factors.trace_scale));
+                }
+                self.basis = Some(basis);
+                Ok(())
+            }
+            Err(BasisFailure::NonFinite) => {
+                self.factors.reset();
+                let what = format!(
+                    "curvature statistics of layer {} (refresh skipped, previous basis kept)",
+                    self.name
+                );
+                Err(Error::NonFinite { what, step: None })
+            }
+            Err(BasisFailure::NoConvergence) => Err(Error::EigenFailed {
+                layer: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Re-scaling step (EKFAC/TEKFAC; a no-op for K-FAC/TKFAC): blends
+    /// `(1/N) Σ_{n,s} (Q_Gᵀ DW_{n,s} Q_A)^∘2` into `s*`/`Θ` in the current basis.
+    pub fn rescale<F: Float>(&mut self, capture: &LayerCapture<F>) -> Result<()> {
+        const OP: &str = "CurvatureBlock::rescale";
+        if !self.variant.corrects_eigenvalues() {
+            return Ok(());
+        }
+        let rows = self.rows(capture, OP)?;
+        let batch = corrected_batch(self.require_basis(OP)?, &rows);
+        if batch.iter().any(|x| !x.is_finite()) {
+            let what = format!(
+                "re-scaling batch of layer {} (previous values kept)",
+                self.name
+            );
+            return Err(Error::NonFinite { what, step: None });
+        }
+        self.corrected.update(batch);
+        Ok(())
+    }
+
+    /// `D`, the diagonal of `F̂` in the eigenbasis, `[d_out, d_in']`: `d_g d_aᵀ / trace_scale`
+    /// (K-FAC, TKFAC) or `s*`/`Θ` (EKFAC, TEKFAC). `None` before the first refresh.
+    pub fn eigenvalues(&self) -> Option<DMatrix<f64>> {
+        let basis = self.basis.as_ref()?;
+        if self.variant.corrects_eigenvalues() {
+            self.corrected.value().cloned()
+        } else {
+            Some(basis.eigenvalue_products(self.basis_trace_scale))
+        }
+    }
+
+    /// TEKFAC Eq. 3.5: `λ = max(ΣD, ϑ) / dim D` with `ϑ = floor` (`ϑ/dim D` before a refresh).
+    pub fn trace_adaptive_damping(&self, floor: f64) -> f64 {
+        let sum = self.eigenvalues().map_or(0.0, |d| d.sum());
+        trace_adaptive(sum, self.d_out * self.d_in_bar, floor)
+    }
+
+    /// The damped diagonal that [`precondition`](Self::precondition) divides by.
+    ///
+    /// Errors before the first refresh, for a negative or non-finite λ, for a factored mode on
+    /// a corrected variant, and when an entry is not positive (λ = 0 on a singular block).
+    pub fn damped_eigenvalues(&self, damping: &Damping) -> Result<DMatrix<f64>> {
+        const OP: &str = "CurvatureBlock::damped_eigenvalues";
+        let basis = self.require_basis(OP)?;
+        let d = self
+            .eigenvalues()
+            .expect("a block with a basis has eigenvalues");
+        let split = (!self.variant.corrects_eigenvalues()).then(|| {
+            let root = self.basis_trace_scale.max(0.0).sqrt();
+            let unsplit = |x: &DVector<f64>| if root > 0.0 { x / root } else { x * 0.0 };
+            (unsplit(&basis.d_g), unsplit(&basis.d_a))
+        });
+        let damped = damping.damped(&d, split).ok_or_else(|| {
+            let msg = format!(
+                "{damping:?} on a {} block: λ must be finite and ≥ 0, and factored modes \
+                 need an uncorrected variant (kfac, tkfac)",
+                self.variant
+            );
+            Error::invalid(OP, msg)
+        })?;
+        if damped.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+            let msg = format!(
+                "layer {}: damped diagonal not positive; use λ > 0",
+                self.name
+            );
+            return Err(Error::invalid(OP, msg));
+        }
+        Ok(damped)
+    }
+
+    /// `v = (F̂ + damping)⁻¹ ∇`, computed in the Kronecker eigenbasis for every variant.
+    /// `grad` is `[d_out, d_in']`, bias last.
+    pub fn precondition(&self, grad: &DMatrix<f64>, damping: &Damping) -> Result<DMatrix<f64>> {
+        const OP: &str = "CurvatureBlock::precondition";
+        if grad.shape() != self.dims() {
+            let got = Shape::new(&[grad.nrows(), grad.ncols()])?;
+            return Err(self.shape_error(OP, "gradient shape differs from the block's", got));
+        }
+        let damped = self.damped_eigenvalues(damping)?;
+        let basis = self.require_basis(OP)?;
+        let rotated = basis.rotate_in(grad);
+        let scaled = rotated.component_div(&damped);
+        Ok(basis.rotate_out(&scaled))
+    }
+
+    /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).
+    pub fn to_dense(&self) -> Result<DMatrix<f64>> {
+        let basis = self.require_basis("CurvatureBlock::to_dense")?;
+        let d = self
+            .eigenvalues()
+            .expect("a block with a basis has eigenvalues");
+        Ok(basis.dense(&d))
+    }
+
+    /// The dense matrix whose inverse [`precondition`](Self::precondition) applies.
+    pub fn to_dense_damped(&self, damping: &Damping) -> Result<DMatrix<f64>> {
+        let damped = self.damped_eigenvalues(damping)?;
+        Ok(self
+            .require_basis("CurvatureBlock::to_dense_damped")?
+            .dense(&damped))
+    }
+
+    fn rows<F: Float>(&self, capture: &LayerCapture<F>, op: &'static str) -> Result<CaptureRows> {
+        let rows = CaptureRows::from_capture(capture)?;
+        rows.check_block(self.d_out, self.d_in_bar, op)?;
+        Ok(rows)
+    }
+
+    fn require_basis(&self, op: &'static str) -> Result<&KroneckerBasis> {
+        self.basis.as_ref().ok_or_else(|| {
+            let msg = format!(
+                "layer {}: no eigenbasis yet; observe() and refresh() first",
+                self.name
+            );
+            Error::invalid(op, msg)
+        })
+    }
+
+    fn shape_error(&self, op: &'static str, why: &'static str, got: Shape) -> Error {
+        // NOTE: block dims are at most rank 2, so Shape::new cannot fail here.
+        let left = Shape::new(&[self.d_out, self.d_in_bar]).expect("rank-2 shape");
+        Error::ShapeMismatch {
+            op,
+            why,
+            left,
+            right: got,
+        }
+    }
+}
