@@ -22,6 +22,7 @@ use super::basis::{BasisFailure, KroneckerBasis};
 use super::correction::corrected_batch;
 use super::damping::{Damping, trace_adaptive};
 use super::factors::KroneckerFactors;
+use super::fast::FastBasis;
 use super::rows::CaptureRows;
 use super::variant::Variant;
 use crate::autograd::LayerCapture;
@@ -46,6 +47,8 @@ pub struct CurvatureBlock {
     pub(super) basis_trace_scale: f64,
     /// `s*` or `Θ`, `[d_out, d_in']` (EKFAC/TEKFAC only).
     pub(super) corrected: MovingAverage<DMatrix<f64>>,
+    /// f32 copies of the basis for the training hot path (kept in step with `basis`).
+    pub(super) fast: Option<FastBasis>,
 }
 
 impl CurvatureBlock {
@@ -64,6 +67,7 @@ impl CurvatureBlock {
             basis: None,
             basis_trace_scale: 1.0,
             corrected: MovingAverage::new(decay),
+            fast: None,
         }
     }
 
@@ -136,6 +140,7 @@ impl CurvatureBlock {
                     self.corrected
                         .reseed(basis.eigenvalue_products(factors.trace_scale));
                 }
+                self.fast = Some(FastBasis::new(&basis));
                 self.basis = Some(basis);
                 Ok(())
             }
@@ -236,6 +241,20 @@ impl CurvatureBlock {
         let rotated = basis.rotate_in(grad);
         let scaled = rotated.component_div(&damped);
         Ok(basis.rotate_out(&scaled))
+    }
+
+    /// [`precondition`](Self::precondition) in f32 on a row-major `[d_out, d_in']` slice: the
+    /// training hot path (see `fast.rs`).
+    pub fn precondition_f32(&self, grad: &[f32], damping: &Damping) -> Result<Vec<f32>> {
+        const OP: &str = "CurvatureBlock::precondition_f32";
+        if grad.len() != self.d_out * self.d_in_bar {
+            let got = Shape::new(&[grad.len()])?;
+            return Err(self.shape_error(OP, "gradient length differs from the block's", got));
+        }
+        let damped = self.damped_eigenvalues(damping)?;
+        let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
+        let fast = self.fast.as_ref().ok_or_else(|| Error::invalid(OP, format!("layer {}: refresh() runs before precondition", self.name)))?;
+        Ok(fast.precondition(grad, &damped))
     }
 
     /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).

@@ -149,6 +149,7 @@ impl CurvatureBlock {
         factors.into_iter().for_each(|f| self.factors.reseed(f));
         self.corrected.reset();
         corrected.into_iter().for_each(|c| self.corrected.reseed(c));
+        self.fast = basis.as_ref().map(super::fast::FastBasis::new);
         (self.basis, self.basis_trace_scale) = (basis, basis_trace_scale);
         Ok(())
     }

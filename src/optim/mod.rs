@@ -2,10 +2,12 @@
 //! type the training loop should capture next.
 
 mod adam;
+mod natural;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
+pub use natural::{DenseInCnn, NaturalGradient, NgConfig, Variant};
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 

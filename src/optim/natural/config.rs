@@ -2,19 +2,7 @@
 //! `docs/math.md` (spec §1). Every field is a CLI flag of `tekfac train`.
 
 use crate::autograd::FisherType;
-
-/// How dense layers inside a CNN are damped under TEKFAC (spec §6.3; how the paper applies β is
-/// not public, so this is an explicit choice).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum DenseInCnn {
-    /// Use the fixed `damping` λ, like any dense layer (default).
-    #[default]
-    Fixed,
-    /// `λ_dense := β`, with `β = max over conv layers of max(ΣΘ, ϑ)/dim Θ`.
-    Beta,
-    /// `λ_dense := β·λ`.
-    BetaTimesLambda,
-}
+use crate::curvature::{DampingSettings, DenseInCnn};
 
 /// Settings shared by K-FAC, EKFAC, TKFAC and TEKFAC.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +31,13 @@ pub struct NgConfig {
     pub conv_damping_floor: f64,
     /// Damping of dense layers inside a CNN under TEKFAC.
     pub dense_in_cnn: DenseInCnn,
+}
+
+impl NgConfig {
+    /// The damping part of the settings, as the curvature blocks take it.
+    pub fn damping_settings(&self) -> DampingSettings {
+        DampingSettings { lambda: self.damping, conv_floor: self.conv_damping_floor, dense_in_cnn: self.dense_in_cnn }
+    }
 }
 
 impl Default for NgConfig {

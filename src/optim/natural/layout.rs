@@ -1,5 +1,5 @@
 //! Moving a layer's gradient between the parameter tensors and its curvature block's matrix
-//! `W̄ = [W | b]`, `[d_out, d_in (+1)]` in f64, bias as the last column.
+//! `W̄ = [W | b]`, `[d_out, d_in (+1)]`, row-major f32, bias as the last column.
 //!
 //! A conv weight `[C_out, C_in, kh, kw]` is row-major, so viewing it as `[C_out, C_in·kh·kw]` is
 //! free: the patch columns of im2col use the same `(c_in, kh, kw)` order.
@@ -8,45 +8,40 @@ use crate::autograd::Gradients;
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamStore};
 use crate::tensor::Float;
-use nalgebra::DMatrix;
 
-/// `[∇W | ∇b]` of one layer as an f64 matrix, plus `weight_decay·[W | b]`.
-pub fn gather<F: Float>(info: &LayerInfo, params: &ParamStore<F>, grads: &Gradients<F>, weight_decay: f64) -> Result<DMatrix<f64>> {
+/// `[∇W | ∇b] + weight_decay·[W | b]` of one layer, row-major `[d_out, d_in']`.
+pub fn gather<F: Float>(info: &LayerInfo, params: &ParamStore<F>, grads: &Gradients<F>, weight_decay: f64) -> Result<Vec<f32>> {
     let (d_out, d_in, cols) = (info.d_out, info.d_in, info.d_in_bar());
     let gw = grads.require(info.weight, params)?;
     let w = params.get(info.weight);
     if gw.len() != d_out * d_in {
-        return Err(Error::invalid("natural gradient", format!("layer {} expects {d_out}x{d_in} weights, gradient has {}", info.name, gw.len())));
+        let msg = format!("layer {} expects {d_out}x{d_in} weights, its gradient has {} values", info.name, gw.len());
+        return Err(Error::invalid("natural gradient", msg));
     }
-    let mut m = DMatrix::<f64>::zeros(d_out, cols);
-    for o in 0..d_out {
-        for i in 0..d_in {
-            let k = o * d_in + i;
-            m[(o, i)] = gw.data()[k].to_f64() + weight_decay * w.data()[k].to_f64();
-        }
+    let wd = F::from_f64(weight_decay);
+    let mut m = vec![0f32; d_out * cols];
+    for (o, row) in m.chunks_mut(cols).enumerate() {
+        let (g, w) = (&gw.data()[o * d_in..(o + 1) * d_in], &w.data()[o * d_in..(o + 1) * d_in]);
+        row.iter_mut().zip(g.iter().zip(w)).for_each(|(r, (&g, &w))| *r = (g + wd * w).to_f64() as f32);
     }
     if let Some(b) = info.bias {
         let (gb, bv) = (grads.require(b, params)?, params.get(b));
-        for o in 0..d_out {
-            m[(o, d_in)] = gb.data()[o].to_f64() + weight_decay * bv.data()[o].to_f64();
+        for (o, row) in m.chunks_mut(cols).enumerate() {
+            row[d_in] = (gb.data()[o] + wd * bv.data()[o]).to_f64() as f32;
         }
     }
     Ok(m)
 }
 
-/// `θ ← θ − update` for the layer's weight and bias, from a `[d_out, d_in (+1)]` matrix.
-pub fn apply<F: Float>(info: &LayerInfo, params: &mut ParamStore<F>, update: &DMatrix<f64>) {
-    let (d_out, d_in) = (info.d_out, info.d_in);
+/// `θ ← θ − update` for the layer's weight and bias, from a row-major `[d_out, d_in']` slice.
+pub fn apply<F: Float>(info: &LayerInfo, params: &mut ParamStore<F>, update: &[f32]) {
+    let (d_in, cols) = (info.d_in, info.d_in_bar());
     let w = params.get_mut(info.weight).data_mut();
-    for o in 0..d_out {
-        for i in 0..d_in {
-            w[o * d_in + i] -= F::from_f64(update[(o, i)]);
-        }
+    for (wrow, urow) in w.chunks_mut(d_in).zip(update.chunks(cols)) {
+        wrow.iter_mut().zip(urow).for_each(|(w, &u)| *w -= F::from_f64(u as f64));
     }
     if let Some(b) = info.bias {
         let b = params.get_mut(b).data_mut();
-        for o in 0..d_out {
-            b[o] -= F::from_f64(update[(o, d_in)]);
-        }
+        b.iter_mut().zip(update.chunks(cols)).for_each(|(b, urow)| *b -= F::from_f64(urow[d_in] as f64));
     }
 }

@@ -9,16 +9,16 @@
 mod config;
 mod layout;
 
-pub use config::{DenseInCnn, NgConfig};
+pub use config::NgConfig;
+pub use crate::curvature::{DenseInCnn, Variant};
 
 use super::{Optimizer, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, Damping, Variant};
+use crate::curvature::{CurvatureBlock, StateArray, network_damping};
 use crate::error::{Error, Result};
-use crate::params::{LayerInfo, LayerKind, ParamStore};
+use crate::params::{LayerInfo, ParamStore};
 use crate::tensor::Float;
-use nalgebra::DMatrix;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -29,9 +29,8 @@ pub struct NaturalGradient {
     pub config: NgConfig,
     layers: Vec<LayerInfo>,
     blocks: Vec<CurvatureBlock>,
-    momentum: Vec<Option<DMatrix<f64>>>,
+    momentum: Vec<Option<Vec<f32>>>,
     step: u64,
-    has_conv: bool,
 }
 
 impl NaturalGradient {
@@ -42,8 +41,7 @@ impl NaturalGradient {
         }
         let layers = params.layers().to_vec();
         let blocks = layers.iter().map(|l| CurvatureBlock::new(variant, l, config.decay)).collect();
-        let has_conv = layers.iter().any(|l| matches!(l.kind, LayerKind::Conv2d { .. }));
-        Ok(NaturalGradient { variant, config, momentum: vec![None; layers.len()], layers, blocks, step: 0, has_conv })
+        Ok(NaturalGradient { variant, config, momentum: vec![None; layers.len()], layers, blocks, step: 0 })
     }
 
     /// The variant.
@@ -64,58 +62,42 @@ impl NaturalGradient {
         self.due(self.config.stats_interval) || (self.variant.corrects_eigenvalues() && self.due(self.config.scale_interval))
     }
 
-    /// The damping of each block this step (spec §1.7).
-    fn dampings(&self) -> Vec<Damping> {
-        let fixed = self.config.damping;
-        let adaptive = |b: &CurvatureBlock| b.trace_adaptive_damping(self.config.conv_damping_floor);
-        let beta = || self.blocks.iter().zip(&self.layers).filter(|(_, l)| matches!(l.kind, LayerKind::Conv2d { .. })).map(|(b, _)| adaptive(b)).fold(0.0, f64::max);
-        self.blocks
-            .iter()
-            .zip(&self.layers)
-            .map(|(b, l)| {
-                let conv = matches!(l.kind, LayerKind::Conv2d { .. });
-                let lambda = match (self.variant, conv, self.has_conv, self.config.dense_in_cnn) {
-                    (Variant::Tekfac, true, _, _) => adaptive(b),
-                    (Variant::Tekfac, false, true, DenseInCnn::Beta) => beta(),
-                    (Variant::Tekfac, false, true, DenseInCnn::BetaTimesLambda) => beta() * fixed,
-                    _ => fixed,
-                };
-                Damping::for_variant(self.variant, lambda)
-            })
-            .collect()
-    }
-
-    fn observe(&mut self, pass: &BackwardOutput<impl Float>, stats: &mut StepStats) {
-        let t = Instant::now();
-        let (do_stats, do_scale) = (self.due(self.config.stats_interval), self.variant.corrects_eigenvalues() && self.due(self.config.scale_interval));
-        let do_eigen = self.due(self.config.eigen_interval);
+    /// Statistics → eigenbasis → re-scaling, each on its own interval, parallel across layers.
+    fn observe(&mut self, pass: &BackwardOutput<impl Float>, stats: &mut StepStats) -> Result<()> {
+        let c = &self.config;
+        let do_stats = self.due(c.stats_interval);
+        let do_eigen = self.due(c.eigen_interval);
+        let do_scale = self.variant.corrects_eigenvalues() && self.due(c.scale_interval);
         let captures = &pass.captures;
         let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
+        let t = Instant::now();
         if do_stats {
-            self.blocks.par_iter_mut().enumerate().for_each(|(i, b)| {
-                if let Some(c) = find(i) {
-                    b.observe(c);
-                }
-            });
+            let results: Vec<Result<()>> = self.blocks.par_iter_mut().enumerate().map(|(i, b)| find(i).map_or(Ok(()), |c| b.observe(c))).collect();
+            results.into_iter().collect::<Result<()>>()?;
         }
         stats.time_stats += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if do_eigen {
-            let failed: Vec<String> = self.blocks.par_iter_mut().zip(&self.layers).filter_map(|(b, l)| b.refresh().err().map(|e| format!("{}: {e}", l.name))).collect();
-            for f in failed {
-                eprintln!("warning: eigenbasis refresh skipped, previous basis kept ({f})");
+            let results: Vec<Result<()>> = self.blocks.par_iter_mut().map(CurvatureBlock::refresh).collect();
+            for (r, l) in results.into_iter().zip(&self.layers) {
+                if let Err(e) = r {
+                    // NOTE: spec §1.9: skip this refresh, keep the previous basis, keep training.
+                    eprintln!("warning: step {}: eigenbasis refresh of {} skipped, previous basis kept ({e})", self.step, l.name);
+                }
             }
         }
         stats.time_eigen += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if do_scale {
-            self.blocks.par_iter_mut().enumerate().for_each(|(i, b)| {
-                if let Some(c) = find(i) {
-                    b.rescale(c);
+            let results: Vec<Result<()>> = self.blocks.par_iter_mut().enumerate().map(|(i, b)| find(i).map_or(Ok(()), |c| b.rescale(c))).collect();
+            for (r, l) in results.into_iter().zip(&self.layers) {
+                if let Err(e) = r {
+                    eprintln!("warning: step {}: re-scaling of {} skipped ({e})", self.step, l.name);
                 }
-            });
+            }
         }
         stats.time_stats += t.elapsed().as_secs_f64();
+        Ok(())
     }
 }
 
@@ -133,31 +115,30 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
 
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
         let mut stats = StepStats { loss: pass.loss, grad_norm: pass.grads.global_norm(), ..Default::default() };
-        if self.needs_capture() && !self.config_fisher_off() && pass.captures.is_empty() && !self.layers.is_empty() {
+        if self.needs_capture() && self.config.fisher != FisherType::Off && pass.captures.is_empty() && !self.layers.is_empty() {
             return Err(Error::invalid("NaturalGradient", "the backward pass carried no captures; call backward_with(loss, opt.fisher())"));
         }
-        self.observe(pass, &mut stats);
+        self.observe(pass, &mut stats)?;
         let t = Instant::now();
         let grads = self.layers.iter().map(|l| layout::gather(l, params, &pass.grads, self.config.weight_decay)).collect::<Result<Vec<_>>>()?;
-        let dampings = self.dampings();
-        let mut updates: Vec<DMatrix<f64>> = self.blocks.par_iter().zip(&grads).zip(&dampings).map(|((b, g), d)| b.precondition(g, d)).collect::<Result<Vec<_>>>()?;
+        let dampings = network_damping(self.variant, &self.config.damping_settings(), &self.blocks);
+        let updates: Vec<Vec<f32>> = self.blocks.par_iter().zip(&grads).zip(&dampings).map(|((b, g), d)| b.precondition_f32(g, d)).collect::<Result<_>>()?;
         stats.time_precondition = t.elapsed().as_secs_f64();
-        let lr = self.config.lr;
+        let (lr, mu) = (self.config.lr as f32, self.config.momentum as f32);
         let nu = match self.config.kl_clip {
             Some(kappa) => {
-                let vg: f64 = updates.iter().zip(&grads).map(|(u, g)| lr * lr * u.dot(g)).sum();
-                if vg > 0.0 { (kappa / vg).sqrt().min(1.0) } else { 1.0 }
+                let vg: f64 = updates.iter().zip(&grads).map(|(u, g)| dot(u, g)).sum::<f64>() * self.config.lr * self.config.lr;
+                if vg > 0.0 { (kappa / vg).sqrt().min(1.0) as f32 } else { 1.0 }
             }
             None => 1.0,
         };
         let mut update_sq = 0.0;
-        for (i, (u, l)) in updates.iter_mut().zip(&self.layers).enumerate() {
-            let m = self.momentum[i].get_or_insert_with(|| DMatrix::zeros(u.nrows(), u.ncols()));
-            *m *= self.config.momentum;
-            *m += &*u * nu;
-            *u = &*m * lr;
-            update_sq += u.norm_squared();
-            layout::apply(l, params, u);
+        for ((u, l), m) in updates.into_iter().zip(&self.layers).zip(self.momentum.iter_mut()) {
+            let m = m.get_or_insert_with(|| vec![0.0; u.len()]);
+            m.iter_mut().zip(&u).for_each(|(m, u)| *m = mu * *m + nu * u);
+            let step: Vec<f32> = m.iter().map(|m| lr * m).collect();
+            update_sq += dot(&step, &step);
+            layout::apply(l, params, &step);
         }
         stats.update_norm = update_sq.sqrt();
         stats.damping = self.layers.iter().zip(&dampings).map(|(l, d)| (l.name.clone(), d.lambda())).collect();
@@ -173,9 +154,12 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
         dict.meta.insert("ng.step".into(), self.step.to_string());
         dict.meta.insert("ng.variant".into(), format!("{:?}", self.variant));
         for ((l, b), m) in self.layers.iter().zip(&self.blocks).zip(&self.momentum) {
-            b.save_state(&format!("ng.{}", l.name), dict);
+            for a in b.state() {
+                dict.put_f64(&format!("ng.{}.{}", l.name, a.name), &a.shape, &a.data);
+            }
             if let Some(m) = m {
-                dict.put_f64(&format!("ng.{}.momentum", l.name), &[m.nrows(), m.ncols()], m.as_slice());
+                let m = crate::tensor::Tensor::from_vec(m.clone(), &[m.len()]).expect("a vector");
+                dict.put_tensor(&format!("ng.{}.momentum", l.name), &m);
             }
         }
     }
@@ -188,21 +172,22 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
         let step = dict.meta.get("ng.step").ok_or_else(|| Error::Checkpoint("missing ng.step".into()))?;
         self.step = step.parse().map_err(|_| Error::Checkpoint(format!("bad ng.step `{step}`")))?;
         for ((l, b), m) in self.layers.iter().zip(self.blocks.iter_mut()).zip(self.momentum.iter_mut()) {
-            b.load_state(&format!("ng.{}", l.name), dict)?;
+            let arrays = CurvatureBlock::STATE_NAMES
+                .iter()
+                .filter_map(|&name| {
+                    let key = format!("ng.{}.{name}", l.name);
+                    dict.contains(&key).then(|| dict.f64s(&key).map(|(shape, data)| StateArray { name, shape, data }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b.restore(&arrays)?;
             let name = format!("ng.{}.momentum", l.name);
-            *m = if dict.contains(&name) {
-                let (shape, data) = dict.f64s(&name)?;
-                Some(DMatrix::from_column_slice(shape[0], shape[1], &data))
-            } else {
-                None
-            };
+            *m = if dict.contains(&name) { Some(dict.tensor::<f32>(&name)?.into_vec()) } else { None };
         }
         Ok(())
     }
 }
 
-impl NaturalGradient {
-    fn config_fisher_off(&self) -> bool {
-        self.config.fisher == FisherType::Off
-    }
+/// `Σ aᵢbᵢ` accumulated in f64.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
