@@ -7,7 +7,7 @@ use super::gradients::Gradients;
 use super::op::Op;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
-use crate::ops::{activation, dense, elementwise, loss, matmul, reduce};
+use crate::ops::{activation, conv2d, dense, elementwise, loss, matmul, pool, reduce};
 use crate::params::{LayerId, ParamId};
 use crate::tensor::{Float, Tensor};
 
@@ -231,6 +231,11 @@ fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) ->
         Op::LogSoftmax(x) => sw.add(*x, activation::log_softmax_backward(y, g)),
         Op::MatMul { a, b, ta, tb } => matmul::matmul_backward(sw, *a, *b, *ta, *tb, &g),
         Op::Dense { x, w, b, layer } => dense::dense_backward(sw, *x, *w, *b, *layer, g),
+        Op::Conv2d(node) => conv2d::conv2d_backward(sw, node, g),
+        Op::MaxPool2d { x, argmax } => {
+            sw.add(*x, pool::max_pool2d_backward(sw.value(*x), argmax, &g))
+        }
+        Op::AvgPool2d { x, geom } => sw.add(*x, pool::avg_pool2d_backward(sw.value(*x), geom, &g)),
         Op::Loss { input, kind, saved } => sw.add(*input, loss::loss_backward(kind, saved, &g)?),
         Op::Sum(x) => sw.add(*x, reduce::sum_backward(sw.value(*x), &g, 1.0)?),
         Op::Mean(x) => sw.add(

@@ -4,6 +4,8 @@
 //! sweep in `backward.rs` only dispatches, one call per arm.
 
 use super::tape::Var;
+use crate::kernels::im2col::ConvGeometry;
+use crate::ops::conv2d::Conv2dNode;
 use crate::ops::loss::LossKind;
 use crate::params::{LayerId, ParamId};
 use crate::tensor::{Float, Tensor};
@@ -39,6 +41,14 @@ pub(crate) enum Op<F: Float> {
         b: Option<Var>,
         layer: Option<LayerId>,
     },
+    /// Fused 2-D convolution via im2col (the node keeps the patch rows); its backward can emit a
+    /// `LayerCapture`.
+    Conv2d(Box<Conv2dNode<F>>),
+    /// Max pooling; `argmax` holds, per output element, the index of its maximum within the
+    /// input's `H × W` plane.
+    MaxPool2d { x: Var, argmax: Vec<u32> },
+    /// Average pooling with its window geometry.
+    AvgPool2d { x: Var, geom: ConvGeometry },
     /// Row-wise `x − logsumexp(x)`.
     LogSoftmax(Var),
     /// A mean-reduced loss of `input` (logits or predictions); `saved` is what its backward needs

@@ -4,11 +4,17 @@
 //! bottom, either as a struct with a hand-written `forward` or as a [`Sequential`] list.
 
 mod activation;
+mod conv2d;
 mod linear;
+mod pool;
+pub mod presets;
 mod sequential;
 
 pub use activation::Activation;
+pub use conv2d::Conv2d;
 pub use linear::{Init, Linear};
+pub use pool::{AvgPool2d, MaxPool2d};
+pub use presets::{Autoencoder, Cnn, Mlp};
 pub use sequential::Sequential;
 
 use crate::autograd::{Tape, Var};

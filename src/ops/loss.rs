@@ -6,6 +6,10 @@
 //! | `bce_with_logits` | mean over all N·D elements | `(1/D) Σ_d bce` | `(σ − t)/D` | `t_d ~ Bern(σ_d)` |
 //! | `mse` | mean over all N·D of `(x − t)²` | `(1/D)‖x − t‖²` | `2(x − t)/D` | `t ~ N(x, D/2·I)` |
 //!
+//! Sampled sweeps backpropagate `∂ℓ_n/∂input` at the sampled labels, except for BCE, whose
+//! vector is scaled by `1/√D` instead of `1/D` so that its expected outer product is the GGN
+//! of ℓ_n (see `sampled_seed`).
+//!
 //! Exact (type-2 / GGN) sweeps backpropagate vectors `v_c` with `Σ_c v_c v_cᵀ = ∂²ℓ_n/∂input²`:
 //! `√p_c (p − e_c)` for softmax (`Σ_c p_c(p − e_c)(p − e_c)ᵀ = diag p − ppᵀ`), `√(σ_d(1−σ_d)/D) e_d`
 //! for BCE and `√(2/D) e_d` for MSE. Seeds are per-example gradients divided by `N`, exactly
@@ -218,7 +222,10 @@ fn sampled_seed<F: Float>(
                     } else {
                         0.0
                     };
-                    *o = F::from_f64(w * (s - t) / d as f64);
+                    // NOTE: `(σ − t)/√D`, not the gradient's `(σ − t)/D`: ℓ_n is the likelihood's
+                    // NLL divided by D, whose curvature is `diag(σ(1 − σ))/D`, and
+                    // `E[(σ − t)²] = σ(1 − σ)`, so this makes `Sampled` converge to `Exact`.
+                    *o = F::from_f64(w * (s - t) / (d as f64).sqrt());
                 }
             }
             LossKind::Mse => {

@@ -2,8 +2,10 @@
 //! forward kernel call, and `<op>_backward`.
 
 pub mod activation;
+pub mod conv2d;
 pub mod dense;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;

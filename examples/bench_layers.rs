@@ -1,0 +1,111 @@
+//! Layers benchmark: the SGD-momentum training step of the CNN preset (conv 5×5 1→32, pool,
+//! conv 5×5 32→64, pool, dense 1024→128→10; 184,586 parameters) at batch 128 in f32, with
+//! curvature capture off, empirical and sampled (k = 1), side by side with the JAX peer
+//! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`).
+//!
+//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--steps 10]
+
+use std::process::Command;
+use std::time::Instant;
+use tekfac::nn::{Cnn, Module};
+use tekfac::optim::{Optimizer, Sgd, SgdConfig};
+use tekfac::tensor::seeded_rng;
+use tekfac::{FisherType, ParamStore, Tape, Tensor};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn arg(name: &str) -> Option<usize> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Median milliseconds per training step over `blocks` blocks of `steps` steps, after a warm-up.
+fn cnn_step_ms(fisher: FisherType, steps: usize, blocks: usize) -> f64 {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    let model = Cnn::new(&mut ps, 10).expect("the CNN preset registers its parameters");
+    let mut rng = seeded_rng(1);
+    let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut rng);
+    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let mut opt = Sgd::new(SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        ..Default::default()
+    });
+    let mut step = || {
+        let mut tape = Tape::new(&ps);
+        let xv = tape.input(x.clone());
+        let logits = model.forward(&mut tape, xv).expect("valid shapes");
+        let loss = tape.cross_entropy(logits, &y).expect("valid labels");
+        let out = tape.backward_with(loss, fisher).expect("a loss node");
+        assert_eq!(out.captures.is_empty(), fisher == FisherType::Off);
+        opt.step(&mut ps, &out).expect("matching shapes");
+    };
+    (0..2).for_each(|_| step());
+    let times = (0..blocks)
+        .map(|_| {
+            let t = Instant::now();
+            (0..steps).for_each(|_| step());
+            t.elapsed().as_secs_f64() * 1e3 / steps as f64
+        })
+        .collect();
+    median(times)
+}
+
+/// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
+fn jax_step_ms(model: &str) -> Option<f64> {
+    let py = "/tmp/tekfac-peer-venv/bin/python";
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/bench/peer/bench_jax_train.py"
+    );
+    if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
+        return None;
+    }
+    let out = Command::new(py)
+        .args([script, "--model", model, "--epochs", "0"])
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+    v["step_ms"]["median"].as_f64()
+}
+
+fn main() {
+    let threads = arg("--threads").unwrap_or(2);
+    let steps = arg("--steps").unwrap_or(10);
+    tekfac::set_threads(threads);
+    println!("threads: {threads}, CNN preset, batch 128, f32, SGD momentum 0.9");
+    let off = cnn_step_ms(FisherType::Off, steps, 7);
+    let emp = cnn_step_ms(FisherType::Empirical, steps, 7);
+    let sampled = cnn_step_ms(FisherType::Sampled { k: 1, seed: 0 }, steps, 7);
+    println!("CNN step, capture off:        {off:7.2} ms");
+    println!(
+        "CNN step, empirical capture:  {emp:7.2} ms  ({:.2}x off)",
+        emp / off
+    );
+    println!(
+        "CNN step, sampled k=1:        {sampled:7.2} ms  ({:.2}x off)",
+        sampled / off
+    );
+    let peer = if std::env::args().any(|a| a == "--no-peer") {
+        None
+    } else {
+        jax_step_ms("cnn")
+    };
+    match peer {
+        Some(jax) => println!(
+            "CNN step: JAX {jax:.2} ms, ratio tekfac/JAX = {:.2} (capture off), {:.2} (empirical)",
+            off / jax,
+            emp / jax
+        ),
+        None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio"),
+    }
+}

@@ -1,0 +1,192 @@
+//! The fused 2-D convolution `Y = conv(X, W) + b` via im2col and one matrix product.
+//!
+//! Shapes: `X: [N, C_in, H, W]`, `W: [C_out, C_in, kh, kw]`, `b: [C_out]`, `Y: [N, C_out, H_out,
+//! W_out]`. With `ā` the patch rows of [`im2col`] (rows `(n, oh, ow)`, a trailing 1 when there is
+//! a bias) and `W̄ = [W | b]` viewed as `[C_out, C_in·kh·kw (+1)]`:
+//!
+//! - forward: `Y_rows = ā · W̄ᵀ` (`[N·H_out·W_out, C_out]`, the bias comes out of the product),
+//!   then a per-example transpose to NCHW;
+//! - backward, with `g = dY` brought back to rows `[N·H_out·W_out, C_out]`:
+//!   `dW̄ = gᵀ · ā` (bias gradient = its last column), `dX = col2im(g · W)`;
+//! - capture: the same `ā` and `g` rows, `g` times the batch size (see `dense.rs`), with
+//!   `H_out·W_out` rows per example, so `DW_n = Σ_t g_{n,t} ā_{n,t}ᵀ` (spec §2).
+//!
+//! The patches are kept on the tape node: the weight gradient and the capture both need them.
+
+use crate::autograd::op::Op;
+use crate::autograd::{Sweep, Tape, Var};
+use crate::error::{Error, Result};
+use crate::kernels::conv::{conv_forward, input_grad, weight_grad};
+use crate::kernels::im2col::{ConvGeometry, im2col};
+use crate::kernels::transpose::transpose_batched;
+use crate::params::LayerId;
+use crate::tensor::{Float, Tensor};
+
+/// What a convolution node keeps for its backward sweep.
+pub(crate) struct Conv2dNode<F: Float> {
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+    layer: Option<LayerId>,
+    geom: ConvGeometry,
+    /// `ā`: `[N·H_out·W_out, C_in·kh·kw (+1)]` patch rows, with the ones column when biased.
+    cols: Tensor<F>,
+}
+
+impl<F: Float> Tape<'_, F> {
+    /// 2-D convolution of `x: [N, C_in, H, W]` with `w: [C_out, C_in, kh, kw]` and optional
+    /// `b: [C_out]`, stride and zero padding per axis (rows, cols). `layer` names the curvature
+    /// block whose statistics this op captures (`None`: never captured).
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        layer: Option<LayerId>,
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Var> {
+        self.check_var(x, "conv2d")?;
+        self.check_var(w, "conv2d")?;
+        let (vx, vw, vb) = (self.value(x), self.value(w), b.map(|b| self.value(b)));
+        let geom = conv_geometry(vx, vw, vb, stride, padding)?;
+        let (out, cols) = conv2d_forward(vx, vw, vb, &geom);
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        let node = Conv2dNode {
+            x,
+            w,
+            b,
+            layer,
+            geom,
+            cols,
+        };
+        Ok(self.push(Op::Conv2d(Box::new(node)), out, &inputs))
+    }
+}
+
+/// Checks the shapes of a convolution and returns its geometry.
+fn conv_geometry<F: Float>(
+    x: &Tensor<F>,
+    w: &Tensor<F>,
+    b: Option<&Tensor<F>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<ConvGeometry> {
+    let (_, c_in, h, wd) = x.shape().dims4("conv2d")?;
+    let (c_out, w_in, kh, kw) = w.shape().dims4("conv2d")?;
+    if w_in != c_in {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d",
+            why: "input channels differ from the weight's second dimension",
+            left: x.shape(),
+            right: w.shape(),
+        });
+    }
+    if let Some(b) = b.filter(|b| b.dims() != [c_out]) {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d",
+            why: "bias length differs from the weight's output channels",
+            left: w.shape(),
+            right: b.shape(),
+        });
+    }
+    ConvGeometry::new("conv2d", c_in, (h, wd), (kh, kw), stride, padding)
+}
+
+/// `[W | b]` as a `[C_out, C_in·kh·kw + 1]` matrix (a copy of `W` alone without a bias).
+fn weight_bar<F: Float>(w: &Tensor<F>, b: Option<&Tensor<F>>) -> Vec<F> {
+    let c_out = w.dims()[0];
+    let Some(b) = b else {
+        return w.data().to_vec();
+    };
+    let k = w.len() / c_out.max(1);
+    let mut out = Vec::with_capacity(c_out * (k + 1));
+    for (row, bias) in w.data().chunks_exact(k.max(1)).zip(b.data()) {
+        out.extend_from_slice(row);
+        out.push(*bias);
+    }
+    out
+}
+
+/// Forward: the output `[N, C_out, H_out, W_out]` and the patch rows `ā` kept for backward.
+fn conv2d_forward<F: Float>(
+    x: &Tensor<F>,
+    w: &Tensor<F>,
+    b: Option<&Tensor<F>>,
+    geom: &ConvGeometry,
+) -> (Tensor<F>, Tensor<F>) {
+    let (n, c_out) = (x.dims()[0], w.dims()[0]);
+    let (rows, ld) = (
+        n * geom.locations(),
+        geom.patch_len() + usize::from(b.is_some()),
+    );
+    let mut cols = Tensor::zeros(&[rows, ld]);
+    im2col(x.data(), geom, b.is_some(), cols.data_mut());
+    let (oh, ow) = geom.out_size;
+    let mut out = Tensor::zeros(&[n, c_out, oh, ow]);
+    conv_forward(cols.data(), &weight_bar(w, b), geom, c_out, out.data_mut());
+    (out, cols)
+}
+
+/// Backward of the convolution, plus its capture when the sweep records one.
+pub(crate) fn conv2d_backward<F: Float>(
+    sw: &mut Sweep<'_, '_, F>,
+    node: &Conv2dNode<F>,
+    g: Tensor<F>,
+) -> Result<()> {
+    let geom = &node.geom;
+    let (n, c_out) = (g.dims()[0], g.dims()[1]);
+    let rows = n * geom.locations();
+    let capture = node.layer.filter(|_| sw.mode.capture);
+    // NOTE: when capturing, the rows are scaled by the batch size once, here, and the products
+    // below undo it with α = 1/scale; so the captured `g` costs no extra pass over the data.
+    let scale = if capture.is_some() {
+        sw.batch_scale
+    } else {
+        F::ONE
+    };
+    let mut g_rows = Tensor::zeros(&[rows, c_out]);
+    transpose_batched(g.data(), c_out, geom.locations(), scale, g_rows.data_mut());
+    drop(g);
+    if sw.mode.param_grads {
+        weight_grads(sw, node, &g_rows, F::ONE / scale)?;
+    }
+    if sw.wants(node.x) {
+        let mut dx = Tensor::zeros(sw.value(node.x).dims());
+        let w = sw.value(node.w).data();
+        input_grad(g_rows.data(), w, geom, F::ONE / scale, dx.data_mut());
+        sw.add(node.x, dx)?;
+    }
+    if let Some(layer) = capture {
+        sw.capture(layer, geom.locations(), || node.cols.clone(), g_rows);
+    }
+    Ok(())
+}
+
+/// `dW̄ = α·gᵀ·ā`, split into the weight gradient and (last column) the bias gradient.
+fn weight_grads<F: Float>(
+    sw: &mut Sweep<'_, '_, F>,
+    node: &Conv2dNode<F>,
+    g_rows: &Tensor<F>,
+    alpha: F,
+) -> Result<()> {
+    if !sw.wants(node.w) && !node.b.is_some_and(|b| sw.wants(b)) {
+        return Ok(());
+    }
+    let c_out = g_rows.dims()[1];
+    let ld = node.cols.dims()[1];
+    let dw_bar = weight_grad(g_rows.data(), node.cols.data(), c_out, ld, alpha);
+    let w_dims = sw.value(node.w).dims();
+    let Some(b) = node.b else {
+        return sw.add(node.w, Tensor::from_vec(dw_bar, w_dims)?);
+    };
+    let k = ld - 1;
+    let db: Vec<F> = dw_bar.chunks_exact(ld).map(|row| row[k]).collect();
+    let dw: Vec<F> = dw_bar
+        .chunks_exact(ld)
+        .flat_map(|row| &row[..k])
+        .copied()
+        .collect();
+    sw.add(node.w, Tensor::from_vec(dw, w_dims)?)?;
+    sw.add(b, Tensor::from_vec(db, &[c_out])?)
+}

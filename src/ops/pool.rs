@@ -1,0 +1,156 @@
+//! 2-D max and average pooling over NCHW input, no padding.
+//!
+//! Shapes: `X: [N, C, H, W] → Y: [N, C, H_out, W_out]` with `H_out = (H − kh)/sh + 1` (likewise
+//! for the width). Each `(n, c)` plane is independent, so planes are split across threads.
+//!
+//! - max: `Y = max` over each window; the forward stores the position of the maximum
+//!   (the first one on ties) and the backward routes `dY` there: `dX[argmax] += dY`.
+//! - average: `Y = (1/(kh·kw)) Σ` over each window; `dX` spreads `dY/(kh·kw)` over the window.
+
+use crate::autograd::op::Op;
+use crate::autograd::{Tape, Var};
+use crate::error::Result;
+use crate::kernels::im2col::ConvGeometry;
+use crate::kernels::zip_chunks;
+use crate::tensor::{Float, Tensor};
+
+/// The pooling window geometry of `x: [N, C, H, W]` (no padding).
+fn pool_geometry<F: Float>(
+    x: &Tensor<F>,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    op: &'static str,
+) -> Result<ConvGeometry> {
+    let (_, c, h, w) = x.shape().dims4(op)?;
+    ConvGeometry::new(op, c, (h, w), kernel, stride, (0, 0))
+}
+
+/// Calls `f(loc, start)` for every output location, `start` being the plane index of the
+/// top-left corner of its window.
+fn for_each_window(g: &ConvGeometry, mut f: impl FnMut(usize, usize)) {
+    let (out_h, out_w) = g.out_size;
+    for oh in 0..out_h {
+        for ow in 0..out_w {
+            f(
+                oh * out_w + ow,
+                oh * g.stride.0 * g.in_size.1 + ow * g.stride.1,
+            );
+        }
+    }
+}
+
+/// Plane indices of the window whose top-left corner is `start`.
+fn window(g: &ConvGeometry, start: usize) -> impl Iterator<Item = usize> + '_ {
+    let (kh, kw, w) = (g.kernel.0, g.kernel.1, g.in_size.1);
+    (0..kh).flat_map(move |i| start + i * w..start + i * w + kw)
+}
+
+impl<F: Float> Tape<'_, F> {
+    /// Max pooling of `x: [N, C, H, W]` with a `kernel` window moved by `stride` (no padding).
+    pub fn max_pool2d(
+        &mut self,
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    ) -> Result<Var> {
+        self.check_var(x, "max_pool2d")?;
+        let vx = self.value(x);
+        let geom = pool_geometry(vx, kernel, stride, "max_pool2d")?;
+        let (n, c) = (vx.dims()[0], geom.channels);
+        let (plane, locs) = (geom.in_size.0 * geom.in_size.1, geom.locations());
+        let mut out = Tensor::zeros(&[n, c, geom.out_size.0, geom.out_size.1]);
+        let mut argmax = vec![0u32; n * c * locs];
+        zip_chunks(
+            &mut argmax,
+            locs,
+            vx.data(),
+            plane,
+            vx.len(),
+            |_, arg, img| {
+                for_each_window(&geom, |loc, start| {
+                    let best = window(&geom, start)
+                        .fold(start, |b, i| if img[i] > img[b] { i } else { b });
+                    // NOTE: plane indices fit in u32: a 65536×65536 image is far beyond any use.
+                    arg[loc] = best as u32;
+                });
+            },
+        );
+        let work = out.len();
+        zip_chunks(out.data_mut(), locs, &argmax, locs, work, |p, y, arg| {
+            let img = &vx.data()[p * plane..(p + 1) * plane];
+            y.iter_mut()
+                .zip(arg)
+                .for_each(|(y, &i)| *y = img[i as usize]);
+        });
+        Ok(self.push(Op::MaxPool2d { x, argmax }, out, &[x]))
+    }
+
+    /// Average pooling of `x: [N, C, H, W]` with a `kernel` window moved by `stride`.
+    pub fn avg_pool2d(
+        &mut self,
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    ) -> Result<Var> {
+        self.check_var(x, "avg_pool2d")?;
+        let vx = self.value(x);
+        let geom = pool_geometry(vx, kernel, stride, "avg_pool2d")?;
+        let (n, c) = (vx.dims()[0], geom.channels);
+        let (plane, locs) = (geom.in_size.0 * geom.in_size.1, geom.locations());
+        let inv = F::from_f64(1.0 / (kernel.0 * kernel.1) as f64);
+        let mut out = Tensor::zeros(&[n, c, geom.out_size.0, geom.out_size.1]);
+        zip_chunks(
+            out.data_mut(),
+            locs,
+            vx.data(),
+            plane,
+            vx.len(),
+            |_, y, img| {
+                for_each_window(&geom, |loc, start| {
+                    y[loc] = inv * window(&geom, start).map(|i| img[i]).sum::<F>();
+                });
+            },
+        );
+        Ok(self.push(Op::AvgPool2d { x, geom }, out, &[x]))
+    }
+}
+
+/// Backward of max pooling: `dY` goes to the position of each window's maximum.
+pub(crate) fn max_pool2d_backward<F: Float>(
+    x: &Tensor<F>,
+    argmax: &[u32],
+    g: &Tensor<F>,
+) -> Tensor<F> {
+    let plane = x.dims()[2] * x.dims()[3];
+    let locs = g.dims()[2] * g.dims()[3];
+    let mut dx = Tensor::zeros(x.dims());
+    zip_chunks(dx.data_mut(), plane, g.data(), locs, x.len(), |p, dx, g| {
+        let arg = &argmax[p * locs..(p + 1) * locs];
+        g.iter().zip(arg).for_each(|(gv, &i)| dx[i as usize] += *gv);
+    });
+    dx
+}
+
+/// Backward of average pooling: `dY/(kh·kw)` spread over each window.
+pub(crate) fn avg_pool2d_backward<F: Float>(
+    x: &Tensor<F>,
+    geom: &ConvGeometry,
+    g: &Tensor<F>,
+) -> Tensor<F> {
+    let plane = geom.in_size.0 * geom.in_size.1;
+    let inv = F::from_f64(1.0 / (geom.kernel.0 * geom.kernel.1) as f64);
+    let mut dx = Tensor::zeros(x.dims());
+    zip_chunks(
+        dx.data_mut(),
+        plane,
+        g.data(),
+        geom.locations(),
+        x.len(),
+        |_, dx, g| {
+            for_each_window(geom, |loc, start| {
+                window(geom, start).for_each(|i| dx[i] += inv * g[loc]);
+            });
+        },
+    );
+    dx
+}
