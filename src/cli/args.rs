@@ -20,7 +20,7 @@ pub enum Command {
     /// Train a model and write metrics, charts and checkpoints to a run directory.
     ///
     /// Example: tekfac train --dataset fashion-mnist --model cnn --optimizer tekfac --epochs 5
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Download MNIST or Fashion-MNIST into ./data/<name>/ (checksums verified).
     ///
     /// Example: tekfac download fashion-mnist

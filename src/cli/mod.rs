@@ -16,12 +16,14 @@ use tekfac::{Error, Result};
 /// `tekfac train` with its defaults.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or_else(|| match Cli::parse_from(["tekfac", "train"]).command {
-        Some(c) => c,
-        None => unreachable!("`train` parses to a command"),
-    });
+    let command =
+        cli.command
+            .unwrap_or_else(|| match Cli::parse_from(["tekfac", "train"]).command {
+                Some(c) => c,
+                None => unreachable!("`train` parses to a command"),
+            });
     let result = match command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Download(a) => download(a),
     };
     match result {
@@ -31,7 +33,10 @@ pub fn main() -> ExitCode {
             // NOTE: exit code 2 for problems the user fixes on the command line or on disk
             // (missing data, bad checkpoint), 1 for everything that happened while running.
             match e {
-                Error::Data(_) | Error::Checkpoint(_) | Error::Io { .. } | Error::InvalidArgument { .. } => ExitCode::from(2),
+                Error::Data(_)
+                | Error::Checkpoint(_)
+                | Error::Io { .. }
+                | Error::InvalidArgument { .. } => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -40,7 +45,12 @@ pub fn main() -> ExitCode {
 
 fn download(a: DownloadArgs) -> Result<()> {
     let kind: tekfac::dataset::DatasetKind = a.name.parse()?;
-    let dir = tekfac::dataset::download::download(&a.name, &a.root, tekfac::dataset::download::default_mirrors(kind), true)?;
+    let dir = tekfac::dataset::download::download(
+        &a.name,
+        &a.root,
+        tekfac::dataset::download::default_mirrors(kind),
+        true,
+    )?;
     println!("{} is ready in {}", a.name, dir.display());
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use super::args::{FisherName, OptimizerName, TrainArgs};
 use tekfac::FisherType;
-use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant};
+use tekfac::optim::{
+    Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant,
+};
 use tekfac::{ParamStore, Result};
 
 /// Default learning rate of each optimizer when `--lr` is absent.
@@ -18,7 +20,10 @@ pub fn default_lr(name: OptimizerName) -> f64 {
 pub fn fisher(args: &TrainArgs) -> FisherType {
     match args.fisher {
         FisherName::Empirical => FisherType::Empirical,
-        FisherName::Sampled => FisherType::Sampled { k: args.fisher_samples.max(1), seed: args.seed },
+        FisherName::Sampled => FisherType::Sampled {
+            k: args.fisher_samples.max(1),
+            seed: args.seed,
+        },
         FisherName::Exact => FisherType::Exact,
     }
 }
@@ -28,11 +33,20 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
     let lr = args.lr.unwrap_or_else(|| default_lr(args.optimizer));
     let variant = match args.optimizer {
         OptimizerName::Sgd => {
-            let c = SgdConfig { lr, momentum: args.momentum, nesterov: false, weight_decay: args.weight_decay };
+            let c = SgdConfig {
+                lr,
+                momentum: args.momentum,
+                nesterov: false,
+                weight_decay: args.weight_decay,
+            };
             return Ok(Box::new(Sgd::new(c)));
         }
         OptimizerName::Adam => {
-            let c = AdamConfig { lr, weight_decay: args.weight_decay, ..Default::default() };
+            let c = AdamConfig {
+                lr,
+                weight_decay: args.weight_decay,
+                ..Default::default()
+            };
             return Ok(Box::new(Adam::new(c)));
         }
         OptimizerName::Kfac => Variant::Kfac,

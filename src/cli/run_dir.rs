@@ -3,7 +3,9 @@
 
 use super::args::TrainArgs;
 use std::path::{Path, PathBuf};
-use tekfac::checkpoint::{TensorDict, load_params, read_dict, save_params, write_atomic, write_dict};
+use tekfac::checkpoint::{
+    TensorDict, load_params, read_dict, save_params, write_atomic, write_dict,
+};
 use tekfac::optim::Optimizer;
 use tekfac::train::{MetricsCsv, Row};
 use tekfac::{Error, ParamStore, Result};
@@ -24,7 +26,10 @@ pub struct Position {
 impl Position {
     /// A copy with the elapsed seconds set.
     pub fn with_seconds(&self, seconds: f64) -> Self {
-        Position { seconds, ..self.clone() }
+        Position {
+            seconds,
+            ..self.clone()
+        }
     }
 }
 
@@ -37,11 +42,15 @@ impl RunDir {
     /// Creates the directory and writes `config.json` (kept as is when resuming).
     pub fn create(path: &Path, args: &TrainArgs, resuming: bool) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        let run = RunDir { path: path.to_path_buf() };
+        let run = RunDir {
+            path: path.to_path_buf(),
+        };
         if !resuming {
-            let mut config = serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
+            let mut config =
+                serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
             config["crate_version"] = env!("CARGO_PKG_VERSION").into();
-            let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Checkpoint(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&config)
+                .map_err(|e| Error::Checkpoint(e.to_string()))?;
             write_atomic(&run.path.join("config.json"), text.as_bytes())?;
         }
         Ok(run)
@@ -58,21 +67,38 @@ impl RunDir {
     }
 
     /// Writes weights and optimizer state (optimizer first: the weights file marks completion).
-    pub fn save_checkpoint(&self, params: &ParamStore<f32>, opt: &dyn Optimizer<f32>, pos: &Position) -> Result<()> {
+    pub fn save_checkpoint(
+        &self,
+        params: &ParamStore<f32>,
+        opt: &dyn Optimizer<f32>,
+        pos: &Position,
+    ) -> Result<()> {
         let mut dict = TensorDict::default();
         opt.save_state(params, &mut dict);
-        for (k, v) in [("epoch", pos.epoch.to_string()), ("batch", pos.batch.to_string()), ("step", pos.step.to_string()), ("seconds", pos.seconds.to_string())] {
+        for (k, v) in [
+            ("epoch", pos.epoch.to_string()),
+            ("batch", pos.batch.to_string()),
+            ("step", pos.step.to_string()),
+            ("seconds", pos.seconds.to_string()),
+        ] {
             dict.meta.insert(k.into(), v);
         }
         write_dict(&self.path.join("optimizer.safetensors"), &dict)?;
-        save_params(&self.path.join("weights.safetensors"), params, &[("step", pos.step.to_string())])
+        save_params(
+            &self.path.join("weights.safetensors"),
+            params,
+            &[("step", pos.step.to_string())],
+        )
     }
 
     /// Prints where everything is and what to run next.
     pub fn finish(&self, args: &TrainArgs) -> Result<()> {
         let dir = self.path.display();
         println!("run saved in {dir}/ (config.json, metrics.csv, weights.safetensors)");
-        println!("next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help", args.dataset);
+        println!(
+            "next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help",
+            args.dataset
+        );
         Ok(())
     }
 }
@@ -81,18 +107,27 @@ impl RunDir {
 pub fn load_config(dir: &Path) -> Result<TrainArgs> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut args: TrainArgs = serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+    let mut args: TrainArgs = serde_json::from_str(&text)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
     args.out = dir.to_path_buf();
     args.resume = Some(dir.to_path_buf());
     Ok(args)
 }
 
 /// Restores weights, optimizer state and the position from a run directory.
-pub fn load_checkpoint(dir: &Path, params: &mut ParamStore<f32>, opt: &mut dyn Optimizer<f32>) -> Result<Position> {
+pub fn load_checkpoint(
+    dir: &Path,
+    params: &mut ParamStore<f32>,
+    opt: &mut dyn Optimizer<f32>,
+) -> Result<Position> {
     load_params(&dir.join("weights.safetensors"), params)?;
     let dict = read_dict(&dir.join("optimizer.safetensors"))?;
     opt.load_state(params, &dict)?;
-    let get = |k: &str| dict.meta.get(k).ok_or_else(|| Error::Checkpoint(format!("optimizer.safetensors lacks `{k}`")));
+    let get = |k: &str| {
+        dict.meta
+            .get(k)
+            .ok_or_else(|| Error::Checkpoint(format!("optimizer.safetensors lacks `{k}`")))
+    };
     let bad = |k: &str| Error::Checkpoint(format!("optimizer.safetensors has a malformed `{k}`"));
     Ok(Position {
         epoch: get("epoch")?.parse().map_err(|_| bad("epoch"))?,

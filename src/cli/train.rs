@@ -25,15 +25,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(dir) => run_dir::load_checkpoint(dir, &mut params, opt.as_mut())?,
         None => run_dir::Position::default(),
     };
-    let steps_per_epoch = Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
+    let steps_per_epoch =
+        Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
-    let base_lr = args.lr.unwrap_or_else(|| optimizer::default_lr(args.optimizer));
+    let base_lr = args
+        .lr
+        .unwrap_or_else(|| optimizer::default_lr(args.optimizer));
     let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
     let mut metrics = run.metrics(resume.is_some())?;
     let clock = Instant::now();
     let elapsed = |pos: &run_dir::Position| pos.seconds + clock.elapsed().as_secs_f64();
     while pos.epoch < args.epochs {
-        let batches = Batches::new(train.len(), args.batch_size, args.seed, pos.epoch as u64, LastBatch::Drop)?;
+        let batches = Batches::new(
+            train.len(),
+            args.batch_size,
+            args.seed,
+            pos.epoch as u64,
+            LastBatch::Drop,
+        )?;
         let (mut sum, mut count) = (0.0, 0usize);
         for indices in batches.iter().skip(pos.batch) {
             if args.max_steps > 0 && pos.step >= args.max_steps {
@@ -44,11 +53,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let lr = base_lr * schedule.factor(pos.step);
             opt.set_lr(lr);
             let batch = train.batch(indices)?;
-            let stats = match train_step(model.as_ref(), task, &mut params, opt.as_mut(), batch.images, &batch.labels, pos.step) {
+            let stats = match train_step(
+                model.as_ref(),
+                task,
+                &mut params,
+                opt.as_mut(),
+                batch.images,
+                &batch.labels,
+                pos.step,
+            ) {
                 Ok(s) => s,
                 Err(e @ Error::NonFinite { .. }) => {
                     bar.abandon();
-                    return Err(Error::NonFinite { what: format!("{e}; the last good checkpoint in {} is kept", run.path().display()), step: None });
+                    return Err(Error::NonFinite {
+                        what: format!(
+                            "{e}; the last good checkpoint in {} is kept",
+                            run.path().display()
+                        ),
+                        step: None,
+                    });
                 }
                 Err(e) => return Err(e),
             };
@@ -59,19 +82,53 @@ pub fn run(args: TrainArgs) -> Result<()> {
             bar.inc(1);
             bar.set_message(format!("epoch {} loss {:.4}", pos.epoch + 1, stats.loss));
             if pos.step % args.log_every == 0 {
-                let row = Row { kind: "step", epoch: pos.epoch + 1, step: pos.step, seconds: elapsed(&pos), train_loss: stats.loss, grad_norm: Some(stats.grad_norm), update_norm: Some(stats.update_norm), lr, ..Default::default() };
+                let row = Row {
+                    kind: "step",
+                    epoch: pos.epoch + 1,
+                    step: pos.step,
+                    seconds: elapsed(&pos),
+                    train_loss: stats.loss,
+                    grad_norm: Some(stats.grad_norm),
+                    update_norm: Some(stats.update_norm),
+                    lr,
+                    ..Default::default()
+                };
                 metrics.write(&row)?;
                 run_dir::json_line(&args, &row);
             }
         }
-        let (test_loss, acc) = evaluate(model.as_ref(), task, &params, data::eval_batches(&test, 1000))?;
+        let (test_loss, acc) = evaluate(
+            model.as_ref(),
+            task,
+            &params,
+            data::eval_batches(&test, 1000),
+        )?;
         pos.epoch += 1;
         pos.batch = 0;
-        let row = Row { kind: "epoch", epoch: pos.epoch, step: pos.step, seconds: elapsed(&pos), train_loss: sum / count.max(1) as f64, test_loss: Some(test_loss), test_accuracy: (task == Task::Classify).then_some(acc), lr: base_lr * schedule.factor(pos.step), ..Default::default() };
+        let row = Row {
+            kind: "epoch",
+            epoch: pos.epoch,
+            step: pos.step,
+            seconds: elapsed(&pos),
+            train_loss: sum / count.max(1) as f64,
+            test_loss: Some(test_loss),
+            test_accuracy: (task == Task::Classify).then_some(acc),
+            lr: base_lr * schedule.factor(pos.step),
+            ..Default::default()
+        };
         metrics.write(&row)?;
         run_dir::json_line(&args, &row);
         run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
-        bar.println(format!("epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{}", pos.epoch, row.train_loss, if task == Task::Classify { format!("  test accuracy {:.2}%", 100.0 * acc) } else { String::new() }));
+        bar.println(format!(
+            "epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{}",
+            pos.epoch,
+            row.train_loss,
+            if task == Task::Classify {
+                format!("  test accuracy {:.2}%", 100.0 * acc)
+            } else {
+                String::new()
+            }
+        ));
     }
     bar.finish_and_clear();
     run.finish(&args)
@@ -80,10 +137,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
 fn lr_schedule(args: &TrainArgs, steps_per_epoch: u64) -> LrSchedule {
     let schedule = match args.schedule {
         ScheduleName::Constant => Schedule::Constant,
-        ScheduleName::Step => Schedule::Step { milestones: args.milestones.iter().map(|e| e * steps_per_epoch).collect(), gamma: args.gamma },
-        ScheduleName::Cosine => Schedule::Cosine { total: steps_per_epoch * args.epochs as u64, min_factor: 0.0 },
+        ScheduleName::Step => Schedule::Step {
+            milestones: args
+                .milestones
+                .iter()
+                .map(|e| e * steps_per_epoch)
+                .collect(),
+            gamma: args.gamma,
+        },
+        ScheduleName::Cosine => Schedule::Cosine {
+            total: steps_per_epoch * args.epochs as u64,
+            min_factor: 0.0,
+        },
     };
-    LrSchedule { schedule, warmup: args.warmup }
+    LrSchedule {
+        schedule,
+        warmup: args.warmup,
+    }
 }
 
 fn progress(args: &TrainArgs, total: u64, done: u64) -> ProgressBar {
@@ -91,7 +161,9 @@ fn progress(args: &TrainArgs, total: u64, done: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}");
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+    );
     bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_position(done);
     bar

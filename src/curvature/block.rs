@@ -253,7 +253,12 @@ impl CurvatureBlock {
         }
         let damped = self.damped_eigenvalues(damping)?;
         let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
-        let fast = self.fast.as_ref().ok_or_else(|| Error::invalid(OP, format!("layer {}: refresh() runs before precondition", self.name)))?;
+        let fast = self.fast.as_ref().ok_or_else(|| {
+            Error::invalid(
+                OP,
+                format!("layer {}: refresh() runs before precondition", self.name),
+            )
+        })?;
         Ok(fast.precondition(grad, &damped))
     }
 

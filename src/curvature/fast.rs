@@ -25,8 +25,15 @@ impl FastBasis {
     /// Copies `basis`'s `Q_A` and `Q_G` to row-major f32.
     pub fn new(basis: &KroneckerBasis) -> Self {
         let (d_out, d_in) = basis.dims();
-        let rows = |m: &nalgebra::DMatrix<f64>| -> Vec<f32> { m.transpose().iter().map(|&x| x as f32).collect() };
-        FastBasis { q_a: rows(&basis.q_a), q_g: rows(&basis.q_g), d_out, d_in }
+        let rows = |m: &nalgebra::DMatrix<f64>| -> Vec<f32> {
+            m.transpose().iter().map(|&x| x as f32).collect()
+        };
+        FastBasis {
+            q_a: rows(&basis.q_a),
+            q_g: rows(&basis.q_g),
+            d_out,
+            d_in,
+        }
     }
 
     /// `(d_out, d_in')`.
@@ -40,12 +47,21 @@ impl FastBasis {
     /// When `grad` or `damped` is not `d_out·d_in'` long (the caller checks shapes).
     pub fn precondition(&self, grad: &[f32], damped: &[f32]) -> Vec<f32> {
         let (o, i) = (self.d_out, self.d_in);
-        assert!(grad.len() == o * i && damped.len() == o * i, "FastBasis::precondition: shapes are checked by the caller");
+        assert!(
+            grad.len() == o * i && damped.len() == o * i,
+            "FastBasis::precondition: shapes are checked by the caller"
+        );
         let q_g = |t| MatRef::new(&self.q_g, o, o, t);
         let q_a = |t| MatRef::new(&self.q_a, i, i, t);
         let mut tmp = vec![0f32; o * i];
         let mut x = vec![0f32; o * i];
-        gemm_into(1.0, q_g(true), MatRef::new(grad, o, i, false), 0.0, &mut tmp);
+        gemm_into(
+            1.0,
+            q_g(true),
+            MatRef::new(grad, o, i, false),
+            0.0,
+            &mut tmp,
+        );
         gemm_into(1.0, MatRef::new(&tmp, o, i, false), q_a(false), 0.0, &mut x);
         x.iter_mut().zip(damped).for_each(|(x, d)| *x /= d);
         gemm_into(1.0, q_g(false), MatRef::new(&x, o, i, false), 0.0, &mut tmp);

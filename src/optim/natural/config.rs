@@ -36,7 +36,11 @@ pub struct NgConfig {
 impl NgConfig {
     /// The damping part of the settings, as the curvature blocks take it.
     pub fn damping_settings(&self) -> DampingSettings {
-        DampingSettings { lambda: self.damping, conv_floor: self.conv_damping_floor, dense_in_cnn: self.dense_in_cnn }
+        DampingSettings {
+            lambda: self.damping,
+            conv_floor: self.conv_damping_floor,
+            dense_in_cnn: self.dense_in_cnn,
+        }
     }
 }
 

@@ -10,19 +10,33 @@ use crate::params::{LayerInfo, ParamStore};
 use crate::tensor::Float;
 
 /// `[∇W | ∇b] + weight_decay·[W | b]` of one layer, row-major `[d_out, d_in']`.
-pub fn gather<F: Float>(info: &LayerInfo, params: &ParamStore<F>, grads: &Gradients<F>, weight_decay: f64) -> Result<Vec<f32>> {
+pub fn gather<F: Float>(
+    info: &LayerInfo,
+    params: &ParamStore<F>,
+    grads: &Gradients<F>,
+    weight_decay: f64,
+) -> Result<Vec<f32>> {
     let (d_out, d_in, cols) = (info.d_out, info.d_in, info.d_in_bar());
     let gw = grads.require(info.weight, params)?;
     let w = params.get(info.weight);
     if gw.len() != d_out * d_in {
-        let msg = format!("layer {} expects {d_out}x{d_in} weights, its gradient has {} values", info.name, gw.len());
+        let msg = format!(
+            "layer {} expects {d_out}x{d_in} weights, its gradient has {} values",
+            info.name,
+            gw.len()
+        );
         return Err(Error::invalid("natural gradient", msg));
     }
     let wd = F::from_f64(weight_decay);
     let mut m = vec![0f32; d_out * cols];
     for (o, row) in m.chunks_mut(cols).enumerate() {
-        let (g, w) = (&gw.data()[o * d_in..(o + 1) * d_in], &w.data()[o * d_in..(o + 1) * d_in]);
-        row.iter_mut().zip(g.iter().zip(w)).for_each(|(r, (&g, &w))| *r = (g + wd * w).to_f64() as f32);
+        let (g, w) = (
+            &gw.data()[o * d_in..(o + 1) * d_in],
+            &w.data()[o * d_in..(o + 1) * d_in],
+        );
+        row.iter_mut()
+            .zip(g.iter().zip(w))
+            .for_each(|(r, (&g, &w))| *r = (g + wd * w).to_f64() as f32);
     }
     if let Some(b) = info.bias {
         let (gb, bv) = (grads.require(b, params)?, params.get(b));
@@ -38,10 +52,14 @@ pub fn apply<F: Float>(info: &LayerInfo, params: &mut ParamStore<F>, update: &[f
     let (d_in, cols) = (info.d_in, info.d_in_bar());
     let w = params.get_mut(info.weight).data_mut();
     for (wrow, urow) in w.chunks_mut(d_in).zip(update.chunks(cols)) {
-        wrow.iter_mut().zip(urow).for_each(|(w, &u)| *w -= F::from_f64(u as f64));
+        wrow.iter_mut()
+            .zip(urow)
+            .for_each(|(w, &u)| *w -= F::from_f64(u as f64));
     }
     if let Some(b) = info.bias {
         let b = params.get_mut(b).data_mut();
-        b.iter_mut().zip(update.chunks(cols)).for_each(|(b, urow)| *b -= F::from_f64(urow[d_in] as f64));
+        b.iter_mut()
+            .zip(update.chunks(cols))
+            .for_each(|(b, urow)| *b -= F::from_f64(urow[d_in] as f64));
     }
 }

@@ -9,8 +9,8 @@
 mod config;
 mod layout;
 
-pub use config::NgConfig;
 pub use crate::curvature::{DenseInCnn, Variant};
+pub use config::NgConfig;
 
 use super::{Optimizer, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
@@ -35,13 +35,30 @@ pub struct NaturalGradient {
 
 impl NaturalGradient {
     /// One curvature block per dense/conv layer of `params`.
-    pub fn new<F: Float>(variant: Variant, config: NgConfig, params: &ParamStore<F>) -> Result<Self> {
+    pub fn new<F: Float>(
+        variant: Variant,
+        config: NgConfig,
+        params: &ParamStore<F>,
+    ) -> Result<Self> {
         if config.stats_interval == 0 || config.eigen_interval == 0 || config.scale_interval == 0 {
-            return Err(Error::invalid("NaturalGradient", "intervals must be at least 1"));
+            return Err(Error::invalid(
+                "NaturalGradient",
+                "intervals must be at least 1",
+            ));
         }
         let layers = params.layers().to_vec();
-        let blocks = layers.iter().map(|l| CurvatureBlock::new(variant, l, config.decay)).collect();
-        Ok(NaturalGradient { variant, config, momentum: vec![None; layers.len()], layers, blocks, step: 0 })
+        let blocks = layers
+            .iter()
+            .map(|l| CurvatureBlock::new(variant, l, config.decay))
+            .collect();
+        Ok(NaturalGradient {
+            variant,
+            config,
+            momentum: vec![None; layers.len()],
+            layers,
+            blocks,
+            step: 0,
+        })
     }
 
     /// The variant.
@@ -55,11 +72,12 @@ impl NaturalGradient {
     }
 
     fn due(&self, interval: u64) -> bool {
-        self.step % interval == 0
+        self.step.is_multiple_of(interval)
     }
 
     fn needs_capture(&self) -> bool {
-        self.due(self.config.stats_interval) || (self.variant.corrects_eigenvalues() && self.due(self.config.scale_interval))
+        self.due(self.config.stats_interval)
+            || (self.variant.corrects_eigenvalues() && self.due(self.config.scale_interval))
     }
 
     /// Statistics → eigenbasis → re-scaling, each on its own interval, parallel across layers.
@@ -72,27 +90,47 @@ impl NaturalGradient {
         let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
         let t = Instant::now();
         if do_stats {
-            let results: Vec<Result<()>> = self.blocks.par_iter_mut().enumerate().map(|(i, b)| find(i).map_or(Ok(()), |c| b.observe(c))).collect();
+            let results: Vec<Result<()>> = self
+                .blocks
+                .par_iter_mut()
+                .enumerate()
+                .map(|(i, b)| find(i).map_or(Ok(()), |c| b.observe(c)))
+                .collect();
             results.into_iter().collect::<Result<()>>()?;
         }
         stats.time_stats += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if do_eigen {
-            let results: Vec<Result<()>> = self.blocks.par_iter_mut().map(CurvatureBlock::refresh).collect();
+            let results: Vec<Result<()>> = self
+                .blocks
+                .par_iter_mut()
+                .map(CurvatureBlock::refresh)
+                .collect();
             for (r, l) in results.into_iter().zip(&self.layers) {
                 if let Err(e) = r {
                     // NOTE: spec §1.9: skip this refresh, keep the previous basis, keep training.
-                    eprintln!("warning: step {}: eigenbasis refresh of {} skipped, previous basis kept ({e})", self.step, l.name);
+                    eprintln!(
+                        "warning: step {}: eigenbasis refresh of {} skipped, previous basis kept ({e})",
+                        self.step, l.name
+                    );
                 }
             }
         }
         stats.time_eigen += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if do_scale {
-            let results: Vec<Result<()>> = self.blocks.par_iter_mut().enumerate().map(|(i, b)| find(i).map_or(Ok(()), |c| b.rescale(c))).collect();
+            let results: Vec<Result<()>> = self
+                .blocks
+                .par_iter_mut()
+                .enumerate()
+                .map(|(i, b)| find(i).map_or(Ok(()), |c| b.rescale(c)))
+                .collect();
             for (r, l) in results.into_iter().zip(&self.layers) {
                 if let Err(e) = r {
-                    eprintln!("warning: step {}: re-scaling of {} skipped ({e})", self.step, l.name);
+                    eprintln!(
+                        "warning: step {}: re-scaling of {} skipped ({e})",
+                        self.step, l.name
+                    );
                 }
             }
         }
@@ -108,40 +146,85 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
         }
         match self.config.fisher {
             // NOTE: a fresh, reproducible sampling seed each step.
-            FisherType::Sampled { k, seed } => FisherType::Sampled { k, seed: seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15) },
+            FisherType::Sampled { k, seed } => FisherType::Sampled {
+                k,
+                seed: seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            },
             other => other,
         }
     }
 
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
-        let mut stats = StepStats { loss: pass.loss, grad_norm: pass.grads.global_norm(), ..Default::default() };
-        if self.needs_capture() && self.config.fisher != FisherType::Off && pass.captures.is_empty() && !self.layers.is_empty() {
-            return Err(Error::invalid("NaturalGradient", "the backward pass carried no captures; call backward_with(loss, opt.fisher())"));
+        let mut stats = StepStats {
+            loss: pass.loss,
+            grad_norm: pass.grads.global_norm(),
+            ..Default::default()
+        };
+        if self.needs_capture()
+            && self.config.fisher != FisherType::Off
+            && pass.captures.is_empty()
+            && !self.layers.is_empty()
+        {
+            return Err(Error::invalid(
+                "NaturalGradient",
+                "the backward pass carried no captures; call backward_with(loss, opt.fisher())",
+            ));
         }
         self.observe(pass, &mut stats)?;
         let t = Instant::now();
-        let grads = self.layers.iter().map(|l| layout::gather(l, params, &pass.grads, self.config.weight_decay)).collect::<Result<Vec<_>>>()?;
+        let grads = self
+            .layers
+            .iter()
+            .map(|l| layout::gather(l, params, &pass.grads, self.config.weight_decay))
+            .collect::<Result<Vec<_>>>()?;
         let dampings = network_damping(self.variant, &self.config.damping_settings(), &self.blocks);
-        let updates: Vec<Vec<f32>> = self.blocks.par_iter().zip(&grads).zip(&dampings).map(|((b, g), d)| b.precondition_f32(g, d)).collect::<Result<_>>()?;
+        let updates: Vec<Vec<f32>> = self
+            .blocks
+            .par_iter()
+            .zip(&grads)
+            .zip(&dampings)
+            .map(|((b, g), d)| b.precondition_f32(g, d))
+            .collect::<Result<_>>()?;
         stats.time_precondition = t.elapsed().as_secs_f64();
         let (lr, mu) = (self.config.lr as f32, self.config.momentum as f32);
         let nu = match self.config.kl_clip {
             Some(kappa) => {
-                let vg: f64 = updates.iter().zip(&grads).map(|(u, g)| dot(u, g)).sum::<f64>() * self.config.lr * self.config.lr;
-                if vg > 0.0 { (kappa / vg).sqrt().min(1.0) as f32 } else { 1.0 }
+                let vg: f64 = updates
+                    .iter()
+                    .zip(&grads)
+                    .map(|(u, g)| dot(u, g))
+                    .sum::<f64>()
+                    * self.config.lr
+                    * self.config.lr;
+                if vg > 0.0 {
+                    (kappa / vg).sqrt().min(1.0) as f32
+                } else {
+                    1.0
+                }
             }
             None => 1.0,
         };
         let mut update_sq = 0.0;
-        for ((u, l), m) in updates.into_iter().zip(&self.layers).zip(self.momentum.iter_mut()) {
+        for ((u, l), m) in updates
+            .into_iter()
+            .zip(&self.layers)
+            .zip(self.momentum.iter_mut())
+        {
             let m = m.get_or_insert_with(|| vec![0.0; u.len()]);
-            m.iter_mut().zip(&u).for_each(|(m, u)| *m = mu * *m + nu * u);
+            m.iter_mut()
+                .zip(&u)
+                .for_each(|(m, u)| *m = mu * *m + nu * u);
             let step: Vec<f32> = m.iter().map(|m| lr * m).collect();
             update_sq += dot(&step, &step);
             layout::apply(l, params, &step);
         }
         stats.update_norm = update_sq.sqrt();
-        stats.damping = self.layers.iter().zip(&dampings).map(|(l, d)| (l.name.clone(), d.lambda())).collect();
+        stats.damping = self
+            .layers
+            .iter()
+            .zip(&dampings)
+            .map(|(l, d)| (l.name.clone(), d.lambda()))
+            .collect();
         self.step += 1;
         Ok(stats)
     }
@@ -152,7 +235,8 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
 
     fn save_state(&self, _params: &ParamStore<F>, dict: &mut TensorDict) {
         dict.meta.insert("ng.step".into(), self.step.to_string());
-        dict.meta.insert("ng.variant".into(), format!("{:?}", self.variant));
+        dict.meta
+            .insert("ng.variant".into(), format!("{:?}", self.variant));
         for ((l, b), m) in self.layers.iter().zip(&self.blocks).zip(&self.momentum) {
             for a in b.state() {
                 dict.put_f64(&format!("ng.{}.{}", l.name, a.name), &a.shape, &a.data);
@@ -165,23 +249,46 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
     }
 
     fn load_state(&mut self, _params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
-        let variant = dict.meta.get("ng.variant").ok_or_else(|| Error::Checkpoint("missing ng.variant".into()))?;
+        let variant = dict
+            .meta
+            .get("ng.variant")
+            .ok_or_else(|| Error::Checkpoint("missing ng.variant".into()))?;
         if *variant != format!("{:?}", self.variant) {
-            return Err(Error::Checkpoint(format!("checkpoint was written by {variant}, not {:?}", self.variant)));
+            return Err(Error::Checkpoint(format!(
+                "checkpoint was written by {variant}, not {:?}",
+                self.variant
+            )));
         }
-        let step = dict.meta.get("ng.step").ok_or_else(|| Error::Checkpoint("missing ng.step".into()))?;
-        self.step = step.parse().map_err(|_| Error::Checkpoint(format!("bad ng.step `{step}`")))?;
-        for ((l, b), m) in self.layers.iter().zip(self.blocks.iter_mut()).zip(self.momentum.iter_mut()) {
+        let step = dict
+            .meta
+            .get("ng.step")
+            .ok_or_else(|| Error::Checkpoint("missing ng.step".into()))?;
+        self.step = step
+            .parse()
+            .map_err(|_| Error::Checkpoint(format!("bad ng.step `{step}`")))?;
+        for ((l, b), m) in self
+            .layers
+            .iter()
+            .zip(self.blocks.iter_mut())
+            .zip(self.momentum.iter_mut())
+        {
             let arrays = CurvatureBlock::STATE_NAMES
                 .iter()
                 .filter_map(|&name| {
                     let key = format!("ng.{}.{name}", l.name);
-                    dict.contains(&key).then(|| dict.f64s(&key).map(|(shape, data)| StateArray { name, shape, data }))
+                    dict.contains(&key).then(|| {
+                        dict.f64s(&key)
+                            .map(|(shape, data)| StateArray { name, shape, data })
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             b.restore(&arrays)?;
             let name = format!("ng.{}.momentum", l.name);
-            *m = if dict.contains(&name) { Some(dict.tensor::<f32>(&name)?.into_vec()) } else { None };
+            *m = if dict.contains(&name) {
+                Some(dict.tensor::<f32>(&name)?.into_vec())
+            } else {
+                None
+            };
         }
         Ok(())
     }
