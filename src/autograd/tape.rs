@@ -105,6 +105,19 @@ impl<'p, F: Float> Tape<'p, F> {
         Var(self.nodes.len() - 1)
     }
 
+    /// The first dense or conv layer (in forward order) whose output holds a NaN or infinity:
+    /// where a divergence started.
+    pub fn first_non_finite_layer(&self) -> Option<crate::params::LayerId> {
+        self.nodes.iter().find_map(|n| {
+            let layer = match &n.op {
+                Op::Dense { layer, .. } => *layer,
+                Op::Conv2d(node) => node.layer,
+                _ => None,
+            };
+            layer.filter(|_| !n.value.all_finite())
+        })
+    }
+
     /// Errors unless `v` was recorded on this tape.
     pub(crate) fn check_var(&self, v: Var, op: &'static str) -> Result<()> {
         if v.0 >= self.nodes.len() {

@@ -21,6 +21,10 @@ pub enum Command {
     ///
     /// Example: tekfac train --dataset fashion-mnist --model cnn --optimizer tekfac --epochs 5
     Train(Box<TrainArgs>),
+    /// Evaluate a run's checkpoint: loss and accuracy on a split.
+    ///
+    /// Example: tekfac eval --run runs/latest --split test
+    Eval(EvalArgs),
     /// Download MNIST or Fashion-MNIST into ./data/<name>/ (checksums verified).
     ///
     /// Example: tekfac download fashion-mnist
@@ -162,9 +166,14 @@ pub struct TrainArgs {
     /// Run directory for config.json, metrics.csv, charts and checkpoints.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
-    /// Continue the run in this directory from its last checkpoint.
+    /// Continue the run in this directory from its last checkpoint, with its config.json
+    /// (only --epochs, --max-steps, --threads, --log-every, --checkpoint-every, --quiet and
+    /// --json are taken from the command line).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Also write the checkpoint every N steps (0: only at the end of each epoch).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
     /// Log metrics every N steps.
     #[arg(long, default_value_t = 50)]
     pub log_every: u64,
@@ -177,6 +186,29 @@ pub struct TrainArgs {
     /// Skip the SHA-256 check of the data files.
     #[arg(long)]
     pub no_verify: bool,
+}
+
+/// Arguments of `tekfac eval`.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Run directory written by `tekfac train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Which split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitName,
+    /// Directory holding the dataset's IDX files (overrides the run's).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Dataset splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitName {
+    /// Training examples.
+    Train,
+    /// Test examples.
+    Test,
 }
 
 /// Arguments of `tekfac download`.

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod data;
+mod eval;
 mod models;
 mod optimizer;
 mod run_dir;
@@ -24,6 +25,7 @@ pub fn main() -> ExitCode {
             });
     let result = match command {
         Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
         Command::Download(a) => download(a),
     };
     match result {

@@ -13,7 +13,10 @@ use tekfac::{Error, ParamStore, Result};
 pub fn run(args: TrainArgs) -> Result<()> {
     tekfac::set_threads(args.threads);
     let (args, resume) = match &args.resume {
-        Some(dir) => (run_dir::load_config(dir)?, Some(dir.clone())),
+        Some(dir) => (
+            resumed_args(run_dir::load_config(dir)?, &args),
+            Some(dir.clone()),
+        ),
         None => (args, None),
     };
     let (train, test) = data::load(&args)?;
@@ -63,20 +66,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 pos.step,
             ) {
                 Ok(s) => s,
-                Err(e @ Error::NonFinite { .. }) => {
+                Err(Error::NonFinite { what, step }) => {
                     bar.abandon();
-                    return Err(Error::NonFinite {
-                        what: format!(
-                            "{e}; the last good checkpoint in {} is kept",
-                            run.path().display()
-                        ),
-                        step: None,
-                    });
+                    let dir = run.path().display();
+                    let what = format!(
+                        "{what} (training stopped; the last good checkpoint in {dir} is kept)"
+                    );
+                    return Err(Error::NonFinite { what, step });
                 }
                 Err(e) => return Err(e),
             };
             pos.step += 1;
             pos.batch += 1;
+            if args.checkpoint_every > 0 && pos.step % args.checkpoint_every == 0 {
+                run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
+            }
             sum += stats.loss;
             count += 1;
             bar.inc(1);
@@ -132,6 +136,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     run.finish(&args)
+}
+
+/// The saved configuration, with the flags that may change on resume taken from `now`.
+fn resumed_args(saved: TrainArgs, now: &TrainArgs) -> TrainArgs {
+    TrainArgs {
+        epochs: now.epochs,
+        max_steps: now.max_steps,
+        threads: now.threads,
+        log_every: now.log_every,
+        checkpoint_every: now.checkpoint_every,
+        quiet: now.quiet,
+        json: now.json,
+        ..saved
+    }
 }
 
 fn lr_schedule(args: &TrainArgs, steps_per_epoch: u64) -> LrSchedule {

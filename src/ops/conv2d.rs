@@ -27,7 +27,7 @@ pub(crate) struct Conv2dNode<F: Float> {
     x: Var,
     w: Var,
     b: Option<Var>,
-    layer: Option<LayerId>,
+    pub(crate) layer: Option<LayerId>,
     geom: ConvGeometry,
     /// `ā`: `[N·H_out·W_out, C_in·kh·kw (+1)]` patch rows, with the ones column when biased.
     cols: Tensor<F>,

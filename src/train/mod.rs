@@ -58,13 +58,20 @@ pub fn train_step(
 ) -> Result<StepStats> {
     let mut tape = Tape::new(params);
     let (_, loss) = record_loss(&mut tape, model, task, x, labels)?;
-    let pass = tape.backward_with(loss, opt.fisher())?;
-    if !pass.loss.is_finite() {
+    if !tape.value(loss).all_finite() {
+        let what = match tape.first_non_finite_layer() {
+            Some(l) => format!(
+                "the loss (first non-finite output: layer {})",
+                params.layer(l).name
+            ),
+            None => "the loss".to_string(),
+        };
         return Err(Error::NonFinite {
-            what: "the loss".into(),
+            what,
             step: Some(step),
         });
     }
+    let pass = tape.backward_with(loss, opt.fisher())?;
     if let Some(id) = pass.grads.first_non_finite() {
         return Err(Error::NonFinite {
             what: format!("the gradient of {}", params.name(id)),

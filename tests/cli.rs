@@ -1,0 +1,196 @@
+//! The `tekfac` binary end to end on real data (the embedded Fashion-MNIST subset): training,
+//! evaluation of its checkpoint, bit-identical resume, clean stop on divergence, and exit code 2
+//! with a clear message for bad flags and missing data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tekfac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tekfac"))
+        .args(args)
+        .env_remove("TEKFAC_DATA_DIR")
+        .output()
+        .expect("the tekfac binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tekfac-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `(step, train_loss)` of every step row of a run's metrics.csv.
+fn step_losses(dir: &Path) -> Vec<(u64, String)> {
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    csv.lines()
+        .filter(|l| l.starts_with("step,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].parse().unwrap(), f[4].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn train_then_eval_on_the_embedded_subset() {
+    let out = tmp("train");
+    let o = tekfac(&[
+        "train",
+        "--optimizer",
+        "sgd",
+        "--train-limit",
+        "6400",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "weights.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"fisher\"") && config.contains("crate_version"),
+        "{config}"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let last_epoch = csv.lines().rfind(|l| l.starts_with("epoch,")).unwrap();
+    let acc: f64 = last_epoch.split(',').nth(6).unwrap().parse().unwrap();
+    assert!(
+        acc > 0.70,
+        "200 SGD steps reach > 70% test accuracy, got {acc}"
+    );
+    let e = tekfac(&["eval", "--run", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert!(
+        text(&e).contains(&format!("{:.2}%", 100.0 * acc)),
+        "eval reproduces the logged accuracy: {}",
+        text(&e)
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn resume_continues_bit_identically() {
+    let (straight, split) = (tmp("straight"), tmp("split"));
+    let common = [
+        "train",
+        "--optimizer",
+        "tekfac",
+        "--damping",
+        "0.1",
+        "--train-limit",
+        "2000",
+        "--batch-size",
+        "50",
+        "--stats-interval",
+        "3",
+        "--eigen-interval",
+        "7",
+        "--scale-interval",
+        "2",
+        "--log-every",
+        "1",
+        "--quiet",
+    ];
+    let run = |out: &Path, steps: &str, resume: bool| {
+        let mut a: Vec<&str> = common.to_vec();
+        a.extend(["--max-steps", steps, "--out", out.to_str().unwrap()]);
+        if resume {
+            a.extend(["--resume", out.to_str().unwrap()]);
+        }
+        let o = tekfac(&a);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    run(&straight, "24", false);
+    run(&split, "12", false);
+    run(&split, "24", true);
+    assert_eq!(step_losses(&straight), step_losses(&split));
+    let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+    assert!(weights(&straight) == weights(&split), "weights differ");
+    // The optimizer state must match exactly, apart from the wall-clock seconds.
+    let state = |d: &Path| {
+        let mut s = tekfac::checkpoint::read_dict(&d.join("optimizer.safetensors")).unwrap();
+        s.meta.remove("seconds");
+        s
+    };
+    assert!(state(&straight) == state(&split), "optimizer state differs");
+    std::fs::remove_dir_all(straight).unwrap();
+    std::fs::remove_dir_all(split).unwrap();
+}
+
+#[test]
+fn divergence_stops_cleanly_and_keeps_the_checkpoint() {
+    let out = tmp("diverge");
+    let o = tekfac(&[
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("non-finite") && msg.contains("at step") && msg.contains("layer fc"),
+        "{msg}"
+    );
+    let weights = out.join("weights.safetensors");
+    let mut params = tekfac::ParamStore::<f32>::seeded(0);
+    tekfac::nn::presets::Mlp::new(&mut params, 784, 10).unwrap();
+    tekfac::checkpoint::load_params(&weights, &mut params).expect("the last checkpoint loads");
+    assert!(
+        params.ids().all(|id| params.get(id).all_finite()),
+        "the kept checkpoint is finite"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn bad_flags_and_missing_data_exit_with_code_2() {
+    let o = tekfac(&["train", "--optimizer", "newton"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("invalid value 'newton'"), "{}", text(&o));
+    let out = tmp("missing");
+    let o = tekfac(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "/nonexistent/tekfac",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("mnist train files not found")
+            && text(&o).contains("/nonexistent/tekfac"),
+        "{}",
+        text(&o)
+    );
+    let o = tekfac(&["eval", "--run", "/nonexistent/run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(out);
+}
