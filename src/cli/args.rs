@@ -100,15 +100,16 @@ pub struct TrainArgs {
     /// Optimizer.
     #[arg(long, value_enum, default_value = "tekfac")]
     pub optimizer: OptimizerName,
-    /// Learning rate (default: 0.01 for sgd, 1e-3 for adam, per-variant defaults for the rest).
+    /// Learning rate (default: 0.05 for sgd, 1e-3 for adam, 0.01 for the natural-gradient methods).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Momentum (heavy-ball; on the preconditioned step for natural-gradient methods).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
-    /// Damping λ of the curvature blocks.
-    #[arg(long, default_value_t = 1e-3)]
-    pub damping: f64,
+    /// Damping λ of the curvature blocks (default: 0.03 for kfac and tkfac, whose factored
+    /// damping adds cross terms, 0.1 for ekfac and tekfac, whose λ is added to s*/Θ alone).
+    #[arg(long)]
+    pub damping: Option<f64>,
     /// Update curvature statistics every N steps.
     #[arg(long, default_value_t = 10)]
     pub stats_interval: u64,

@@ -16,6 +16,16 @@ pub fn default_lr(name: OptimizerName) -> f64 {
     }
 }
 
+/// Default damping λ of each natural-gradient optimizer when `--damping` is absent, tuned on
+/// the embedded Fashion-MNIST subset (docs/RESULTS.md): the spec's 1e-3 diverges within the
+/// first ten steps there, while the factors still come from a single batch.
+pub fn default_damping(name: OptimizerName) -> f64 {
+    match name {
+        OptimizerName::Kfac | OptimizerName::Tkfac => 0.03,
+        _ => 0.1,
+    }
+}
+
 /// The Fisher type selected by `--fisher` / `--fisher-samples` (sampling seeded from `--seed`).
 pub fn fisher(args: &TrainArgs) -> FisherType {
     match args.fisher {
@@ -56,7 +66,9 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
     };
     let config = NgConfig {
         lr,
-        damping: args.damping,
+        damping: args
+            .damping
+            .unwrap_or_else(|| default_damping(args.optimizer)),
         momentum: args.momentum,
         decay: args.ema_decay,
         stats_interval: args.stats_interval,

@@ -123,16 +123,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metrics.write(&row)?;
         run_dir::json_line(&args, &row);
         run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
-        bar.println(format!(
-            "epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{}",
-            pos.epoch,
-            row.train_loss,
-            if task == Task::Classify {
-                format!("  test accuracy {:.2}%", 100.0 * acc)
-            } else {
-                String::new()
-            }
-        ));
+        let acc_text = if task == Task::Classify {
+            format!("  test accuracy {:.2}%", 100.0 * acc)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{acc_text}",
+            pos.epoch, row.train_loss
+        );
+        if !args.json {
+            // NOTE: suspend (not println) so the line also shows when stdout is not a terminal.
+            bar.suspend(|| println!("{line}"));
+        }
     }
     bar.finish_and_clear();
     run.finish(&args)
