@@ -29,6 +29,71 @@ pub enum Command {
     ///
     /// Example: tekfac download fashion-mnist
     Download(DownloadArgs),
+    /// Train the same model, data and seed with several optimizers, then write a results table
+    /// (results.md, results.csv) and charts (loss and test accuracy against epochs and seconds,
+    /// SVG and PNG) into --out. Every training flag applies to every run; learning rate and
+    /// damping default per optimizer. Each run keeps its own directory <out>/<optimizer>/.
+    ///
+    /// Example: tekfac compare --epochs 5 --optimizers sgd,adam,kfac,tekfac --out runs/compare
+    #[command(
+        mut_arg("out", |a| a.default_value("runs/compare")
+            .help("Directory for results.md, results.csv, the charts and one run directory per optimizer")),
+        mut_arg("optimizer", |a| a.hide(true)),
+        mut_arg("resume", |a| a.hide(true)),
+    )]
+    Compare(Box<CompareArgs>),
+    /// The educational view: on a small MLP and one batch of real data, compare each layer's
+    /// exact Fisher block with its K-FAC, EKFAC, TKFAC and TEKFAC approximations. Prints
+    /// relative Frobenius errors ‖F − F̂‖/‖F‖ and traces per layer, and writes one heatmap PNG
+    /// per layer with the five matrices side by side (shared signed-log colour scale).
+    ///
+    /// Example: tekfac inspect --batch-size 64 --hidden 16 --out runs/inspect
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `tekfac compare`: the training flags, shared by every run, plus the list.
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Training flags shared by all runs (`--optimizer` and `--resume` are not used).
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Optimizers to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sgd,adam,kfac,ekfac,tkfac,tekfac"
+    )]
+    pub optimizers: Vec<OptimizerName>,
+    /// Test accuracy whose first epoch and time the table reports.
+    #[arg(long, default_value_t = 0.85)]
+    pub target_accuracy: f64,
+}
+
+/// Arguments of `tekfac inspect`.
+#[derive(Args, Debug, Clone)]
+pub struct InspectArgs {
+    /// Dataset (as for `tekfac train`); images are average-pooled 4×4 to 7×7 = 49 inputs.
+    #[arg(long, default_value = "fashion-mnist-mini")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files (searched first).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Hidden width of the MLP 49-H-10 (blocks are H·50 and 10·(H+1) square).
+    #[arg(long, default_value_t = 16)]
+    pub hidden: usize,
+    /// Examples in the batch the Fisher is measured on (the first N of the training split).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Fisher type: exact (expectation over the model's labels) or empirical (training labels).
+    #[arg(long, value_enum, default_value = "exact")]
+    pub fisher: FisherName,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory for the heatmaps.
+    #[arg(long, default_value = "runs/inspect")]
+    pub out: PathBuf,
 }
 
 /// Models with documented presets.
@@ -59,6 +124,20 @@ pub enum OptimizerName {
     Tkfac,
     /// TEKFAC (Gao et al., arXiv 2011.13609).
     Tekfac,
+}
+
+impl OptimizerName {
+    /// The name used on the command line (`sgd`, `tekfac`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerName::Sgd => "sgd",
+            OptimizerName::Adam => "adam",
+            OptimizerName::Kfac => "kfac",
+            OptimizerName::Ekfac => "ekfac",
+            OptimizerName::Tkfac => "tkfac",
+            OptimizerName::Tekfac => "tekfac",
+        }
+    }
 }
 
 /// Labels behind the curvature statistics.

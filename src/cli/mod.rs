@@ -1,8 +1,11 @@
 //! The `tekfac` command line: argument definitions and one file per subcommand.
 
 pub mod args;
+mod charts;
+mod compare;
 mod data;
 mod eval;
+mod inspect;
 mod models;
 mod optimizer;
 mod run_dir;
@@ -27,6 +30,8 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download(a),
+        Command::Compare(a) => compare::run(*a),
+        Command::Inspect(a) => inspect::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! the checkpoint (`weights.safetensors` + `optimizer.safetensors`, written atomically).
 
 use super::args::TrainArgs;
+use super::charts::{self, Curves};
 use std::path::{Path, PathBuf};
 use tekfac::checkpoint::{
     TensorDict, load_params, read_dict, save_params, write_atomic, write_dict,
@@ -91,10 +92,19 @@ impl RunDir {
         )
     }
 
-    /// Prints where everything is and what to run next.
+    /// Writes the run's charts (loss and accuracy against epochs), then prints where
+    /// everything is and what to run next.
     pub fn finish(&self, args: &TrainArgs) -> Result<()> {
+        let curves = read_curves(&self.path)?;
+        charts::write_curves(
+            &self.path,
+            &[(args.optimizer.name().to_string(), curves)],
+            false,
+        )?;
         let dir = self.path.display();
-        println!("run saved in {dir}/ (config.json, metrics.csv, weights.safetensors)");
+        println!(
+            "run saved in {dir}/ (config.json, metrics.csv, weights.safetensors, loss_vs_epoch.png/.svg)"
+        );
         println!(
             "next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help",
             args.dataset
@@ -147,4 +157,27 @@ pub fn json_line(args: &TrainArgs, row: &Row) {
         });
         println!("{v}");
     }
+}
+
+/// The per-epoch curves of a run directory's `metrics.csv` (its `epoch` rows).
+pub fn read_curves(dir: &Path) -> Result<Curves> {
+    let path = dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |line: &str| Error::Data(format!("{}: malformed row `{line}`", path.display()));
+    let mut c = Curves::default();
+    for line in text.lines().filter(|l| l.starts_with("epoch,")) {
+        // Columns: kind,epoch,step,seconds,train_loss,test_loss,test_accuracy,...
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
+        let (Some(epoch), Some(seconds), Some(loss)) = (num(1), num(3), num(4)) else {
+            return Err(bad(line));
+        };
+        c.loss_by_epoch.push((epoch, loss));
+        c.loss_by_seconds.push((seconds, loss));
+        if let Some(acc) = num(6) {
+            c.accuracy_by_epoch.push((epoch, acc));
+            c.accuracy_by_seconds.push((seconds, acc));
+        }
+    }
+    Ok(c)
 }

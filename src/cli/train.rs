@@ -12,6 +12,12 @@ use tekfac::{Error, ParamStore, Result};
 /// Runs `tekfac train` to completion (or divergence).
 pub fn run(args: TrainArgs) -> Result<()> {
     tekfac::set_threads(args.threads);
+    train(args)
+}
+
+/// [`run`] without setting the thread count (for callers that train several runs, which set
+/// it once at start-up).
+pub fn train(args: TrainArgs) -> Result<()> {
     let (args, resume) = match &args.resume {
         Some(dir) => (
             resumed_args(run_dir::load_config(dir)?, &args),

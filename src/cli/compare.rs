@@ -1,0 +1,151 @@
+//! `tekfac compare`: the same model, data and seed trained with several optimizers, one run
+//! directory each (`<out>/<optimizer>/`, through the `train` code path), then a results table
+//! (`results.md`, `results.csv`) and the charts of all runs together.
+
+use super::args::{CompareArgs, TrainArgs};
+use super::charts::{self, Curves};
+use super::{run_dir, train};
+use std::fmt::Write as _;
+use std::path::Path;
+use tekfac::checkpoint::write_atomic;
+use tekfac::{Error, Result};
+
+/// One row of the results table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Optimizer name.
+    pub optimizer: String,
+    /// Mean training loss of the last epoch.
+    pub final_train_loss: f64,
+    /// Test accuracy after the last epoch (`None` for autoencoders).
+    pub final_accuracy: Option<f64>,
+    /// Best test accuracy over the epochs.
+    pub best_accuracy: Option<f64>,
+    /// First epoch whose test accuracy reached the target, and the seconds it took.
+    pub to_target: Option<(f64, f64)>,
+    /// Training seconds of the whole run.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// Summarises one run's curves against `target` accuracy.
+    pub fn of(optimizer: &str, c: &Curves, target: f64) -> Summary {
+        let acc = &c.accuracy_by_epoch;
+        Summary {
+            optimizer: optimizer.to_string(),
+            final_train_loss: c.loss_by_epoch.last().map_or(f64::NAN, |p| p.1),
+            final_accuracy: acc.last().map(|p| p.1),
+            best_accuracy: acc.iter().map(|p| p.1).reduce(f64::max),
+            to_target: acc
+                .iter()
+                .zip(&c.accuracy_by_seconds)
+                .find(|(a, _)| a.1 >= target)
+                .map(|(a, s)| (a.0, s.0)),
+            seconds: c.loss_by_seconds.last().map_or(0.0, |p| p.0),
+        }
+    }
+}
+
+/// Trains every optimizer in turn, then writes the table and the charts into `--out`.
+pub fn run(a: CompareArgs) -> Result<()> {
+    if a.train.resume.is_some() {
+        return Err(Error::invalid(
+            "compare",
+            "--resume is not supported by compare",
+        ));
+    }
+    if a.optimizers.is_empty() {
+        return Err(Error::invalid("compare", "--optimizers lists no optimizer"));
+    }
+    tekfac::set_threads(a.train.threads);
+    let out = a.train.out.clone();
+    let mut runs = Vec::new();
+    for &optimizer in &a.optimizers {
+        let name = optimizer.name();
+        println!("== {name} ==");
+        let args = TrainArgs {
+            optimizer,
+            out: out.join(name),
+            ..a.train.clone()
+        };
+        train::train(args)?;
+        runs.push((name.to_string(), run_dir::read_curves(&out.join(name))?));
+    }
+    let rows: Vec<Summary> = runs
+        .iter()
+        .map(|(name, c)| Summary::of(name, c, a.target_accuracy))
+        .collect();
+    let md = markdown(&rows, &a);
+    write_atomic(&out.join("results.md"), md.as_bytes())?;
+    write_atomic(&out.join("results.csv"), csv(&rows).as_bytes())?;
+    charts::write_curves(&out, &runs, true)?;
+    println!("\n{md}");
+    let dir = out.display();
+    println!("results in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
+    Ok(())
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+/// The Markdown table, headed by the settings shared by every run.
+pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
+    let t = &a.train;
+    let target = 100.0 * a.target_accuracy;
+    let mut s = format!(
+        "# tekfac compare\n\ndataset `{}`, model `{}`, {} epochs, batch {}, seed {}, \
+         train limit {}, {} threads; run directories in `{}`\n\n",
+        t.dataset,
+        format!("{:?}", t.model).to_lowercase(),
+        t.epochs,
+        t.batch_size,
+        t.seed,
+        t.train_limit,
+        t.threads,
+        Path::new(&t.out).display()
+    );
+    s += &format!(
+        "| optimizer | final train loss | final test acc. | best test acc. | epochs to {target:.1}% | \
+         seconds to {target:.1}% | total seconds |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for r in rows {
+        let (epochs, secs) = r.to_target.map_or(("—".into(), "—".into()), |(e, s)| {
+            (format!("{e}"), format!("{s:.1}"))
+        });
+        // NOTE: writing to a String cannot fail.
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {} | {} | {epochs} | {secs} | {:.1} |",
+            r.optimizer,
+            r.final_train_loss,
+            percent(r.final_accuracy),
+            percent(r.best_accuracy),
+            r.seconds
+        );
+    }
+    s
+}
+
+/// The same table as CSV (accuracies in [0, 1], empty when absent or never reached).
+pub fn csv(rows: &[Summary]) -> String {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    let mut s = String::from(
+        "optimizer,final_train_loss,final_test_accuracy,best_test_accuracy,\
+         epochs_to_target,seconds_to_target,total_seconds\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{:.6},{},{},{},{},{:.3}",
+            r.optimizer,
+            r.final_train_loss,
+            opt(r.final_accuracy),
+            opt(r.best_accuracy),
+            opt(r.to_target.map(|p| p.0)),
+            opt(r.to_target.map(|p| p.1)),
+            r.seconds
+        );
+    }
+    s
+}

@@ -1,0 +1,138 @@
+//! `tekfac compare` and `tekfac inspect` end to end on the embedded Fashion-MNIST subset:
+//! compare writes the table and both chart formats; inspect prints per-layer errors in the
+//! proven order (EKFAC ≤ K-FAC, TEKFAC ≤ TKFAC) and writes one heatmap per layer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tekfac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tekfac"))
+        .args(args)
+        .env_remove("TEKFAC_DATA_DIR")
+        .output()
+        .expect("the tekfac binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tekfac-cmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+}
+
+fn assert_svg(path: &Path) {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(s.contains("<svg"), "{} is not an SVG", path.display());
+}
+
+#[test]
+fn compare_writes_the_table_and_both_chart_formats() {
+    let out = tmp("compare");
+    let o = tekfac(&[
+        "compare",
+        "--train-limit",
+        "1000",
+        "--epochs",
+        "1",
+        "--optimizers",
+        "sgd,tekfac",
+        "--batch-size",
+        "100",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| sgd |") && md.contains("| tekfac |"), "{md}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("optimizer,final_train_loss,final_test_accuracy"));
+    for (line, name) in lines[1..].iter().zip(["sgd", "tekfac"]) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[0], name);
+        let acc: f64 = f[2].parse().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{line}");
+    }
+    for stem in [
+        "loss_vs_epoch",
+        "loss_vs_seconds",
+        "accuracy_vs_epoch",
+        "accuracy_vs_seconds",
+    ] {
+        assert_png(&out.join(format!("{stem}.png")));
+        assert_svg(&out.join(format!("{stem}.svg")));
+    }
+    for run in ["sgd", "tekfac"] {
+        assert!(out.join(run).join("metrics.csv").exists());
+        assert_png(&out.join(run).join("loss_vs_epoch.png"));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `(layer, variant) → relative error` from inspect's tables.
+fn errors(stdout: &str) -> Vec<(String, String, f64)> {
+    let mut layer = String::new();
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("layer ") {
+            layer = rest.split(':').next().unwrap().to_string();
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 && ["kfac", "ekfac", "tkfac", "tekfac"].contains(&f[0]) {
+            out.push((layer.clone(), f[0].to_string(), f[1].parse().unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn inspect_errors_come_in_the_proven_order() {
+    for fisher in ["exact", "empirical"] {
+        let out = tmp(&format!("inspect-{fisher}"));
+        let o = tekfac(&[
+            "inspect",
+            "--fisher",
+            fisher,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let errs = errors(&stdout);
+        assert_eq!(errs.len(), 8, "two layers × four variants:\n{stdout}");
+        for layer in ["fc1", "fc2"] {
+            let err = |v: &str| {
+                errs.iter()
+                    .find(|(l, name, _)| l == layer && name == v)
+                    .unwrap_or_else(|| panic!("no {v} row for {layer}:\n{stdout}"))
+                    .2
+            };
+            // NOTE: the printed values are rounded to 6 digits, so allow equality at that scale.
+            assert!(err("ekfac") <= err("kfac") + 1e-6, "{layer}:\n{stdout}");
+            assert!(err("tekfac") <= err("tkfac") + 1e-6, "{layer}:\n{stdout}");
+            for v in ["kfac", "ekfac", "tkfac", "tekfac"] {
+                assert!((0.0..1.0).contains(&err(v)), "{layer} {v}:\n{stdout}");
+            }
+            assert_png(&out.join(format!("fisher_{layer}.png")));
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
