@@ -14,7 +14,7 @@
 //! The patches are kept on the tape node: the weight gradient and the capture both need them.
 
 use crate::autograd::op::Op;
-use crate::autograd::{Sweep, Tape, Var};
+use crate::autograd::{LayerCapture, Node, Sweep, Tape, Var};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{conv_forward, input_grad, weight_grad};
 use crate::kernels::im2col::{ConvGeometry, im2col};
@@ -158,9 +158,30 @@ pub(crate) fn conv2d_backward<F: Float>(
         sw.add(node.x, dx)?;
     }
     if let Some(layer) = capture {
-        sw.capture(layer, geom.locations(), || node.cols.clone(), g_rows);
+        let (cols, later) = (&node.cols, sw.tape_consumed);
+        // NOTE: the patch rows are the largest tensor of the layer (26 MB for the CNN's second
+        // conv at batch 128); when the tape is consumed they are moved, not copied.
+        let a = || match later {
+            true => Tensor::zeros(&[0, cols.dims()[1]]),
+            false => cols.clone(),
+        };
+        sw.capture(layer, geom.locations(), a, g_rows);
     }
     Ok(())
+}
+
+/// Moves each convolution's patch rows from the consumed tape into its capture, where they were
+/// left out (empty) by `conv2d_backward`.
+pub(crate) fn hand_over_patches<F: Float>(nodes: Vec<Node<F>>, captures: &mut [LayerCapture<F>]) {
+    for node in nodes {
+        let Op::Conv2d(conv) = node.op else { continue };
+        let target = captures
+            .iter_mut()
+            .find(|c| Some(c.layer) == conv.layer && c.a.is_empty() && !c.g.is_empty());
+        if let Some(c) = target {
+            c.a = conv.cols;
+        }
+    }
 }
 
 /// `dW̄ = α·gᵀ·ā`, split into the weight gradient and (last column) the bias gradient.
