@@ -3,7 +3,11 @@
 //! curvature capture off, empirical and sampled (k = 1), side by side with the JAX peer
 //! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--steps 10]
+//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--steps 5]
+//!
+//! The three capture settings take turns (9 rounds of `--steps` steps each) and the figures are
+//! medians over rounds. The process keeps freed memory mapped (`retain_freed_memory`), as the
+//! peers' caching allocators do.
 
 use std::process::Command;
 use std::time::Instant;
@@ -24,36 +28,64 @@ fn arg(name: &str) -> Option<usize> {
         .and_then(|s| s.parse().ok())
 }
 
-/// Median milliseconds per training step over `blocks` blocks of `steps` steps, after a warm-up.
-fn cnn_step_ms(fisher: FisherType, steps: usize, blocks: usize) -> f64 {
-    let mut ps = ParamStore::<f32>::seeded(0);
-    let model = Cnn::new(&mut ps, 10).expect("the CNN preset registers its parameters");
-    let mut rng = seeded_rng(1);
-    let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut rng);
-    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
-    let mut opt = Sgd::new(SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        ..Default::default()
-    });
-    let mut step = || {
-        let mut tape = Tape::new(&ps);
-        let xv = tape.input(x.clone());
-        let logits = model.forward(&mut tape, xv).expect("valid shapes");
-        let loss = tape.cross_entropy(logits, &y).expect("valid labels");
+/// One model, optimizer and batch, stepping with a chosen Fisher type.
+struct Bench {
+    ps: ParamStore<f32>,
+    model: Cnn,
+    opt: Sgd<f32>,
+    x: Tensor<f32>,
+    y: Vec<usize>,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let mut ps = ParamStore::<f32>::seeded(0);
+        let model = Cnn::new(&mut ps, 10).expect("the CNN preset registers its parameters");
+        let mut rng = seeded_rng(1);
+        let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut rng);
+        let y = (0..128).map(|i| i % 10).collect();
+        let opt = Sgd::new(SgdConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            ..Default::default()
+        });
+        Bench {
+            ps,
+            model,
+            opt,
+            x,
+            y,
+        }
+    }
+
+    /// One SGD-momentum training step: forward, backward with `fisher`, update.
+    fn step(&mut self, fisher: FisherType) {
+        let mut tape = Tape::new(&self.ps);
+        let xv = tape.input(self.x.clone());
+        let logits = self.model.forward(&mut tape, xv).expect("valid shapes");
+        let loss = tape.cross_entropy(logits, &self.y).expect("valid labels");
         let out = tape.backward_with(loss, fisher).expect("a loss node");
         assert_eq!(out.captures.is_empty(), fisher == FisherType::Off);
-        opt.step(&mut ps, &out).expect("matching shapes");
-    };
-    (0..2).for_each(|_| step());
-    let times = (0..blocks)
-        .map(|_| {
-            let t = Instant::now();
-            (0..steps).for_each(|_| step());
-            t.elapsed().as_secs_f64() * 1e3 / steps as f64
-        })
-        .collect();
-    median(times)
+        self.opt.step(&mut self.ps, &out).expect("matching shapes");
+    }
+}
+
+/// Median milliseconds per step for each Fisher type, over `blocks` rounds of `steps` steps;
+/// the types take turns within each round, so a change in machine load hits all of them alike.
+fn step_ms(fishers: &[FisherType], steps: usize, blocks: usize) -> Vec<f64> {
+    let mut bench = Bench::new();
+    fishers
+        .iter()
+        .for_each(|&f| (0..2).for_each(|_| bench.step(f)));
+    let mut times = vec![Vec::new(); fishers.len()];
+    for _ in 0..blocks {
+        for (&fisher, t) in fishers.iter().zip(&mut times) {
+            let start = Instant::now();
+            (0..steps).for_each(|_| bench.step(fisher));
+            t.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+        }
+    }
+    times.into_iter().map(median).collect()
 }
 
 /// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
@@ -80,12 +112,19 @@ fn jax_step_ms(model: &str) -> Option<f64> {
 
 fn main() {
     let threads = arg("--threads").unwrap_or(2);
-    let steps = arg("--steps").unwrap_or(10);
+    let steps = arg("--steps").unwrap_or(5);
     tekfac::set_threads(threads);
+    let retained = tekfac::tensor::retain_freed_memory();
     println!("threads: {threads}, CNN preset, batch 128, f32, SGD momentum 0.9");
-    let off = cnn_step_ms(FisherType::Off, steps, 7);
-    let emp = cnn_step_ms(FisherType::Empirical, steps, 7);
-    let sampled = cnn_step_ms(FisherType::Sampled { k: 1, seed: 0 }, steps, 7);
+    println!("allocator keeps freed memory (tekfac::tensor::retain_freed_memory): {retained}");
+    let fishers = [
+        FisherType::Off,
+        FisherType::Empirical,
+        FisherType::Sampled { k: 1, seed: 0 },
+    ];
+    let [off, emp, sampled] = step_ms(&fishers, steps, 9)[..] else {
+        unreachable!("one median per Fisher type")
+    };
     println!("CNN step, capture off:        {off:7.2} ms");
     println!(
         "CNN step, empirical capture:  {emp:7.2} ms  ({:.2}x off)",

@@ -5,10 +5,12 @@
 //! `f64` for verification (see [`Float`]). Elementwise work over large tensors runs in parallel
 //! with rayon in fixed-size chunks, so results do not depend on the thread count.
 
+mod alloc;
 mod float;
 mod init;
 mod shape;
 
+pub use alloc::retain_freed_memory;
 pub use float::Float;
 pub use init::{Rng, seeded_rng};
 pub use shape::{MAX_RANK, Shape};
