@@ -3,11 +3,12 @@
 //! curvature capture off, empirical and sampled (k = 1), side by side with the JAX peer
 //! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--steps 5]
+//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--rounds 3]
 //!
-//! The three capture settings take turns (9 rounds of `--steps` steps each) and the figures are
-//! medians over rounds. The process keeps freed memory mapped (`retain_freed_memory`), as the
-//! peers' caching allocators do.
+//! Each round times the three capture settings taking turns (5 blocks of `--steps` steps each,
+//! medians), then the JAX peer; the figures are medians over rounds, and the JAX ratio is the
+//! median of the per-round ratios, so that a change in machine load hits both sides alike. The
+//! process keeps freed memory mapped (`retain_freed_memory`), as the peers' allocators do.
 
 use std::process::Command;
 use std::time::Instant;
@@ -88,7 +89,8 @@ fn step_ms(fishers: &[FisherType], steps: usize, blocks: usize) -> Vec<f64> {
     times.into_iter().map(median).collect()
 }
 
-/// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
+/// Runs the JAX peer benchmark (a short one: 3 blocks of 10 steps after 5 warm-up steps) if
+/// its venv exists; returns its median step in ms.
 fn jax_step_ms(model: &str) -> Option<f64> {
     let py = "/tmp/tekfac-peer-venv/bin/python";
     let script = concat!(
@@ -98,8 +100,13 @@ fn jax_step_ms(model: &str) -> Option<f64> {
     if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
         return None;
     }
+    let args = [
+        "--model", model, "--epochs", "0", "--blocks", "3", "--steps", "10",
+    ];
     let out = Command::new(py)
-        .args([script, "--model", model, "--epochs", "0"])
+        .arg(script)
+        .args(args)
+        .args(["--warmup", "5"])
         .output()
         .ok()?;
     let line = String::from_utf8_lossy(&out.stdout)
@@ -113,6 +120,8 @@ fn jax_step_ms(model: &str) -> Option<f64> {
 fn main() {
     let threads = arg("--threads").unwrap_or(2);
     let steps = arg("--steps").unwrap_or(5);
+    let rounds = arg("--rounds").unwrap_or(3);
+    let peer = !std::env::args().any(|a| a == "--no-peer");
     tekfac::set_threads(threads);
     let retained = tekfac::tensor::retain_freed_memory();
     println!("threads: {threads}, CNN preset, batch 128, f32, SGD momentum 0.9");
@@ -122,10 +131,21 @@ fn main() {
         FisherType::Empirical,
         FisherType::Sampled { k: 1, seed: 0 },
     ];
-    let [off, emp, sampled] = step_ms(&fishers, steps, 9)[..] else {
-        unreachable!("one median per Fisher type")
-    };
-    println!("CNN step, capture off:        {off:7.2} ms");
+    let mut ours = vec![Vec::new(); fishers.len()];
+    let mut jax = Vec::new();
+    for round in 0..rounds {
+        let ms = step_ms(&fishers, steps, 5);
+        ours.iter_mut().zip(&ms).for_each(|(o, m)| o.push(*m));
+        let peer_ms = if peer { jax_step_ms("cnn") } else { None };
+        let shown = peer_ms.map_or("-".into(), |j| format!("{j:.1}"));
+        println!(
+            "round {round}: off {:.1} ms, empirical {:.1} ms, sampled {:.1} ms, JAX {shown} ms",
+            ms[0], ms[1], ms[2]
+        );
+        jax.extend(peer_ms);
+    }
+    let [off, emp, sampled] = [0, 1, 2].map(|i| median(ours[i].clone()));
+    println!("CNN step, capture off:        {off:7.2} ms  (median of {rounds} rounds)");
     println!(
         "CNN step, empirical capture:  {emp:7.2} ms  ({:.2}x off)",
         emp / off
@@ -134,17 +154,14 @@ fn main() {
         "CNN step, sampled k=1:        {sampled:7.2} ms  ({:.2}x off)",
         sampled / off
     );
-    let peer = if std::env::args().any(|a| a == "--no-peer") {
-        None
+    if jax.len() == rounds {
+        let ratios: Vec<f64> = ours[0].iter().zip(&jax).map(|(o, j)| o / j).collect();
+        println!(
+            "CNN step: JAX {:.2} ms, ratio tekfac/JAX = {:.2} (capture off, median of per-round ratios)",
+            median(jax.clone()),
+            median(ratios)
+        );
     } else {
-        jax_step_ms("cnn")
-    };
-    match peer {
-        Some(jax) => println!(
-            "CNN step: JAX {jax:.2} ms, ratio tekfac/JAX = {:.2} (capture off), {:.2} (empirical)",
-            off / jax,
-            emp / jax
-        ),
-        None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio"),
+        println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio");
     }
 }
