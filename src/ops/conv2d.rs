@@ -4,10 +4,10 @@
 //! W_out]`. With `ā` the patch rows of [`im2col`] (rows `(n, oh, ow)`, a trailing 1 when there is
 //! a bias) and `W̄ = [W | b]` viewed as `[C_out, C_in·kh·kw (+1)]`:
 //!
-//! - forward: `Y_rows = ā · W̄ᵀ` (`[N·H_out·W_out, C_out]`, the bias comes out of the product),
-//!   then a per-example transpose to NCHW;
+//! - forward: `Y_n = W̄ · ā_nᵀ` for every example, NCHW (the bias comes out of the product);
 //! - backward, with `g = dY` brought back to rows `[N·H_out·W_out, C_out]`:
 //!   `dW̄ = gᵀ · ā` (bias gradient = its last column), `dX = col2im(g · W)`;
+//!   how each product is laid out for speed is the business of [`crate::kernels::conv`];
 //! - capture: the same `ā` and `g` rows, `g` times the batch size (see `dense.rs`), with
 //!   `H_out·W_out` rows per example, so `DW_n = Σ_t g_{n,t} ā_{n,t}ᵀ` (spec §2).
 //!
@@ -21,6 +21,7 @@ use crate::kernels::im2col::{ConvGeometry, im2col};
 use crate::kernels::transpose::transpose_batched;
 use crate::params::LayerId;
 use crate::tensor::{Float, Tensor};
+use std::borrow::Cow;
 
 /// What a convolution node keeps for its backward sweep.
 pub(crate) struct Conv2dNode<F: Float> {
@@ -93,19 +94,19 @@ fn conv_geometry<F: Float>(
     ConvGeometry::new("conv2d", c_in, (h, wd), (kh, kw), stride, padding)
 }
 
-/// `[W | b]` as a `[C_out, C_in·kh·kw + 1]` matrix (a copy of `W` alone without a bias).
-fn weight_bar<F: Float>(w: &Tensor<F>, b: Option<&Tensor<F>>) -> Vec<F> {
-    let c_out = w.dims()[0];
+/// `[W | b]` as a `[C_out, C_in·kh·kw + 1]` matrix (`W` itself, viewed as `[C_out, C_in·kh·kw]`,
+/// without a bias).
+fn weight_bar<'a, F: Float>(w: &'a Tensor<F>, b: Option<&Tensor<F>>) -> Cow<'a, [F]> {
     let Some(b) = b else {
-        return w.data().to_vec();
+        return Cow::Borrowed(w.data());
     };
-    let k = w.len() / c_out.max(1);
-    let mut out = Vec::with_capacity(c_out * (k + 1));
+    let k = w.len() / w.dims()[0].max(1);
+    let mut out = Vec::with_capacity(w.len() + b.len());
     for (row, bias) in w.data().chunks_exact(k.max(1)).zip(b.data()) {
         out.extend_from_slice(row);
         out.push(*bias);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Forward: the output `[N, C_out, H_out, W_out]` and the patch rows `ā` kept for backward.
@@ -161,9 +162,12 @@ pub(crate) fn conv2d_backward<F: Float>(
         let (cols, later) = (&node.cols, sw.tape_consumed);
         // NOTE: the patch rows are the largest tensor of the layer (26 MB for the CNN's second
         // conv at batch 128); when the tape is consumed they are moved, not copied.
-        let a = || match later {
-            true => Tensor::zeros(&[0, cols.dims()[1]]),
-            false => cols.clone(),
+        let a = || {
+            if later {
+                Tensor::zeros(&[0, cols.dims()[1]])
+            } else {
+                cols.clone()
+            }
         };
         sw.capture(layer, geom.locations(), a, g_rows);
     }
@@ -171,9 +175,10 @@ pub(crate) fn conv2d_backward<F: Float>(
 }
 
 /// Moves each convolution's patch rows from the consumed tape into its capture, where they were
-/// left out (empty) by `conv2d_backward`.
+/// left out (empty) by `conv2d_backward`. Nodes go in sweep (reverse) order, so a layer applied
+/// twice gets the rows of the application captured first, as `Sweep::capture` does.
 pub(crate) fn hand_over_patches<F: Float>(nodes: Vec<Node<F>>, captures: &mut [LayerCapture<F>]) {
-    for node in nodes {
+    for node in nodes.into_iter().rev() {
         let Op::Conv2d(conv) = node.op else { continue };
         let target = captures
             .iter_mut()
