@@ -127,6 +127,31 @@ fn mean_of_per_example_gradients_is_the_tape_gradient() {
 }
 
 #[test]
+fn a_conv_with_large_patches_also_reproduces_its_gradient() {
+    // 16 channels × 5×5 patches over 10×10 outputs: the per-example product is too large for one
+    // thread, so the weight gradient takes the rows path (`āᵀ·g`) instead of the per-example one.
+    let mut ps = ParamStore::seeded(8);
+    let net = Sequential::new()
+        .push(Conv2d::new(&mut ps, "conv", 16, 4, (5, 5), (1, 1), (0, 0), true).unwrap())
+        .push(Activation::Tanh)
+        .push(Activation::Flatten)
+        .push(Linear::new(&mut ps, "fc", 400, 3, true).unwrap());
+    let x = randn(&[2, 16, 14, 14], 9);
+    let mut t = Tape::new(&ps);
+    let xv = t.input(x);
+    let y = net.forward(&mut t, xv).unwrap();
+    let l = t.cross_entropy(y, &[2, 0]).unwrap();
+    let out = t.backward_with(l, FisherType::Empirical).unwrap();
+    let info = &ps.layers()[0];
+    let per = &per_example_gradients(capture_of(&out, &ps, "conv"))[0];
+    let mean: Vec<f64> = (0..per[0].len())
+        .map(|i| (per[0][i] + per[1][i]) / 2.0)
+        .collect();
+    let err = rel_error(&mean, &layer_block(&out.grads, info, &ps));
+    assert!(err < 1e-12, "{err}");
+}
+
+#[test]
 fn capture_off_returns_no_captures_and_the_same_gradients() {
     let mut ps = ParamStore::seeded(1);
     let net = small_net(&mut ps, true);

@@ -5,14 +5,16 @@
 //! `W̄: [C_out, ld]` and `g: [N·L, C_out]` the output gradient in the same row order:
 //!
 //! - [`conv_forward`]: `Y_n = W̄ · ā_nᵀ`, written straight into NCHW `[N, C_out, L]`;
-//! - [`weight_grad`]: `dW̄ = α·gᵀ·ā`, a reduction over all `N·L` rows;
+//! - [`weight_grad`]: `dW̄ = α·gᵀ·ā`, a reduction over all `N·L` rows (or, for a small layer,
+//!   [`weight_grad_per_example`]: `Σ_n g_n·ā_n` from the NCHW gradient);
 //! - [`input_grad`]: `dX = col2im(α·g·W)`, computed as `col2im_columns(α·Wᵀ·gᵀ)`.
 //!
 //! matrixmultiply threads a product only when `m·k + k·n ≥ 2¹⁵` (its `threading.rs`), and then
 //! synchronises its threads once per 256-deep slice of the inner dimension. So a product that is
 //! small per example runs one example per rayon task on one thread each, and a long reduction
-//! with a tiny output (the first layer's `dW̄`) is cut into fixed row chunks that each stay below
-//! the threshold, summed in chunk order (deterministic for any thread count). Large products are
+//! with a tiny output (the first layer's `dW̄`) is cut into per-example products that each stay
+//! below the threshold, summed in a fixed order (deterministic for any thread count). Large
+//! products are
 //! one threaded call, oriented so that the operand matrixmultiply packs on the calling thread
 //! (its `B`, packed once per 256-deep slice before the threads split the work) is the small one:
 //! `dW̄ᵀ = āᵀ·g` rather than `gᵀ·ā`, and `dcolsᵀ = Wᵀ·gᵀ` a slice of examples at a time.
@@ -62,33 +64,66 @@ pub fn conv_forward<F: Float>(
     }
 }
 
-/// `dW̄ = α·gᵀ·ā` as a row-major `[C_out, ld]` vector, for `g: [rows, C_out]`, `ā: [rows, ld]`.
+/// `dW̄ = α·gᵀ·ā` as a row-major `[C_out, ld]` vector, for `g: [rows, C_out]`, `ā: [rows, ld]`:
+/// one threaded product `dW̄ᵀ = α·āᵀ·g`, then a small transpose.
 pub fn weight_grad<F: Float>(g: &[F], cols: &[F], c_out: usize, ld: usize, alpha: F) -> Vec<F> {
     let rows = g.len() / c_out.max(1);
-    let chunk = (SINGLE_THREAD_GEMM - 1) / (c_out + ld).max(1);
-    // NOTE: chunks shorter than a few hundred rows would waste the kernel; use one threaded call.
-    if chunk < 256 || rows <= chunk || rows * (c_out + ld) < PAR_MIN_WORK {
-        let mut dw_t = vec![F::ZERO; ld * c_out];
-        let (a_t, gm) = (
-            MatRef::new(cols, rows, ld, true),
-            MatRef::new(g, rows, c_out, false),
-        );
-        gemm_into(alpha, a_t, gm, F::ZERO, &mut dw_t);
-        let mut dw = vec![F::ZERO; c_out * ld];
-        transpose_batched(&dw_t, ld, c_out, F::ONE, &mut dw);
-        return dw;
-    }
-    let parts: Vec<Vec<F>> = g
-        .par_chunks(chunk * c_out)
-        .zip(cols.par_chunks(chunk * ld))
-        .map(|(g, a)| {
-            let r = g.len() / c_out;
-            let mut out = vec![F::ZERO; c_out * ld];
-            let (gt, a) = (MatRef::new(g, r, c_out, true), MatRef::new(a, r, ld, false));
-            gemm_into(alpha, gt, a, F::ZERO, &mut out);
-            out
-        })
-        .collect();
+    let mut dw_t = vec![F::ZERO; ld * c_out];
+    let a_t = MatRef::new(cols, rows, ld, true);
+    gemm_into(
+        alpha,
+        a_t,
+        MatRef::new(g, rows, c_out, false),
+        F::ZERO,
+        &mut dw_t,
+    );
+    let mut dw = vec![F::ZERO; c_out * ld];
+    transpose_batched(&dw_t, ld, c_out, F::ONE, &mut dw);
+    dw
+}
+
+/// Output channels per product in [`weight_grad_per_example`], if its products can stay on one
+/// thread with at least 8 channels each (`None`: use [`weight_grad`]).
+pub fn per_example_block(c_out: usize, ld: usize, locs: usize) -> Option<usize> {
+    let most = (SINGLE_THREAD_GEMM - 1).checked_sub(locs * ld)? / locs.max(1);
+    (most >= c_out.min(8)).then(|| c_out.div_ceil(c_out.div_ceil(most.max(1))))
+}
+
+/// Examples per rayon task in [`weight_grad_per_example`]; partial sums are added in task order.
+const EXAMPLES_PER_TASK: usize = 8;
+
+/// `dW̄ = α·Σ_n g_n·ā_n` straight from the NCHW gradient `g: [N, C_out, L]`, for layers whose
+/// per-example product is small (the first conv of a CNN: long reduction, tiny output). Each
+/// product covers `block` output channels of one example and stays on one thread; examples are
+/// split across rayon tasks. No transpose of `g` is needed.
+pub fn weight_grad_per_example<F: Float>(
+    g: &[F],
+    cols: &[F],
+    (c_out, ld, locs): (usize, usize, usize),
+    block: usize,
+    alpha: F,
+) -> Vec<F> {
+    let (per_g, per_a) = ((c_out * locs).max(1), (locs * ld).max(1));
+    let task = |(g, a): (&[F], &[F])| {
+        let mut part = vec![F::ZERO; c_out * ld];
+        for (g_n, a_n) in g.chunks(per_g).zip(a.chunks(per_a)) {
+            let a_n = MatRef::new(a_n, locs, ld, false);
+            for (g_b, dw_b) in g_n.chunks(block * locs).zip(part.chunks_mut(block * ld)) {
+                let g_b = MatRef::new(g_b, g_b.len() / locs.max(1), locs, false);
+                gemm_into(alpha, g_b, a_n, F::ONE, dw_b);
+            }
+        }
+        part
+    };
+    let tasks = (g.chunks(EXAMPLES_PER_TASK * per_g)).zip(cols.chunks(EXAMPLES_PER_TASK * per_a));
+    let parts: Vec<Vec<F>> = if cols.len() + g.len() >= PAR_MIN_WORK {
+        let par = g.par_chunks(EXAMPLES_PER_TASK * per_g);
+        par.zip(cols.par_chunks(EXAMPLES_PER_TASK * per_a))
+            .map(task)
+            .collect()
+    } else {
+        tasks.map(task).collect()
+    };
     let mut total = vec![F::ZERO; c_out * ld];
     for part in parts {
         total.iter_mut().zip(part).for_each(|(t, p)| *t += p);

@@ -16,7 +16,9 @@
 use crate::autograd::op::Op;
 use crate::autograd::{LayerCapture, Node, Sweep, Tape, Var};
 use crate::error::{Error, Result};
-use crate::kernels::conv::{conv_forward, input_grad, weight_grad};
+use crate::kernels::conv::{
+    conv_forward, input_grad, per_example_block, weight_grad, weight_grad_per_example,
+};
 use crate::kernels::im2col::{ConvGeometry, im2col};
 use crate::kernels::transpose::transpose_batched;
 use crate::params::LayerId;
@@ -136,8 +138,6 @@ pub(crate) fn conv2d_backward<F: Float>(
     g: Tensor<F>,
 ) -> Result<()> {
     let geom = &node.geom;
-    let (n, c_out) = (g.dims()[0], g.dims()[1]);
-    let rows = n * geom.locations();
     let capture = node.layer.filter(|_| sw.mode.capture);
     // NOTE: when capturing, the rows are scaled by the batch size once, here, and the products
     // below undo it with α = 1/scale; so the captured `g` costs no extra pass over the data.
@@ -146,12 +146,20 @@ pub(crate) fn conv2d_backward<F: Float>(
     } else {
         F::ONE
     };
-    let mut g_rows = Tensor::zeros(&[rows, c_out]);
-    transpose_batched(g.data(), c_out, geom.locations(), scale, g_rows.data_mut());
-    drop(g);
+    let block = per_example_block(g.dims()[1], node.cols.dims()[1], geom.locations());
+    // NOTE: the rows layout `[N·L, C_out]` costs a transpose; it is made only when the capture,
+    // the input gradient or the large-layer weight gradient reads it.
+    let needs_rows =
+        capture.is_some() || sw.wants(node.x) || (sw.mode.param_grads && block.is_none());
+    let g_rows = needs_rows.then(|| output_rows(&g, geom.locations(), scale));
     if sw.mode.param_grads {
-        weight_grads(sw, node, &g_rows, F::ONE / scale)?;
+        let dw_bar = weight_gradient(node, &g, g_rows.as_ref(), block, scale);
+        add_weight_grads(sw, node, dw_bar)?;
     }
+    drop(g);
+    let Some(g_rows) = g_rows else {
+        return Ok(());
+    };
     if sw.wants(node.x) {
         let mut dx = Tensor::zeros(sw.value(node.x).dims());
         let w = sw.value(node.w).data();
@@ -159,19 +167,58 @@ pub(crate) fn conv2d_backward<F: Float>(
         sw.add(node.x, dx)?;
     }
     if let Some(layer) = capture {
-        let (cols, later) = (&node.cols, sw.tape_consumed);
-        // NOTE: the patch rows are the largest tensor of the layer (26 MB for the CNN's second
-        // conv at batch 128); when the tape is consumed they are moved, not copied.
-        let a = || {
-            if later {
-                Tensor::zeros(&[0, cols.dims()[1]])
-            } else {
-                cols.clone()
-            }
-        };
-        sw.capture(layer, geom.locations(), a, g_rows);
+        capture_rows(sw, node, layer, g_rows);
     }
     Ok(())
+}
+
+/// `scale·g` from NCHW `[N, C_out, L]` to rows `[N·L, C_out]`, in the patch rows' order.
+fn output_rows<F: Float>(g: &Tensor<F>, locs: usize, scale: F) -> Tensor<F> {
+    let c_out = g.dims()[1];
+    let mut rows = Tensor::zeros(&[g.len() / c_out.max(1), c_out]);
+    transpose_batched(g.data(), c_out, locs, scale, rows.data_mut());
+    rows
+}
+
+/// `dW̄ = gᵀ·ā`, per example from the NCHW `g` for a small layer (`block` is set), else from the
+/// rows (scaled by `scale`).
+fn weight_gradient<F: Float>(
+    node: &Conv2dNode<F>,
+    g: &Tensor<F>,
+    g_rows: Option<&Tensor<F>>,
+    block: Option<usize>,
+    scale: F,
+) -> Vec<F> {
+    let (c_out, ld) = (g.dims()[1], node.cols.dims()[1]);
+    match (block, g_rows) {
+        (Some(block), _) => {
+            let shape = (c_out, ld, node.geom.locations());
+            weight_grad_per_example(g.data(), node.cols.data(), shape, block, F::ONE)
+        }
+        (None, Some(rows)) => weight_grad(rows.data(), node.cols.data(), c_out, ld, F::ONE / scale),
+        (None, None) => unreachable!("conv2d_backward makes the rows whenever dW̄ needs them"),
+    }
+}
+
+/// Hands the layer's rows to the sweep's captures: `g` now, `ā` copied, or, when the tape is
+/// consumed, moved afterwards by [`hand_over_patches`].
+fn capture_rows<F: Float>(
+    sw: &mut Sweep<'_, '_, F>,
+    node: &Conv2dNode<F>,
+    layer: LayerId,
+    g_rows: Tensor<F>,
+) {
+    let (cols, later) = (&node.cols, sw.tape_consumed);
+    // NOTE: the patch rows are the largest tensor of the layer (26 MB for the CNN's second conv
+    // at batch 128); when the tape is consumed they are moved, not copied.
+    let a = || {
+        if later {
+            Tensor::zeros(&[0, cols.dims()[1]])
+        } else {
+            cols.clone()
+        }
+    };
+    sw.capture(layer, node.geom.locations(), a, g_rows);
 }
 
 /// Moves each convolution's patch rows from the consumed tape into its capture, where they were
@@ -189,30 +236,24 @@ pub(crate) fn hand_over_patches<F: Float>(nodes: Vec<Node<F>>, captures: &mut [L
     }
 }
 
-/// `dW̄ = α·gᵀ·ā`, split into the weight gradient and (last column) the bias gradient.
-fn weight_grads<F: Float>(
+/// Splits `dW̄ = [dW | db]` (`[C_out, ld]`) into the weight and (last column) bias gradients.
+fn add_weight_grads<F: Float>(
     sw: &mut Sweep<'_, '_, F>,
     node: &Conv2dNode<F>,
-    g_rows: &Tensor<F>,
-    alpha: F,
+    dw_bar: Vec<F>,
 ) -> Result<()> {
-    if !sw.wants(node.w) && !node.b.is_some_and(|b| sw.wants(b)) {
-        return Ok(());
-    }
-    let c_out = g_rows.dims()[1];
-    let ld = node.cols.dims()[1];
-    let dw_bar = weight_grad(g_rows.data(), node.cols.data(), c_out, ld, alpha);
     let w_dims = sw.value(node.w).dims();
     let Some(b) = node.b else {
         return sw.add(node.w, Tensor::from_vec(dw_bar, w_dims)?);
     };
-    let k = ld - 1;
-    let db: Vec<F> = dw_bar.chunks_exact(ld).map(|row| row[k]).collect();
+    let ld = node.cols.dims()[1];
+    let db: Vec<F> = dw_bar.chunks_exact(ld).map(|row| row[ld - 1]).collect();
     let dw: Vec<F> = dw_bar
         .chunks_exact(ld)
-        .flat_map(|row| &row[..k])
+        .flat_map(|row| &row[..ld - 1])
         .copied()
         .collect();
     sw.add(node.w, Tensor::from_vec(dw, w_dims)?)?;
+    let c_out = db.len();
     sw.add(b, Tensor::from_vec(db, &[c_out])?)
 }
