@@ -3,7 +3,12 @@
 //! curvature capture off, empirical and sampled (k = 1), side by side with the JAX peer
 //! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--steps 10]
+//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--rounds 3]
+//!
+//! Each round times the three capture settings taking turns (5 blocks of `--steps` steps each,
+//! medians), then the JAX peer; the figures are medians over rounds, and the JAX ratio is the
+//! median of the per-round ratios, so that a change in machine load hits both sides alike. The
+//! process keeps freed memory mapped (`retain_freed_memory`), as the peers' allocators do.
 
 use std::process::Command;
 use std::time::Instant;
@@ -24,39 +29,68 @@ fn arg(name: &str) -> Option<usize> {
         .and_then(|s| s.parse().ok())
 }
 
-/// Median milliseconds per training step over `blocks` blocks of `steps` steps, after a warm-up.
-fn cnn_step_ms(fisher: FisherType, steps: usize, blocks: usize) -> f64 {
-    let mut ps = ParamStore::<f32>::seeded(0);
-    let model = Cnn::new(&mut ps, 10).expect("the CNN preset registers its parameters");
-    let mut rng = seeded_rng(1);
-    let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut rng);
-    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
-    let mut opt = Sgd::new(SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        ..Default::default()
-    });
-    let mut step = || {
-        let mut tape = Tape::new(&ps);
-        let xv = tape.input(x.clone());
-        let logits = model.forward(&mut tape, xv).expect("valid shapes");
-        let loss = tape.cross_entropy(logits, &y).expect("valid labels");
-        let out = tape.backward_with(loss, fisher).expect("a loss node");
-        assert_eq!(out.captures.is_empty(), fisher == FisherType::Off);
-        opt.step(&mut ps, &out).expect("matching shapes");
-    };
-    (0..2).for_each(|_| step());
-    let times = (0..blocks)
-        .map(|_| {
-            let t = Instant::now();
-            (0..steps).for_each(|_| step());
-            t.elapsed().as_secs_f64() * 1e3 / steps as f64
-        })
-        .collect();
-    median(times)
+/// One model, optimizer and batch, stepping with a chosen Fisher type.
+struct Bench {
+    ps: ParamStore<f32>,
+    model: Cnn,
+    opt: Sgd<f32>,
+    x: Tensor<f32>,
+    y: Vec<usize>,
 }
 
-/// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
+impl Bench {
+    fn new() -> Self {
+        let mut ps = ParamStore::<f32>::seeded(0);
+        let model = Cnn::new(&mut ps, 10).expect("the CNN preset registers its parameters");
+        let mut rng = seeded_rng(1);
+        let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut rng);
+        let y = (0..128).map(|i| i % 10).collect();
+        let opt = Sgd::new(SgdConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            ..Default::default()
+        });
+        Bench {
+            ps,
+            model,
+            opt,
+            x,
+            y,
+        }
+    }
+
+    /// One SGD-momentum training step: forward, backward with `fisher`, update.
+    fn step(&mut self, fisher: FisherType) {
+        let mut tape = Tape::new(&self.ps);
+        let xv = tape.input(self.x.clone());
+        let logits = self.model.forward(&mut tape, xv).expect("valid shapes");
+        let loss = tape.cross_entropy(logits, &self.y).expect("valid labels");
+        let out = tape.backward_with(loss, fisher).expect("a loss node");
+        assert_eq!(out.captures.is_empty(), fisher == FisherType::Off);
+        self.opt.step(&mut self.ps, &out).expect("matching shapes");
+    }
+}
+
+/// Median milliseconds per step for each Fisher type, over `blocks` rounds of `steps` steps;
+/// the types take turns within each round, so a change in machine load hits all of them alike.
+fn step_ms(fishers: &[FisherType], steps: usize, blocks: usize) -> Vec<f64> {
+    let mut bench = Bench::new();
+    fishers
+        .iter()
+        .for_each(|&f| (0..2).for_each(|_| bench.step(f)));
+    let mut times = vec![Vec::new(); fishers.len()];
+    for _ in 0..blocks {
+        for (&fisher, t) in fishers.iter().zip(&mut times) {
+            let start = Instant::now();
+            (0..steps).for_each(|_| bench.step(fisher));
+            t.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+/// Runs the JAX peer benchmark (a short one: 3 blocks of 10 steps after 5 warm-up steps) if
+/// its venv exists; returns its median step in ms.
 fn jax_step_ms(model: &str) -> Option<f64> {
     let py = "/tmp/tekfac-peer-venv/bin/python";
     let script = concat!(
@@ -66,8 +100,13 @@ fn jax_step_ms(model: &str) -> Option<f64> {
     if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
         return None;
     }
+    let args = [
+        "--model", model, "--epochs", "0", "--blocks", "3", "--steps", "10",
+    ];
     let out = Command::new(py)
-        .args([script, "--model", model, "--epochs", "0"])
+        .arg(script)
+        .args(args)
+        .args(["--warmup", "5"])
         .output()
         .ok()?;
     let line = String::from_utf8_lossy(&out.stdout)
@@ -80,13 +119,33 @@ fn jax_step_ms(model: &str) -> Option<f64> {
 
 fn main() {
     let threads = arg("--threads").unwrap_or(2);
-    let steps = arg("--steps").unwrap_or(10);
+    let steps = arg("--steps").unwrap_or(5);
+    let rounds = arg("--rounds").unwrap_or(3);
+    let peer = !std::env::args().any(|a| a == "--no-peer");
     tekfac::set_threads(threads);
+    let retained = tekfac::tensor::retain_freed_memory();
     println!("threads: {threads}, CNN preset, batch 128, f32, SGD momentum 0.9");
-    let off = cnn_step_ms(FisherType::Off, steps, 7);
-    let emp = cnn_step_ms(FisherType::Empirical, steps, 7);
-    let sampled = cnn_step_ms(FisherType::Sampled { k: 1, seed: 0 }, steps, 7);
-    println!("CNN step, capture off:        {off:7.2} ms");
+    println!("allocator keeps freed memory (tekfac::tensor::retain_freed_memory): {retained}");
+    let fishers = [
+        FisherType::Off,
+        FisherType::Empirical,
+        FisherType::Sampled { k: 1, seed: 0 },
+    ];
+    let mut ours = vec![Vec::new(); fishers.len()];
+    let mut jax = Vec::new();
+    for round in 0..rounds {
+        let ms = step_ms(&fishers, steps, 5);
+        ours.iter_mut().zip(&ms).for_each(|(o, m)| o.push(*m));
+        let peer_ms = if peer { jax_step_ms("cnn") } else { None };
+        let shown = peer_ms.map_or("-".into(), |j| format!("{j:.1}"));
+        println!(
+            "round {round}: off {:.1} ms, empirical {:.1} ms, sampled {:.1} ms, JAX {shown} ms",
+            ms[0], ms[1], ms[2]
+        );
+        jax.extend(peer_ms);
+    }
+    let [off, emp, sampled] = [0, 1, 2].map(|i| median(ours[i].clone()));
+    println!("CNN step, capture off:        {off:7.2} ms  (median of {rounds} rounds)");
     println!(
         "CNN step, empirical capture:  {emp:7.2} ms  ({:.2}x off)",
         emp / off
@@ -95,17 +154,14 @@ fn main() {
         "CNN step, sampled k=1:        {sampled:7.2} ms  ({:.2}x off)",
         sampled / off
     );
-    let peer = if std::env::args().any(|a| a == "--no-peer") {
-        None
+    if jax.len() == rounds {
+        let ratios: Vec<f64> = ours[0].iter().zip(&jax).map(|(o, j)| o / j).collect();
+        println!(
+            "CNN step: JAX {:.2} ms, ratio tekfac/JAX = {:.2} (capture off, median of per-round ratios)",
+            median(jax.clone()),
+            median(ratios)
+        );
     } else {
-        jax_step_ms("cnn")
-    };
-    match peer {
-        Some(jax) => println!(
-            "CNN step: JAX {jax:.2} ms, ratio tekfac/JAX = {:.2} (capture off), {:.2} (empirical)",
-            off / jax,
-            emp / jax
-        ),
-        None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio"),
+        println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio");
     }
 }

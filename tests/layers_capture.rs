@@ -11,7 +11,7 @@ use common_layers::{
     add_outer, fisher_from_capture, layer_block, per_example_gradients, rel_error,
 };
 use tekfac::nn::{Activation, Conv2d, Linear, Module, Sequential};
-use tekfac::{FisherType, LayerCapture, ParamStore, Result, Tape, Tensor, Var};
+use tekfac::{FisherType, LayerCapture, ParamStore, Result, SweepMode, Tape, Tensor, Var};
 
 /// The three losses the Fisher sweeps support.
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +127,31 @@ fn mean_of_per_example_gradients_is_the_tape_gradient() {
 }
 
 #[test]
+fn a_conv_with_large_patches_also_reproduces_its_gradient() {
+    // 16 channels × 5×5 patches over 10×10 outputs: the per-example product is too large for one
+    // thread, so the weight gradient takes the rows path (`āᵀ·g`) instead of the per-example one.
+    let mut ps = ParamStore::seeded(8);
+    let net = Sequential::new()
+        .push(Conv2d::new(&mut ps, "conv", 16, 4, (5, 5), (1, 1), (0, 0), true).unwrap())
+        .push(Activation::Tanh)
+        .push(Activation::Flatten)
+        .push(Linear::new(&mut ps, "fc", 400, 3, true).unwrap());
+    let x = randn(&[2, 16, 14, 14], 9);
+    let mut t = Tape::new(&ps);
+    let xv = t.input(x);
+    let y = net.forward(&mut t, xv).unwrap();
+    let l = t.cross_entropy(y, &[2, 0]).unwrap();
+    let out = t.backward_with(l, FisherType::Empirical).unwrap();
+    let info = &ps.layers()[0];
+    let per = &per_example_gradients(capture_of(&out, &ps, "conv"))[0];
+    let mean: Vec<f64> = (0..per[0].len())
+        .map(|i| (per[0][i] + per[1][i]) / 2.0)
+        .collect();
+    let err = rel_error(&mean, &layer_block(&out.grads, info, &ps));
+    assert!(err < 1e-12, "{err}");
+}
+
+#[test]
 fn capture_off_returns_no_captures_and_the_same_gradients() {
     let mut ps = ParamStore::seeded(1);
     let net = small_net(&mut ps, true);
@@ -145,6 +170,38 @@ fn capture_off_returns_no_captures_and_the_same_gradients() {
                 off.grads.get(id).unwrap().data()
             );
         }
+    }
+}
+
+#[test]
+fn a_reusable_sweep_captures_the_same_rows_as_backward_with() {
+    // `Tape::sweep` keeps the tape, so the conv patches are copied into the capture;
+    // `backward_with` consumes it and moves them. Both must hand out the same rows.
+    let mut ps = ParamStore::seeded(1);
+    let net = small_net(&mut ps, true);
+    let x = randn(&[3, 2, 6, 5], 2);
+    let consumed = run(
+        &ps,
+        &net,
+        &x,
+        Loss::CrossEntropy,
+        &[0, 2, 1],
+        FisherType::Empirical,
+    );
+    let mut t = Tape::new(&ps);
+    let xv = t.input(x.clone());
+    let y = net.forward(&mut t, xv).unwrap();
+    let l = t.cross_entropy(y, &[0, 2, 1]).unwrap();
+    let mode = SweepMode {
+        param_grads: true,
+        capture: true,
+    };
+    let (_, kept) = t.sweep(&[(l, Tensor::scalar(1.0))], mode, 3).unwrap();
+    assert_eq!(kept.len(), consumed.captures.len());
+    for (k, c) in kept.iter().zip(&consumed.captures) {
+        assert_eq!((k.layer, k.rows_per_example), (c.layer, c.rows_per_example));
+        assert_eq!(k.a, c.a);
+        assert_eq!(k.g, c.g);
     }
 }
 

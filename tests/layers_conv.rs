@@ -7,11 +7,11 @@ mod common_layers;
 
 use common::{MATMUL_TOL, randn, store};
 use common_layers::naive_conv2d;
-use tekfac::kernels::im2col::{ConvGeometry, col2im, im2col};
+use tekfac::kernels::im2col::{ConvGeometry, col2im, col2im_columns, im2col};
 use tekfac::{Error, ParamId, Tape, Tensor};
 
 /// `(batch, c_in, c_out, (h, w), (kh, kw), stride, padding)`: square and non-square, stride 1
-/// and 2, padding 0 and 1, a batch of one, and a 1×1 kernel.
+/// and 2, padding 0 and 1, a batch of one, a 1×1 kernel and one wider than 8.
 type Case = (
     usize,
     usize,
@@ -21,7 +21,7 @@ type Case = (
     (usize, usize),
     (usize, usize),
 );
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     (1, 1, 1, (5, 5), (3, 3), (1, 1), (0, 0)),
     (3, 2, 4, (6, 7), (3, 2), (1, 1), (1, 1)),
     (2, 3, 2, (7, 5), (2, 3), (2, 2), (0, 0)),
@@ -29,6 +29,7 @@ const CASES: [Case; 7] = [
     (1, 4, 5, (5, 9), (5, 4), (2, 2), (1, 1)),
     (2, 3, 4, (4, 4), (1, 1), (1, 1), (0, 0)),
     (2, 1, 2, (3, 3), (3, 3), (1, 1), (2, 2)),
+    (2, 2, 3, (5, 12), (2, 9), (1, 1), (0, 1)),
 ];
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
@@ -80,6 +81,29 @@ fn im2col_and_col2im_are_adjoint() {
         let mut back = vec![0.0; x.len()];
         col2im(y.data(), &g, g.patch_len(), &mut back);
         let lhs: f64 = cols.iter().zip(y.data()).map(|(a, b)| a * b).sum();
+        let rhs: f64 = x.data().iter().zip(&back).map(|(a, b)| a * b).sum();
+        assert!(
+            (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
+            "case {s}: {lhs} vs {rhs}"
+        );
+    }
+}
+
+#[test]
+fn col2im_columns_is_the_adjoint_of_im2col_in_the_transposed_layout() {
+    for (s, &(n, ci, _, (h, w), k, stride, pad)) in CASES.iter().enumerate() {
+        let g = ConvGeometry::new("test", ci, (h, w), k, stride, pad).unwrap();
+        let x = randn(&[n, ci, h, w], 70 + s as u64);
+        let rows = n * g.locations();
+        let y_t = randn(&[g.patch_len(), rows], 80 + s as u64);
+        let mut cols = vec![0.0; rows * g.patch_len()];
+        im2col(x.data(), &g, false, &mut cols);
+        let mut back = vec![0.0; x.len()];
+        col2im_columns(y_t.data(), &g, &mut back);
+        let lhs: f64 = (0..rows)
+            .flat_map(|r| (0..g.patch_len()).map(move |c| (r, c)))
+            .map(|(r, c)| cols[r * g.patch_len() + c] * y_t.data()[c * rows + r])
+            .sum();
         let rhs: f64 = x.data().iter().zip(&back).map(|(a, b)| a * b).sum();
         assert!(
             (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),

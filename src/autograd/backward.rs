@@ -40,6 +40,10 @@ pub(crate) struct Sweep<'s, 'p, F: Float> {
     pub(crate) batch_scale: F,
     grads: Gradients<F>,
     pub(crate) captures: &'s mut Vec<LayerCapture<F>>,
+    /// True when the tape is consumed right after its sweeps (`backward_with`): convolutions
+    /// then leave their patch rows on the tape and `backward_with` moves them into the captures
+    /// afterwards instead of copying them (see `conv2d::hand_over_patches`).
+    pub(crate) tape_consumed: bool,
 }
 
 impl<'s, 'p, F: Float> Sweep<'s, 'p, F> {
@@ -118,7 +122,7 @@ impl<'p, F: Float> Tape<'p, F> {
         };
         let grads = self.run(
             &[(loss, Tensor::scalar(F::ONE))],
-            mode,
+            (mode, true),
             scale,
             &mut captures,
         )?;
@@ -127,8 +131,9 @@ impl<'p, F: Float> Tape<'p, F> {
             capture: true,
         };
         for seed in seeds {
-            self.run(&[(input, seed)], extra, scale, &mut captures)?;
+            self.run(&[(input, seed)], (extra, true), scale, &mut captures)?;
         }
+        conv2d::hand_over_patches(self.nodes, &mut captures);
         Ok(BackwardOutput {
             loss: loss_value,
             grads,
@@ -158,7 +163,8 @@ impl<'p, F: Float> Tape<'p, F> {
         batch: usize,
     ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
         let mut captures = Vec::new();
-        let grads = self.run(seeds, mode, F::from_f64(batch as f64), &mut captures)?;
+        let scale = F::from_f64(batch as f64);
+        let grads = self.run(seeds, (mode, false), scale, &mut captures)?;
         Ok((grads, captures))
     }
 
@@ -176,10 +182,11 @@ impl<'p, F: Float> Tape<'p, F> {
         }
     }
 
+    /// One sweep; `mode.1` says whether the tape is consumed afterwards (see `Sweep`).
     fn run(
         &self,
         seeds: &[(Var, Tensor<F>)],
-        mode: SweepMode,
+        mode: (SweepMode, bool),
         batch_scale: F,
         captures: &mut Vec<LayerCapture<F>>,
     ) -> Result<Gradients<F>> {
@@ -191,10 +198,11 @@ impl<'p, F: Float> Tape<'p, F> {
         let mut sw = Sweep {
             tape: self,
             pending: Vec::new(),
-            mode,
+            mode: mode.0,
             batch_scale,
             grads: Gradients::new(self.params.len()),
             captures,
+            tape_consumed: mode.1,
         };
         sw.pending.resize_with(self.nodes.len(), || None);
         let mut last = 0;

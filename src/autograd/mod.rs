@@ -16,4 +16,5 @@ pub(crate) use backward::Sweep;
 pub use backward::{BackwardOutput, SweepMode};
 pub use capture::{FisherType, LayerCapture};
 pub use gradients::Gradients;
+pub(crate) use tape::Node;
 pub use tape::{Tape, Var};

@@ -5,18 +5,22 @@
 //! `W̄: [C_out, ld]` and `g: [N·L, C_out]` the output gradient in the same row order:
 //!
 //! - [`conv_forward`]: `Y_n = W̄ · ā_nᵀ`, written straight into NCHW `[N, C_out, L]`;
-//! - [`weight_grad`]: `dW̄ = α·gᵀ·ā`, a reduction over all `N·L` rows;
-//! - [`input_grad`]: `dX = col2im(α·g·W)`.
+//! - [`weight_grad`]: `dW̄ = α·gᵀ·ā`, a reduction over all `N·L` rows (or, for a small layer,
+//!   [`weight_grad_per_example`]: `Σ_n g_n·ā_n` from the NCHW gradient);
+//! - [`input_grad`]: `dX = col2im(α·g·W)`, computed as `col2im_columns(α·Wᵀ·gᵀ)`.
 //!
 //! matrixmultiply threads a product only when `m·k + k·n ≥ 2¹⁵` (its `threading.rs`), and then
 //! synchronises its threads once per 256-deep slice of the inner dimension. So a product that is
 //! small per example runs one example per rayon task on one thread each, and a long reduction
-//! with a tiny output (the first layer's `dW̄`) is cut into fixed row chunks that each stay below
-//! the threshold, summed in chunk order (deterministic for any thread count). Large products are
-//! one threaded call.
+//! with a tiny output (the first layer's `dW̄`) is cut into per-example products that each stay
+//! below the threshold, summed in a fixed order (deterministic for any thread count). Large
+//! products are
+//! one threaded call, oriented so that the operand matrixmultiply packs on the calling thread
+//! (its `B`, packed once per 256-deep slice before the threads split the work) is the small one:
+//! `dW̄ᵀ = āᵀ·g` rather than `gᵀ·ā`, and `dcolsᵀ = Wᵀ·gᵀ` a slice of examples at a time.
 
 use super::gemm::{MatRef, gemm_into};
-use super::im2col::{ConvGeometry, col2im};
+use super::im2col::{ConvGeometry, col2im_columns};
 use super::transpose::transpose_batched;
 use super::{PAR_MIN_WORK, zip_chunks};
 use crate::tensor::Float;
@@ -25,9 +29,9 @@ use rayon::prelude::*;
 /// `m·k + k·n` below which matrixmultiply keeps a product on the calling thread.
 const SINGLE_THREAD_GEMM: usize = 1 << 15;
 
-/// Rows of `dcols` computed per slice in [`input_grad`] when the per-example product is large:
-/// a slice of `≈ 2¹⁸` elements (1 MiB in f32) stays in cache between the product and col2im.
-const SLICE_ELEMENTS: usize = 1 << 18;
+/// Elements of `dcolsᵀ` computed per slice in [`input_grad`]: `2¹⁹` (2 MiB in f32) stay in cache
+/// between the product and the fold.
+const SLICE_ELEMENTS: usize = 1 << 19;
 
 /// `out[n] = W̄ · ā_nᵀ` for every example: `out` is NCHW `[N, C_out, L]`, `cols` is `[N·L, ld]`,
 /// `w_bar` is `[C_out, ld]`.
@@ -60,26 +64,66 @@ pub fn conv_forward<F: Float>(
     }
 }
 
-/// `dW̄ = α·gᵀ·ā` as a row-major `[C_out, ld]` vector, for `g: [rows, C_out]`, `ā: [rows, ld]`.
+/// `dW̄ = α·gᵀ·ā` as a row-major `[C_out, ld]` vector, for `g: [rows, C_out]`, `ā: [rows, ld]`:
+/// one threaded product `dW̄ᵀ = α·āᵀ·g`, then a small transpose.
 pub fn weight_grad<F: Float>(g: &[F], cols: &[F], c_out: usize, ld: usize, alpha: F) -> Vec<F> {
     let rows = g.len() / c_out.max(1);
-    let chunk = (SINGLE_THREAD_GEMM - 1) / (c_out + ld).max(1);
-    let product = |g: &[F], a: &[F]| {
-        let r = g.len() / c_out.max(1);
-        let mut out = vec![F::ZERO; c_out * ld];
-        let (gt, a) = (MatRef::new(g, r, c_out, true), MatRef::new(a, r, ld, false));
-        gemm_into(alpha, gt, a, F::ZERO, &mut out);
-        out
+    let mut dw_t = vec![F::ZERO; ld * c_out];
+    let a_t = MatRef::new(cols, rows, ld, true);
+    gemm_into(
+        alpha,
+        a_t,
+        MatRef::new(g, rows, c_out, false),
+        F::ZERO,
+        &mut dw_t,
+    );
+    let mut dw = vec![F::ZERO; c_out * ld];
+    transpose_batched(&dw_t, ld, c_out, F::ONE, &mut dw);
+    dw
+}
+
+/// Output channels per product in [`weight_grad_per_example`], if its products can stay on one
+/// thread with at least 8 channels each (`None`: use [`weight_grad`]).
+pub fn per_example_block(c_out: usize, ld: usize, locs: usize) -> Option<usize> {
+    let most = (SINGLE_THREAD_GEMM - 1).checked_sub(locs * ld)? / locs.max(1);
+    (most >= c_out.min(8)).then(|| c_out.div_ceil(c_out.div_ceil(most.max(1))))
+}
+
+/// Examples per rayon task in [`weight_grad_per_example`]; partial sums are added in task order.
+const EXAMPLES_PER_TASK: usize = 8;
+
+/// `dW̄ = α·Σ_n g_n·ā_n` straight from the NCHW gradient `g: [N, C_out, L]`, for layers whose
+/// per-example product is small (the first conv of a CNN: long reduction, tiny output). Each
+/// product covers `block` output channels of one example and stays on one thread; examples are
+/// split across rayon tasks. No transpose of `g` is needed.
+pub fn weight_grad_per_example<F: Float>(
+    g: &[F],
+    cols: &[F],
+    (c_out, ld, locs): (usize, usize, usize),
+    block: usize,
+    alpha: F,
+) -> Vec<F> {
+    let (per_g, per_a) = ((c_out * locs).max(1), (locs * ld).max(1));
+    let task = |(g, a): (&[F], &[F])| {
+        let mut part = vec![F::ZERO; c_out * ld];
+        for (g_n, a_n) in g.chunks(per_g).zip(a.chunks(per_a)) {
+            let a_n = MatRef::new(a_n, locs, ld, false);
+            for (g_b, dw_b) in g_n.chunks(block * locs).zip(part.chunks_mut(block * ld)) {
+                let g_b = MatRef::new(g_b, g_b.len() / locs.max(1), locs, false);
+                gemm_into(alpha, g_b, a_n, F::ONE, dw_b);
+            }
+        }
+        part
     };
-    // NOTE: chunks shorter than a few hundred rows would waste the kernel; use one threaded call.
-    if chunk < 256 || rows <= chunk || rows * (c_out + ld) < PAR_MIN_WORK {
-        return product(g, cols);
-    }
-    let parts: Vec<Vec<F>> = g
-        .par_chunks(chunk * c_out)
-        .zip(cols.par_chunks(chunk * ld))
-        .map(|(g, a)| product(g, a))
-        .collect();
+    let tasks = (g.chunks(EXAMPLES_PER_TASK * per_g)).zip(cols.chunks(EXAMPLES_PER_TASK * per_a));
+    let parts: Vec<Vec<F>> = if cols.len() + g.len() >= PAR_MIN_WORK {
+        let par = g.par_chunks(EXAMPLES_PER_TASK * per_g);
+        par.zip(cols.par_chunks(EXAMPLES_PER_TASK * per_a))
+            .map(task)
+            .collect()
+    } else {
+        tasks.map(task).collect()
+    };
     let mut total = vec![F::ZERO; c_out * ld];
     for part in parts {
         total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
@@ -87,32 +131,22 @@ pub fn weight_grad<F: Float>(g: &[F], cols: &[F], c_out: usize, ld: usize, alpha
     total
 }
 
-/// `dx = col2im(α·g·W)` for `g: [N·L, C_out]` and `w: [C_out, C_in·kh·kw]`; `dx` is NCHW and
-/// overwritten.
+/// `dx += col2im(α·g·W)` for `g: [N·L, C_out]` and `w: [C_out, C_in·kh·kw]`; `dx` is NCHW.
 pub fn input_grad<F: Float>(g: &[F], w: &[F], geom: &ConvGeometry, alpha: F, dx: &mut [F]) {
     let (locs, k) = (geom.locations(), geom.patch_len());
     let c_out = w.len() / k.max(1);
-    let w = MatRef::new(w, c_out, k, false);
-    let slice = |g: &[F], dx: &mut [F], d_cols: &mut Vec<F>| {
-        d_cols.resize(g.len() / c_out.max(1) * k, F::ZERO);
-        let gm = MatRef::new(g, g.len() / c_out.max(1), c_out, false);
-        gemm_into(alpha, gm, w, F::ZERO, d_cols);
-        col2im(d_cols, geom, k, dx);
-    };
-    let (per_g, per_x) = ((locs * c_out).max(1), geom.in_len().max(1));
-    if locs * c_out + c_out * k < SINGLE_THREAD_GEMM {
-        let work = g.len() / c_out.max(1) * k;
-        zip_chunks(dx, per_x, g, per_g, work, |_, dx, g| {
-            slice(g, dx, &mut Vec::new())
-        });
-    } else {
-        let examples = (SLICE_ELEMENTS / (locs * k).max(1)).max(1);
-        let mut buf = Vec::new();
-        for (dx, g) in dx
-            .chunks_mut(examples * per_x)
-            .zip(g.chunks(examples * per_g))
-        {
-            slice(g, dx, &mut buf);
-        }
+    let w_t = MatRef::new(w, c_out, k, true);
+    let examples = (SLICE_ELEMENTS / (locs * k).max(1)).max(1);
+    let (per_g, per_x) = (locs * c_out, geom.in_len());
+    let mut d_cols_t = Vec::new();
+    for (dx, g) in dx
+        .chunks_mut((examples * per_x).max(1))
+        .zip(g.chunks((examples * per_g).max(1)))
+    {
+        let n = g.len() / c_out.max(1);
+        d_cols_t.resize(k * n, F::ZERO);
+        let g_t = MatRef::new(g, n, c_out, true);
+        gemm_into(alpha, w_t, g_t, F::ZERO, &mut d_cols_t);
+        col2im_columns(&d_cols_t, geom, dx);
     }
 }

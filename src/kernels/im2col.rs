@@ -9,9 +9,12 @@
 //!
 //! (0 outside the image). With `homogeneous`, every row gets a trailing 1, the bias column of
 //! `ā = [a; 1]`. `col2im` is the adjoint: it adds every patch entry back onto the pixel it came
-//! from, so `⟨im2col x, y⟩ = ⟨x, col2im y⟩`. Both split the batch across threads with rayon.
+//! from, so `⟨im2col x, y⟩ = ⟨x, col2im y⟩`. `col2im_columns` does the same from the transposed
+//! layout `[C·kh·kw, N·H_out·W_out]`, where each kernel offset's values for one output row are
+//! contiguous, so the fold is a few long vector adds (the convolution's input gradient uses it).
+//! All split the batch across threads with rayon.
 
-use super::zip_chunks;
+use super::{for_chunks, zip_chunks};
 use crate::error::{Error, Result};
 use crate::tensor::Float;
 
@@ -115,31 +118,46 @@ pub fn im2col<F: Float>(x: &[F], geom: &ConvGeometry, homogeneous: bool, cols: &
 
 /// im2col of one `[C, H, W]` example into `[H_out·W_out, ld]` rows.
 fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [F]) {
-    let (h, w) = g.in_size;
-    let (kh, kw) = g.kernel;
-    let (sh, sw) = g.stride;
-    let (ph, pw) = g.padding;
+    let ((h, w), (kh, kw), (sh, sw), (ph, pw)) = (g.in_size, g.kernel, g.stride, g.padding);
     for (loc, row) in out.chunks_exact_mut(ld).enumerate() {
         let (oh, ow) = (loc / g.out_size.1, loc % g.out_size.1);
-        if ld > g.patch_len() {
-            row[ld - 1] = F::ONE;
-        }
-        for (ck, seg) in row[..g.patch_len()].chunks_exact_mut(kw).enumerate() {
-            let (c, ki) = (ck / kh, ck % kh);
-            let Some(ih) = ConvGeometry::source(oh, ki, sh, ph, h) else {
-                seg.fill(F::ZERO);
-                continue;
-            };
-            let src = &img[(c * h + ih) * w..(c * h + ih + 1) * w];
-            let x0 = ow * sw;
-            if sw == 1 && x0 >= pw && x0 + kw <= w + pw {
-                seg.copy_from_slice(&src[x0 - pw..x0 - pw + kw]);
-            } else {
-                for (kj, v) in seg.iter_mut().enumerate() {
-                    *v = ConvGeometry::source(ow, kj, sw, pw, w).map_or(F::ZERO, |iw| src[iw]);
+        // The window's first input column, if all its columns are inside the image.
+        let inside = (ow * sw).checked_sub(pw).filter(|&x| x + kw <= w);
+        for c in 0..g.channels {
+            for ki in 0..kh {
+                let s0 = (c * kh + ki) * kw;
+                let Some(ih) = ConvGeometry::source(oh, ki, sh, ph, h) else {
+                    row[s0..s0 + kw].fill(F::ZERO);
+                    continue;
+                };
+                let start = (c * h + ih) * w;
+                match inside {
+                    Some(x) => copy_segment(&mut row[s0..], &img[start + x..], kw),
+                    None => row[s0..s0 + kw].iter_mut().enumerate().for_each(|(kj, v)| {
+                        let iw = ConvGeometry::source(ow, kj, sw, pw, w);
+                        *v = iw.map_or(F::ZERO, |iw| img[start + iw]);
+                    }),
                 }
             }
         }
+        if ld > g.patch_len() {
+            row[g.patch_len()] = F::ONE;
+        }
+    }
+}
+
+/// Copies the first `len` values of `src` to the front of `dst`.
+///
+/// NOTE: a kernel row is a handful of values, for which a call to `memcpy` costs more than the
+/// copy. When both sides have 8 values to spare, all 8 are copied as one fixed-size block (a
+/// vector move); the extra values land at the start of the patch row's next segment, which
+/// `unfold_example` writes next (segments go in order, the ones column last).
+fn copy_segment<F: Float>(dst: &mut [F], src: &[F], len: usize) {
+    if len <= 8 && dst.len() >= 8 && src.len() >= 8 {
+        let block: [F; 8] = src[..8].try_into().expect("8 values were checked");
+        dst[..8].copy_from_slice(&block);
+    } else {
+        dst[..len].copy_from_slice(&src[..len]);
     }
 }
 
@@ -199,5 +217,65 @@ fn fold_example<F: Float>(rows: &[F], g: &ConvGeometry, ld: usize, img: &mut [F]
                 }
             }
         }
+    }
+}
+
+/// The adjoint of [`im2col`] from the transposed layout: `cols_t: [C·kh·kw, N·H_out·W_out]`
+/// (columns ordered `(n, oh, ow)`), added onto `dx: [N, C, H, W]`.
+///
+/// # Panics
+/// When the buffer lengths do not match the geometry (callers check shapes first).
+pub fn col2im_columns<F: Float>(cols_t: &[F], geom: &ConvGeometry, dx: &mut [F]) {
+    let n = dx.len() / geom.in_len().max(1);
+    assert_eq!(
+        cols_t.len(),
+        geom.patch_len() * n * geom.locations(),
+        "col2im_columns: buffers do not match the batch"
+    );
+    for_chunks(dx, geom.in_len(), cols_t.len(), |e, img| {
+        fold_columns(cols_t, n * geom.locations(), e, geom, img)
+    });
+}
+
+/// Adds example `e`'s columns of `cols_t` (rows of length `row_len`) onto its `[C, H, W]` image.
+fn fold_columns<F: Float>(cols_t: &[F], row_len: usize, e: usize, g: &ConvGeometry, img: &mut [F]) {
+    let ((h, w), (kh, kw), (sh, sw), (ph, pw)) = (g.in_size, g.kernel, g.stride, g.padding);
+    let (out_w, locs) = (g.out_size.1, g.locations());
+    for (k, row) in cols_t.chunks_exact(row_len.max(1)).enumerate() {
+        let (c, ki, kj) = (k / (kh * kw), k / kw % kh, k % kw);
+        let src = &row[e * locs..(e + 1) * locs];
+        // Output columns whose input column `ow·sw + kj − pw` is inside the image.
+        let lo = pw.saturating_sub(kj).div_ceil(sw);
+        let hi = ((w + pw).saturating_sub(kj).div_ceil(sw)).min(out_w);
+        for (oh, s) in src.chunks_exact(out_w.max(1)).enumerate() {
+            let Some(ih) = ConvGeometry::source(oh, ki, sh, ph, h) else {
+                continue;
+            };
+            let dst = &mut img[(c * h + ih) * w..(c * h + ih + 1) * w];
+            if sw == 1 && lo < hi {
+                let x0 = lo + kj - pw;
+                add_assign(&mut dst[x0..x0 + hi - lo], &s[lo..hi]);
+            } else {
+                for ow in lo..hi {
+                    dst[ow * sw + kj - pw] += s[ow];
+                }
+            }
+        }
+    }
+}
+
+/// `dst += src` for short rows (a conv output row is often 8–24 values): in blocks of 8, which
+/// the compiler turns into single vector adds, where a plain loop is vectorised only for long
+/// rows and runs element by element below that.
+fn add_assign<F: Float>(dst: &mut [F], src: &[F]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for i in 0..8 {
+            d[i] += s[i];
+        }
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d += *s;
     }
 }

@@ -12,10 +12,27 @@ use rayon::prelude::*;
 /// costs tens of microseconds, more than a small layer's whole kernel.
 pub(crate) const PAR_MIN_WORK: usize = 1 << 15;
 
-/// `f(i, out_i, in_i)` for the `i`-th chunks of `out` (length `out_len`) and `inp` (length
-/// `in_len`), across rayon's threads when `work` (elements touched) is at least
-/// [`PAR_MIN_WORK`]. Each chunk is one example or one image plane, so results never depend on the
-/// thread count.
+/// `f(i, out_i)` for the `i`-th chunk (length `len`) of `out`, across rayon's threads when
+/// `work` (elements touched) is at least [`PAR_MIN_WORK`]. Each chunk is one example or one
+/// image plane, so results never depend on the thread count.
+pub(crate) fn for_chunks<A: Send>(
+    out: &mut [A],
+    len: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [A]) + Sync + Send,
+) {
+    if work >= PAR_MIN_WORK {
+        out.par_chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(i, o)| f(i, o));
+    } else {
+        out.chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// [`for_chunks`] with a matching input chunk: `f(i, out_i, in_i)`, `in_i` of length `in_len`.
 pub(crate) fn zip_chunks<A: Send, B: Sync>(
     out: &mut [A],
     out_len: usize,
@@ -24,16 +41,8 @@ pub(crate) fn zip_chunks<A: Send, B: Sync>(
     work: usize,
     f: impl Fn(usize, &mut [A], &[B]) + Sync + Send,
 ) {
-    let (out_len, in_len) = (out_len.max(1), in_len.max(1));
-    if work >= PAR_MIN_WORK {
-        out.par_chunks_mut(out_len)
-            .zip(inp.par_chunks(in_len))
-            .enumerate()
-            .for_each(|(i, (o, x))| f(i, o, x));
-    } else {
-        out.chunks_mut(out_len)
-            .zip(inp.chunks(in_len))
-            .enumerate()
-            .for_each(|(i, (o, x))| f(i, o, x));
-    }
+    let in_len = in_len.max(1);
+    for_chunks(out, out_len, work, |i, o| {
+        f(i, o, &inp[i * in_len..((i + 1) * in_len).min(inp.len())])
+    });
 }

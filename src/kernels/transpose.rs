@@ -3,14 +3,14 @@
 //! The convolution needs this twice: its one big GEMM produces rows ordered `(n, oh, ow)` with
 //! one column per output channel, `[N·H_out·W_out, C_out]`, while activations are NCHW,
 //! `[N, C_out, H_out·W_out]`; the backward goes the other way. Each example is transposed in
-//! square tiles so both the reads and the writes stay within a few cache lines, and the batch
-//! is split across threads with rayon.
+//! 8×8 tiles so both the reads and the writes stay contiguous, and the batch is split across
+//! threads with rayon.
 
 use super::zip_chunks;
 use crate::tensor::Float;
 
-/// Tile edge: a 16×16 tile of f32 is 16 cache lines in and 16 out.
-const TILE: usize = 16;
+/// Tile edge: an 8×8 tile of f32 is eight 32-byte rows, one AVX register each.
+const TILE: usize = 8;
 
 /// `dst[b] = scale · src[b]ᵀ` for each `rows × cols` matrix `src[b]` (so `dst[b]` is
 /// `cols × rows`), over as many matrices as the buffers hold.
@@ -33,16 +33,27 @@ pub fn transpose_batched<F: Float>(src: &[F], rows: usize, cols: usize, scale: F
     });
 }
 
-/// One tiled transpose `d = scale · sᵀ`, `s: rows × cols`.
+/// One tiled transpose `d = scale · sᵀ`, `s: rows × cols`: full 8×8 tiles go through a local
+/// array (contiguous reads and writes), the ragged edges element by element.
 fn transpose_one<F: Float>(s: &[F], rows: usize, cols: usize, scale: F, d: &mut [F]) {
     for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for r in r0..r1 {
-                let src_row = &s[r * cols + c0..r * cols + c1];
-                for (c, v) in (c0..c1).zip(src_row) {
-                    d[c * rows + r] = scale * *v;
+            if r0 + TILE <= rows && c0 + TILE <= cols {
+                let mut tile = [[F::ZERO; TILE]; TILE];
+                for i in 0..TILE {
+                    let row = &s[(r0 + i) * cols + c0..][..TILE];
+                    for j in 0..TILE {
+                        tile[j][i] = scale * row[j];
+                    }
+                }
+                for (j, t) in tile.iter().enumerate() {
+                    d[(c0 + j) * rows + r0..][..TILE].copy_from_slice(t);
+                }
+            } else {
+                for r in r0..(r0 + TILE).min(rows) {
+                    for c in c0..(c0 + TILE).min(cols) {
+                        d[c * rows + r] = scale * s[r * cols + c];
+                    }
                 }
             }
         }

@@ -4,23 +4,26 @@
 //! W_out]`. With `ā` the patch rows of [`im2col`] (rows `(n, oh, ow)`, a trailing 1 when there is
 //! a bias) and `W̄ = [W | b]` viewed as `[C_out, C_in·kh·kw (+1)]`:
 //!
-//! - forward: `Y_rows = ā · W̄ᵀ` (`[N·H_out·W_out, C_out]`, the bias comes out of the product),
-//!   then a per-example transpose to NCHW;
+//! - forward: `Y_n = W̄ · ā_nᵀ` for every example, NCHW (the bias comes out of the product);
 //! - backward, with `g = dY` brought back to rows `[N·H_out·W_out, C_out]`:
 //!   `dW̄ = gᵀ · ā` (bias gradient = its last column), `dX = col2im(g · W)`;
+//!   how each product is laid out for speed is the business of [`crate::kernels::conv`];
 //! - capture: the same `ā` and `g` rows, `g` times the batch size (see `dense.rs`), with
 //!   `H_out·W_out` rows per example, so `DW_n = Σ_t g_{n,t} ā_{n,t}ᵀ` (spec §2).
 //!
 //! The patches are kept on the tape node: the weight gradient and the capture both need them.
 
 use crate::autograd::op::Op;
-use crate::autograd::{Sweep, Tape, Var};
+use crate::autograd::{LayerCapture, Node, Sweep, Tape, Var};
 use crate::error::{Error, Result};
-use crate::kernels::conv::{conv_forward, input_grad, weight_grad};
+use crate::kernels::conv::{
+    conv_forward, input_grad, per_example_block, weight_grad, weight_grad_per_example,
+};
 use crate::kernels::im2col::{ConvGeometry, im2col};
 use crate::kernels::transpose::transpose_batched;
 use crate::params::LayerId;
 use crate::tensor::{Float, Tensor};
+use std::borrow::Cow;
 
 /// What a convolution node keeps for its backward sweep.
 pub(crate) struct Conv2dNode<F: Float> {
@@ -93,19 +96,19 @@ fn conv_geometry<F: Float>(
     ConvGeometry::new("conv2d", c_in, (h, wd), (kh, kw), stride, padding)
 }
 
-/// `[W | b]` as a `[C_out, C_in·kh·kw + 1]` matrix (a copy of `W` alone without a bias).
-fn weight_bar<F: Float>(w: &Tensor<F>, b: Option<&Tensor<F>>) -> Vec<F> {
-    let c_out = w.dims()[0];
+/// `[W | b]` as a `[C_out, C_in·kh·kw + 1]` matrix (`W` itself, viewed as `[C_out, C_in·kh·kw]`,
+/// without a bias).
+fn weight_bar<'a, F: Float>(w: &'a Tensor<F>, b: Option<&Tensor<F>>) -> Cow<'a, [F]> {
     let Some(b) = b else {
-        return w.data().to_vec();
+        return Cow::Borrowed(w.data());
     };
-    let k = w.len() / c_out.max(1);
-    let mut out = Vec::with_capacity(c_out * (k + 1));
+    let k = w.len() / w.dims()[0].max(1);
+    let mut out = Vec::with_capacity(w.len() + b.len());
     for (row, bias) in w.data().chunks_exact(k.max(1)).zip(b.data()) {
         out.extend_from_slice(row);
         out.push(*bias);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Forward: the output `[N, C_out, H_out, W_out]` and the patch rows `ā` kept for backward.
@@ -135,8 +138,6 @@ pub(crate) fn conv2d_backward<F: Float>(
     g: Tensor<F>,
 ) -> Result<()> {
     let geom = &node.geom;
-    let (n, c_out) = (g.dims()[0], g.dims()[1]);
-    let rows = n * geom.locations();
     let capture = node.layer.filter(|_| sw.mode.capture);
     // NOTE: when capturing, the rows are scaled by the batch size once, here, and the products
     // below undo it with α = 1/scale; so the captured `g` costs no extra pass over the data.
@@ -145,12 +146,20 @@ pub(crate) fn conv2d_backward<F: Float>(
     } else {
         F::ONE
     };
-    let mut g_rows = Tensor::zeros(&[rows, c_out]);
-    transpose_batched(g.data(), c_out, geom.locations(), scale, g_rows.data_mut());
-    drop(g);
+    let block = per_example_block(g.dims()[1], node.cols.dims()[1], geom.locations());
+    // NOTE: the rows layout `[N·L, C_out]` costs a transpose; it is made only when the capture,
+    // the input gradient or the large-layer weight gradient reads it.
+    let needs_rows =
+        capture.is_some() || sw.wants(node.x) || (sw.mode.param_grads && block.is_none());
+    let g_rows = needs_rows.then(|| output_rows(&g, geom.locations(), scale));
     if sw.mode.param_grads {
-        weight_grads(sw, node, &g_rows, F::ONE / scale)?;
+        let dw_bar = weight_gradient(node, &g, g_rows.as_ref(), block, scale);
+        add_weight_grads(sw, node, dw_bar)?;
     }
+    drop(g);
+    let Some(g_rows) = g_rows else {
+        return Ok(());
+    };
     if sw.wants(node.x) {
         let mut dx = Tensor::zeros(sw.value(node.x).dims());
         let w = sw.value(node.w).data();
@@ -158,35 +167,93 @@ pub(crate) fn conv2d_backward<F: Float>(
         sw.add(node.x, dx)?;
     }
     if let Some(layer) = capture {
-        sw.capture(layer, geom.locations(), || node.cols.clone(), g_rows);
+        capture_rows(sw, node, layer, g_rows);
     }
     Ok(())
 }
 
-/// `dW̄ = α·gᵀ·ā`, split into the weight gradient and (last column) the bias gradient.
-fn weight_grads<F: Float>(
+/// `scale·g` from NCHW `[N, C_out, L]` to rows `[N·L, C_out]`, in the patch rows' order.
+fn output_rows<F: Float>(g: &Tensor<F>, locs: usize, scale: F) -> Tensor<F> {
+    let c_out = g.dims()[1];
+    let mut rows = Tensor::zeros(&[g.len() / c_out.max(1), c_out]);
+    transpose_batched(g.data(), c_out, locs, scale, rows.data_mut());
+    rows
+}
+
+/// `dW̄ = gᵀ·ā`, per example from the NCHW `g` for a small layer (`block` is set), else from the
+/// rows (scaled by `scale`).
+fn weight_gradient<F: Float>(
+    node: &Conv2dNode<F>,
+    g: &Tensor<F>,
+    g_rows: Option<&Tensor<F>>,
+    block: Option<usize>,
+    scale: F,
+) -> Vec<F> {
+    let (c_out, ld) = (g.dims()[1], node.cols.dims()[1]);
+    match (block, g_rows) {
+        (Some(block), _) => {
+            let shape = (c_out, ld, node.geom.locations());
+            weight_grad_per_example(g.data(), node.cols.data(), shape, block, F::ONE)
+        }
+        (None, Some(rows)) => weight_grad(rows.data(), node.cols.data(), c_out, ld, F::ONE / scale),
+        (None, None) => unreachable!("conv2d_backward makes the rows whenever dW̄ needs them"),
+    }
+}
+
+/// Hands the layer's rows to the sweep's captures: `g` now, `ā` copied, or, when the tape is
+/// consumed, moved afterwards by [`hand_over_patches`].
+fn capture_rows<F: Float>(
     sw: &mut Sweep<'_, '_, F>,
     node: &Conv2dNode<F>,
-    g_rows: &Tensor<F>,
-    alpha: F,
-) -> Result<()> {
-    if !sw.wants(node.w) && !node.b.is_some_and(|b| sw.wants(b)) {
-        return Ok(());
+    layer: LayerId,
+    g_rows: Tensor<F>,
+) {
+    let (cols, later) = (&node.cols, sw.tape_consumed);
+    // NOTE: the patch rows are the largest tensor of the layer (26 MB for the CNN's second conv
+    // at batch 128); when the tape is consumed they are moved, not copied.
+    let a = || {
+        if later {
+            Tensor::zeros(&[0, cols.dims()[1]])
+        } else {
+            cols.clone()
+        }
+    };
+    sw.capture(layer, node.geom.locations(), a, g_rows);
+}
+
+/// Moves each convolution's patch rows from the consumed tape into its capture, where they were
+/// left out (empty) by `conv2d_backward`. Nodes go in sweep (reverse) order, so a layer applied
+/// twice gets the rows of the application captured first, as `Sweep::capture` does.
+pub(crate) fn hand_over_patches<F: Float>(nodes: Vec<Node<F>>, captures: &mut [LayerCapture<F>]) {
+    for node in nodes.into_iter().rev() {
+        let Op::Conv2d(conv) = node.op else { continue };
+        let target = captures
+            .iter_mut()
+            .find(|c| Some(c.layer) == conv.layer && c.a.is_empty() && !c.g.is_empty());
+        if let Some(c) = target {
+            c.a = conv.cols;
+        }
     }
-    let c_out = g_rows.dims()[1];
-    let ld = node.cols.dims()[1];
-    let dw_bar = weight_grad(g_rows.data(), node.cols.data(), c_out, ld, alpha);
+}
+
+/// Splits `dW̄ = [dW | db]` (`[C_out, ld]`) into the weight and (last column) bias gradients.
+fn add_weight_grads<F: Float>(
+    sw: &mut Sweep<'_, '_, F>,
+    node: &Conv2dNode<F>,
+    dw_bar: Vec<F>,
+) -> Result<()> {
     let w_dims = sw.value(node.w).dims();
     let Some(b) = node.b else {
         return sw.add(node.w, Tensor::from_vec(dw_bar, w_dims)?);
     };
-    let k = ld - 1;
-    let db: Vec<F> = dw_bar.chunks_exact(ld).map(|row| row[k]).collect();
+    let ld = node.cols.dims()[1];
+    let db: Vec<F> = dw_bar.chunks_exact(ld).map(|row| row[ld - 1]).collect();
     let dw: Vec<F> = dw_bar
         .chunks_exact(ld)
-        .flat_map(|row| &row[..k])
+        .flat_map(|row| &row[..ld - 1])
         .copied()
         .collect();
     sw.add(node.w, Tensor::from_vec(dw, w_dims)?)?;
+    let c_out = db.len();
     sw.add(b, Tensor::from_vec(db, &[c_out])?)
 }

@@ -39,10 +39,31 @@ fn for_each_window(g: &ConvGeometry, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Plane indices of the window whose top-left corner is `start`.
-fn window(g: &ConvGeometry, start: usize) -> impl Iterator<Item = usize> + '_ {
-    let (kh, kw, w) = (g.kernel.0, g.kernel.1, g.in_size.1);
-    (0..kh).flat_map(move |i| start + i * w..start + i * w + kw)
+/// The rows of the window whose top-left corner is `start`: `(plane index, slice)` pairs.
+fn window_rows<'a, F>(
+    g: &ConvGeometry,
+    plane: &'a [F],
+    start: usize,
+) -> impl Iterator<Item = (usize, &'a [F])> {
+    let (kw, w) = (g.kernel.1, g.in_size.1);
+    (0..g.kernel.0).map(move |i| {
+        let row = start + i * w;
+        (row, &plane[row..row + kw])
+    })
+}
+
+/// Plane index of the largest element of a window (the first one on ties).
+fn argmax_window<F: Float>(g: &ConvGeometry, img: &[F], start: usize) -> usize {
+    let (mut best, mut best_v) = (start, img[start]);
+    for (row, vals) in window_rows(g, img, start) {
+        for (j, &v) in vals.iter().enumerate() {
+            // NOTE: written as two selects (no branch), so random data costs no mispredictions.
+            let better = v > best_v;
+            best = if better { row + j } else { best };
+            best_v = if better { v } else { best_v };
+        }
+    }
+    best
 }
 
 impl<F: Float> Tape<'_, F> {
@@ -68,10 +89,8 @@ impl<F: Float> Tape<'_, F> {
             vx.len(),
             |_, arg, img| {
                 for_each_window(&geom, |loc, start| {
-                    let best = window(&geom, start)
-                        .fold(start, |b, i| if img[i] > img[b] { i } else { b });
                     // NOTE: plane indices fit in u32: a 65536×65536 image is far beyond any use.
-                    arg[loc] = best as u32;
+                    arg[loc] = argmax_window(&geom, img, start) as u32;
                 });
             },
         );
@@ -107,7 +126,10 @@ impl<F: Float> Tape<'_, F> {
             vx.len(),
             |_, y, img| {
                 for_each_window(&geom, |loc, start| {
-                    y[loc] = inv * window(&geom, start).map(|i| img[i]).sum::<F>();
+                    let sum: F = window_rows(&geom, img, start)
+                        .map(|(_, r)| r.iter().copied().sum::<F>())
+                        .sum();
+                    y[loc] = inv * sum;
                 });
             },
         );
@@ -147,8 +169,13 @@ pub(crate) fn avg_pool2d_backward<F: Float>(
         geom.locations(),
         x.len(),
         |_, dx, g| {
+            let (kw, w) = (geom.kernel.1, geom.in_size.1);
             for_each_window(geom, |loc, start| {
-                window(geom, start).for_each(|i| dx[i] += inv * g[loc]);
+                let v = inv * g[loc];
+                for i in 0..geom.kernel.0 {
+                    let row = start + i * w;
+                    dx[row..row + kw].iter_mut().for_each(|d| *d += v);
+                }
             });
         },
     );

@@ -5,10 +5,12 @@
 //! `f64` for verification (see [`Float`]). Elementwise work over large tensors runs in parallel
 //! with rayon in fixed-size chunks, so results do not depend on the thread count.
 
+mod alloc;
 mod float;
 mod init;
 mod shape;
 
+pub use alloc::retain_freed_memory;
 pub use float::Float;
 pub use init::{Rng, seeded_rng};
 pub use shape::{MAX_RANK, Shape};
@@ -156,11 +158,21 @@ impl<F: Float> Tensor<F> {
         }
     }
 
-    /// Applies `f` to every element (in parallel chunks for large tensors).
+    /// Applies `f` to every element (in parallel chunks for large tensors), in one pass.
     pub fn map(&self, f: impl Fn(F) -> F + Sync) -> Self {
-        let mut out = self.clone();
-        out.map_inplace(f);
-        out
+        let data = if self.data.len() >= 2 * PAR_CHUNK {
+            self.data
+                .par_iter()
+                .with_min_len(PAR_CHUNK)
+                .map(|&x| f(x))
+                .collect()
+        } else {
+            self.data.iter().map(|&x| f(x)).collect()
+        };
+        Tensor {
+            shape: self.shape,
+            data,
+        }
     }
 
     /// Applies `f` to every element in place.
