@@ -153,6 +153,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     tekfac::set_threads(threads);
+    let retained = tekfac::tensor::retain_freed_memory();
+    println!("allocator keeps freed memory: {retained}");
     println!("threads: {threads}");
     for (m, k, n) in [(128, 784, 512), (1024, 1024, 1024)] {
         println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));

@@ -20,6 +20,8 @@ use tekfac::{Error, Result};
 /// `tekfac train` with its defaults.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // NOTE: training allocates and frees the same large buffers every step; keep them mapped.
+    tekfac::tensor::retain_freed_memory();
     let command =
         cli.command
             .unwrap_or_else(|| match Cli::parse_from(["tekfac", "train"]).command {
