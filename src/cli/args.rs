@@ -79,6 +79,9 @@ pub struct InspectArgs {
     /// Directory holding the dataset's IDX files (searched first).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Small net: mlp (49-H-10) or conv (conv 3×3 1→4, ReLU, dense 100→10).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: InspectModel,
     /// Hidden width of the MLP 49-H-10 (blocks are H·50 and 10·(H+1) square).
     #[arg(long, default_value_t = 16)]
     pub hidden: usize,
@@ -94,6 +97,15 @@ pub struct InspectArgs {
     /// Directory for the heatmaps.
     #[arg(long, default_value = "runs/inspect")]
     pub out: PathBuf,
+}
+
+/// The small nets of `tekfac inspect` (every Fisher block at most ~1000 × 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InspectModel {
+    /// MLP 49-H-10 with ReLU (blocks H·50 and 10·(H+1) square).
+    Mlp,
+    /// conv 3×3 1→4 (valid, 7×7 → 5×5), ReLU, dense 100→10 (blocks 40 and 1010 square).
+    Conv,
 }
 
 /// Models with documented presets.
