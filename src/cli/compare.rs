@@ -166,3 +166,37 @@ pub fn csv(rows: &[Summary]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curves() -> Curves {
+        Curves {
+            loss_by_epoch: vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.4)],
+            loss_by_seconds: vec![(2.0, 0.9), (4.0, 0.5), (6.0, 0.4)],
+            accuracy_by_epoch: vec![(1.0, 0.70), (2.0, 0.86), (3.0, 0.84)],
+            accuracy_by_seconds: vec![(2.0, 0.70), (4.0, 0.86), (6.0, 0.84)],
+        }
+    }
+
+    #[test]
+    fn summary_finds_the_first_epoch_at_the_target() {
+        let s = Summary::of("sgd", &curves(), 0.85);
+        assert_eq!(s.final_train_loss, 0.4);
+        assert_eq!(s.final_accuracy, Some(0.84));
+        assert_eq!(s.best_accuracy, Some(0.86));
+        assert_eq!(s.to_target, Some((2.0, 4.0)));
+        assert_eq!(s.seconds, 6.0);
+        let line = csv(&[s]);
+        assert!(line.ends_with("sgd,0.400000,0.840000,0.860000,2.000000,4.000000,6.000\n"));
+    }
+
+    #[test]
+    fn a_target_never_reached_is_a_dash() {
+        let s = Summary::of("adam", &curves(), 0.9);
+        assert_eq!(s.to_target, None);
+        assert_eq!(percent(None), "—");
+        assert_eq!(loss(f64::NAN), "—");
+    }
+}
