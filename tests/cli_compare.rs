@@ -87,8 +87,8 @@ fn compare_writes_the_table_and_both_chart_formats() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// `(layer, variant) → relative error` from inspect's tables.
-fn errors(stdout: &str) -> Vec<(String, String, f64)> {
+/// `(layer, variant, relative error, tr F̂ / tr F)` from inspect's tables.
+fn errors(stdout: &str) -> Vec<(String, String, f64, f64)> {
     let mut layer = String::new();
     let mut out = Vec::new();
     for line in stdout.lines() {
@@ -97,7 +97,8 @@ fn errors(stdout: &str) -> Vec<(String, String, f64)> {
         }
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() == 4 && ["kfac", "ekfac", "tkfac", "tekfac"].contains(&f[0]) {
-            out.push((layer.clone(), f[0].to_string(), f[1].parse().unwrap()));
+            let (err, ratio) = (f[1].parse().unwrap(), f[3].parse().unwrap());
+            out.push((layer.clone(), f[0].to_string(), err, ratio));
         }
     }
     out
@@ -105,26 +106,41 @@ fn errors(stdout: &str) -> Vec<(String, String, f64)> {
 
 #[test]
 fn inspect_errors_come_in_the_proven_order() {
-    for fisher in ["exact", "empirical"] {
-        let out = tmp(&format!("inspect-{fisher}"));
+    let cases = [
+        ("mlp", "exact", ["fc1", "fc2"]),
+        ("mlp", "empirical", ["fc1", "fc2"]),
+        ("conv", "exact", ["conv1", "fc1"]),
+    ];
+    for (model, fisher, layers) in cases {
+        let out = tmp(&format!("inspect-{model}-{fisher}"));
+        let dir = out.to_str().unwrap();
         let o = tekfac(&[
-            "inspect",
-            "--fisher",
-            fisher,
-            "--out",
-            out.to_str().unwrap(),
+            "inspect", "--model", model, "--fisher", fisher, "--out", dir,
         ]);
         assert!(o.status.success(), "{}", text(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
         let errs = errors(&stdout);
         assert_eq!(errs.len(), 8, "two layers × four variants:\n{stdout}");
-        for layer in ["fc1", "fc2"] {
-            let err = |v: &str| {
-                errs.iter()
-                    .find(|(l, name, _)| l == layer && name == v)
-                    .unwrap_or_else(|| panic!("no {v} row for {layer}:\n{stdout}"))
-                    .2
+        for layer in layers {
+            let row = |v: &str| {
+                let row = errs
+                    .iter()
+                    .find(|(l, name, _, _)| l == layer && name == v)
+                    .unwrap_or_else(|| panic!("no {v} row for {layer}:\n{stdout}"));
+                (row.2, row.3)
             };
+            let err = |v: &str| row(v).0;
+            // The corrected diagonals are diag(Qᵀ F Q), so their trace is tr F; TKFAC's δ is
+            // tr F on dense layers (on conv layers it drops the cross-location terms).
+            let exact_trace = ["ekfac", "tekfac"]
+                .iter()
+                .chain(layer.starts_with("fc").then_some(&"tkfac"));
+            for v in exact_trace {
+                assert!(
+                    (row(v).1 - 1.0).abs() < 2e-4,
+                    "{layer} {v} trace:\n{stdout}"
+                );
+            }
             // NOTE: the printed values are rounded to 6 digits, so allow equality at that scale.
             assert!(err("ekfac") <= err("kfac") + 1e-6, "{layer}:\n{stdout}");
             assert!(err("tekfac") <= err("tkfac") + 1e-6, "{layer}:\n{stdout}");

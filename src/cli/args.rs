@@ -29,10 +29,12 @@ pub enum Command {
     ///
     /// Example: tekfac download fashion-mnist
     Download(DownloadArgs),
-    /// Train the same model, data and seed with several optimizers, then write a results table
-    /// (results.md, results.csv) and charts (loss and test accuracy against epochs and seconds,
-    /// SVG and PNG) into --out. Every training flag applies to every run; learning rate and
-    /// damping default per optimizer. Each run keeps its own directory <out>/<optimizer>/.
+    /// Train with several optimizers (same model, data, seed); write a results table and charts.
+    ///
+    /// Writes results.md, results.csv and charts (training loss and test accuracy against
+    /// epochs and against seconds, SVG and PNG) into --out. Every training flag applies to every
+    /// run; learning rate and damping default per optimizer. Each run keeps its own directory
+    /// <out>/<optimizer>/.
     ///
     /// Example: tekfac compare --epochs 5 --optimizers sgd,adam,kfac,tekfac --out runs/compare
     #[command(
@@ -42,12 +44,14 @@ pub enum Command {
         mut_arg("resume", |a| a.hide(true)),
     )]
     Compare(Box<CompareArgs>),
-    /// The educational view: on a small MLP and one batch of real data, compare each layer's
-    /// exact Fisher block with its K-FAC, EKFAC, TKFAC and TEKFAC approximations. Prints
+    /// Exact Fisher blocks vs. K-FAC, EKFAC, TKFAC, TEKFAC on a small net: errors and heatmaps.
+    ///
+    /// The educational view: on a small net (MLP or conv) and one batch of real data, compare
+    /// each layer's exact Fisher block with its four Kronecker-factored approximations. Prints
     /// relative Frobenius errors ‖F − F̂‖/‖F‖ and traces per layer, and writes one heatmap PNG
     /// per layer with the five matrices side by side (shared signed-log colour scale).
     ///
-    /// Example: tekfac inspect --batch-size 64 --hidden 16 --out runs/inspect
+    /// Example: tekfac inspect --model conv --fisher empirical --out runs/inspect
     Inspect(InspectArgs),
 }
 
@@ -79,6 +83,9 @@ pub struct InspectArgs {
     /// Directory holding the dataset's IDX files (searched first).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Small net: mlp (49-H-10) or conv (conv 3×3 1→4, ReLU, dense 100→10).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: InspectModel,
     /// Hidden width of the MLP 49-H-10 (blocks are H·50 and 10·(H+1) square).
     #[arg(long, default_value_t = 16)]
     pub hidden: usize,
@@ -94,6 +101,15 @@ pub struct InspectArgs {
     /// Directory for the heatmaps.
     #[arg(long, default_value = "runs/inspect")]
     pub out: PathBuf,
+}
+
+/// The small nets of `tekfac inspect` (every Fisher block at most ~1000 × 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InspectModel {
+    /// MLP 49-H-10 with ReLU (blocks H·50 and 10·(H+1) square).
+    Mlp,
+    /// conv 3×3 1→4 (valid, 7×7 → 5×5), ReLU, dense 100→10 (blocks 40 and 1010 square).
+    Conv,
 }
 
 /// Models with documented presets.

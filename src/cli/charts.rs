@@ -121,6 +121,8 @@ where
 
 /// Side length in pixels of one heatmap panel.
 const PANEL: u32 = 300;
+/// Pixels between heatmap panels.
+const GAP: i32 = 24;
 
 /// Writes a PNG with the matrices side by side, titled, on one shared signed-log colour scale:
 /// `v ↦ sign(v)·ln(1 + |v|/c) / ln(1 + m/c)` with `m` the largest `|v|` over all panels and
@@ -134,7 +136,7 @@ pub fn write_heatmaps(path: &Path, title: &str, panels: &[(&str, &DMatrix<f64>)]
         .max(f64::MIN_POSITIVE);
     let c = m / 1000.0;
     let scale = |v: f64| (v.signum() * (v.abs() / c).ln_1p() / (m / c).ln_1p()).clamp(-1.0, 1.0);
-    let width = PANEL * panels.len() as u32 + 10 * (panels.len() as u32 + 1);
+    let width = PANEL * panels.len() as u32 + GAP as u32 * (panels.len() as u32 + 1);
     let area = BitMapBackend::new(path, (width, PANEL + 80)).into_drawing_area();
     draw_heatmaps(&area, title, panels, &scale).map_err(|e| chart_error(path, e))
 }
@@ -151,8 +153,10 @@ where
     area.fill(&WHITE)?;
     area.draw_text(title, &(FAMILY, 18).into_text_style(area), (10, 8))?;
     for (k, (name, x)) in panels.iter().enumerate() {
-        let left = 10 + k as i32 * (PANEL as i32 + 10);
+        let left = GAP + k as i32 * (PANEL as i32 + GAP);
         area.draw_text(name, &(FAMILY, 16).into_text_style(area), (left, 40))?;
+        let (x1, y1) = (left + PANEL as i32, 70 + PANEL as i32);
+        area.draw(&Rectangle::new([(left - 1, 69), (x1, y1)], BLACK.mix(0.5)))?;
         for py in 0..PANEL {
             for px in 0..PANEL {
                 let v = cell_mean(x, py, px);

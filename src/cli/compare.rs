@@ -15,7 +15,7 @@ use tekfac::{Error, Result};
 pub struct Summary {
     /// Optimizer name.
     pub optimizer: String,
-    /// Mean training loss of the last epoch.
+    /// Mean training loss of the last epoch (NaN when no epoch finished).
     pub final_train_loss: f64,
     /// Test accuracy after the last epoch (`None` for autoencoders).
     pub final_accuracy: Option<f64>,
@@ -68,8 +68,16 @@ pub fn run(a: CompareArgs) -> Result<()> {
             out: out.join(name),
             ..a.train.clone()
         };
-        train::train(args)?;
-        runs.push((name.to_string(), run_dir::read_curves(&out.join(name))?));
+        // NOTE: a diverged run is a result too (the table reports it), not a reason to stop.
+        let label = match train::train(args) {
+            Ok(()) => name.to_string(),
+            Err(e @ Error::NonFinite { .. }) => {
+                eprintln!("{name}: {e}");
+                format!("{name} (diverged)")
+            }
+            Err(e) => return Err(e),
+        };
+        runs.push((label, run_dir::read_curves(&out.join(name))?));
     }
     let rows: Vec<Summary> = runs
         .iter()
@@ -83,6 +91,15 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let dir = out.display();
     println!("results in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
     Ok(())
+}
+
+/// A loss with four decimals, or "—" when the run has no finished epoch.
+fn loss(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "—".into()
+    }
 }
 
 fn percent(v: Option<f64>) -> String {
@@ -116,9 +133,9 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
         // NOTE: writing to a String cannot fail.
         let _ = writeln!(
             s,
-            "| {} | {:.4} | {} | {} | {epochs} | {secs} | {:.1} |",
+            "| {} | {} | {} | {} | {epochs} | {secs} | {:.1} |",
             r.optimizer,
-            r.final_train_loss,
+            loss(r.final_train_loss),
             percent(r.final_accuracy),
             percent(r.best_accuracy),
             r.seconds
@@ -137,9 +154,9 @@ pub fn csv(rows: &[Summary]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{:.6},{},{},{},{},{:.3}",
+            "{},{},{},{},{},{},{:.3}",
             r.optimizer,
-            r.final_train_loss,
+            opt(r.final_train_loss.is_finite().then_some(r.final_train_loss)),
             opt(r.final_accuracy),
             opt(r.best_accuracy),
             opt(r.to_target.map(|p| p.0)),
@@ -148,4 +165,38 @@ pub fn csv(rows: &[Summary]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curves() -> Curves {
+        Curves {
+            loss_by_epoch: vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.4)],
+            loss_by_seconds: vec![(2.0, 0.9), (4.0, 0.5), (6.0, 0.4)],
+            accuracy_by_epoch: vec![(1.0, 0.70), (2.0, 0.86), (3.0, 0.84)],
+            accuracy_by_seconds: vec![(2.0, 0.70), (4.0, 0.86), (6.0, 0.84)],
+        }
+    }
+
+    #[test]
+    fn summary_finds_the_first_epoch_at_the_target() {
+        let s = Summary::of("sgd", &curves(), 0.85);
+        assert_eq!(s.final_train_loss, 0.4);
+        assert_eq!(s.final_accuracy, Some(0.84));
+        assert_eq!(s.best_accuracy, Some(0.86));
+        assert_eq!(s.to_target, Some((2.0, 4.0)));
+        assert_eq!(s.seconds, 6.0);
+        let line = csv(&[s]);
+        assert!(line.ends_with("sgd,0.400000,0.840000,0.860000,2.000000,4.000000,6.000\n"));
+    }
+
+    #[test]
+    fn a_target_never_reached_is_a_dash() {
+        let s = Summary::of("adam", &curves(), 0.9);
+        assert_eq!(s.to_target, None);
+        assert_eq!(percent(None), "—");
+        assert_eq!(loss(f64::NAN), "—");
+    }
 }

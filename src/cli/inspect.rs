@@ -2,7 +2,9 @@
 //! approximations, on a small MLP and one batch of real images.
 //!
 //! ```text
-//! images [N, 1, 28, 28] ─ 4×4 average pool ─▶ [N, 49] ─▶ fc1 49→H, ReLU ─▶ fc2 H→10 ─▶ CE
+//! images [N, 1, 28, 28] ─ 4×4 average pool ─▶ [N, 1, 7, 7] ─▶ small net ─▶ cross-entropy
+//!     --model mlp:  flatten 49, fc1 49→H, ReLU, fc2 H→10
+//!     --model conv: conv1 3×3 1→4 (5×5 out), ReLU, flatten 100, fc1 100→10
 //! backward_with(Exact | Empirical) ─▶ one LayerCapture per layer
 //! per layer:  F = exact_fisher(capture)                          [d, d], d = d_out·d_in'
 //!             F̂ = CurvatureBlock(variant, decay 0): observe → refresh → rescale → to_dense
@@ -11,31 +13,69 @@
 //! With decay 0 every block is estimated from exactly this batch, so the comparison is
 //! exact: EKFAC's `s*` is `diag(Qᵀ F Q)` in K-FAC's basis `Q`, the best diagonal there, hence
 //! `‖F − EKFAC‖ ≤ ‖F − K-FAC‖`; the same holds for TEKFAC against TKFAC in TKFAC's basis.
-//! Trace-restricted variants also match `tr F` exactly (the property that defines δ).
+//! Trace-restricted variants match `tr F` exactly on dense layers (the property that defines
+//! δ). On a conv layer δ sums per-location terms and so ignores the cross-location part of
+//! `tr F` (KFC's spatially uncorrelated derivatives), so TKFAC's trace is off there, while the
+//! corrected diagonals `s*`, `Θ` always sum to `tr F` (they are `diag(Qᵀ F Q)`).
 
-use super::args::{FisherName, InspectArgs};
+use super::args::{FisherName, InspectArgs, InspectModel};
 use super::charts;
 use nalgebra::DMatrix;
 use tekfac::curvature::exact::exact_fisher;
 use tekfac::curvature::{CurvatureBlock, Variant};
 use tekfac::dataset::{self, DataSource, Split};
-use tekfac::nn::{Linear, Module};
+use tekfac::nn::{Activation, Conv2d, Linear, Module};
 use tekfac::{Error, FisherType, LayerCapture, ParamStore, Result, Tape, Tensor, Var};
 
 /// Side of the pooled images (28 / 4).
 const SIDE: usize = 7;
 
-/// The MLP `49 → hidden → classes` with ReLU, in f64 so the comparison is free of rounding.
-struct SmallMlp {
-    fc1: Linear,
-    fc2: Linear,
+/// The small nets of `inspect`, in f64 so the comparison is free of rounding.
+enum SmallNet {
+    /// `49 → hidden → classes` with ReLU.
+    Mlp { fc1: Linear, fc2: Linear },
+    /// conv 3×3 1→4 (7×7 → 5×5), ReLU, flatten 100, dense 100 → classes.
+    Conv { conv1: Conv2d, fc1: Linear },
 }
 
-impl Module<f64> for SmallMlp {
+impl SmallNet {
+    fn new(ps: &mut ParamStore<f64>, a: &InspectArgs, classes: usize) -> Result<Self> {
+        Ok(match a.model {
+            InspectModel::Mlp => SmallNet::Mlp {
+                fc1: Linear::new(ps, "fc1", SIDE * SIDE, a.hidden, true)?,
+                fc2: Linear::new(ps, "fc2", a.hidden, classes, true)?,
+            },
+            InspectModel::Conv => SmallNet::Conv {
+                conv1: Conv2d::new(ps, "conv1", 1, 4, (3, 3), (1, 1), (0, 0), true)?,
+                fc1: Linear::new(ps, "fc1", 4 * 5 * 5, classes, true)?,
+            },
+        })
+    }
+
+    fn describe(&self, a: &InspectArgs, classes: usize) -> String {
+        match self {
+            SmallNet::Mlp { .. } => format!("MLP {}-{}-{classes}", SIDE * SIDE, a.hidden),
+            SmallNet::Conv { .. } => format!("conv 3×3 1→4, ReLU, dense 100→{classes}"),
+        }
+    }
+}
+
+impl Module<f64> for SmallNet {
     fn forward(&self, tape: &mut Tape<'_, f64>, x: Var) -> Result<Var> {
-        let h = self.fc1.forward(tape, x)?;
-        let h = tape.relu(h);
-        self.fc2.forward(tape, h)
+        match self {
+            SmallNet::Mlp { fc1, fc2 } => {
+                let h = Activation::Flatten.forward(tape, x)?;
+                let h = fc1.forward(tape, h)?;
+                let h = tape.relu(h);
+                fc2.forward(tape, h)
+            }
+            SmallNet::Conv { conv1, fc1 } => {
+                let h = conv1.forward(tape, x)?;
+                let h = tape.relu(h);
+                let h = Activation::Flatten.forward(tape, h)?;
+                fc1.forward(tape, h)
+            }
+        }
     }
 }
 
@@ -49,10 +89,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     }
     let (x, labels, classes) = load_batch(&a)?;
     let mut params = ParamStore::<f64>::seeded(a.seed);
-    let model = SmallMlp {
-        fc1: Linear::new(&mut params, "fc1", SIDE * SIDE, a.hidden, true)?,
-        fc2: Linear::new(&mut params, "fc2", a.hidden, classes, true)?,
-    };
+    let model = SmallNet::new(&mut params, &a, classes)?;
     let fisher = match a.fisher {
         FisherName::Empirical => FisherType::Empirical,
         FisherName::Exact => FisherType::Exact,
@@ -70,9 +107,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let pass = tape.backward_with(loss, fisher)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     println!(
-        "MLP {}-{}-{classes} (seed {}), {} images of {} pooled to {SIDE}×{SIDE}, {:?} Fisher",
-        SIDE * SIDE,
-        a.hidden,
+        "{} (seed {}), {} images of {} pooled to {SIDE}×{SIDE}, {:?} Fisher",
+        model.describe(&a, classes),
         a.seed,
         labels.len(),
         a.dataset,
@@ -107,13 +143,13 @@ fn load_batch(a: &InspectArgs) -> Result<(Tensor<f64>, Vec<usize>, usize)> {
     let batch = data.batch(&indices)?;
     let pooled = pool(batch.images.data(), n);
     Ok((
-        Tensor::from_vec(pooled, &[n, SIDE * SIDE])?,
+        Tensor::from_vec(pooled, &[n, 1, SIDE, SIDE])?,
         batch.labels,
         data.classes(),
     ))
 }
 
-/// `[n, 28·28]` → `[n, 7·7]` by averaging each 4×4 square.
+/// `[n, 1, 28, 28]` → `[n, 1, 7, 7]` (as a flat vec) by averaging each 4×4 square.
 fn pool(images: &[f32], n: usize) -> Vec<f64> {
     let mut out = vec![0.0; n * SIDE * SIDE];
     for (i, o) in out.iter_mut().enumerate() {
