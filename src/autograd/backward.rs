@@ -29,6 +29,10 @@ pub struct BackwardOutput<F: Float = f32> {
     pub grads: Gradients<F>,
     /// Per-layer curvature rows, empty unless a Fisher type was requested.
     pub captures: Vec<LayerCapture<F>>,
+    /// Dense layers' gradient rows from the true-label sweep, empty unless requested
+    /// ([`Tape::backward_full`]): one `g` tensor `dY` (not batch-scaled), so that
+    /// `∂L/∂W̄ = gᵀ·ā` exactly — the low-rank form the natural-gradient optimizers rotate.
+    pub rows: Vec<LayerCapture<F>>,
 }
 
 /// State of one reverse sweep: pending node gradients, results, and the capture sink.
@@ -44,6 +48,10 @@ pub(crate) struct Sweep<'s, 'p, F: Float> {
     /// then leave their patch rows on the tape and `backward_with` moves them into the captures
     /// afterwards instead of copying them (see `conv2d::hand_over_patches`).
     pub(crate) tape_consumed: bool,
+    /// Dense layers also record their gradient rows `(ā, dY)` (see [`BackwardOutput::rows`]).
+    pub(crate) gradient_rows: bool,
+    /// Where those rows go.
+    pub(crate) rows: Vec<LayerCapture<F>>,
 }
 
 impl<'s, 'p, F: Float> Sweep<'s, 'p, F> {
@@ -111,6 +119,17 @@ impl<'p, F: Float> Tape<'p, F> {
     /// Gradients always come from the true labels. `Empirical` captures from that same sweep;
     /// `Sampled` and `Exact` run extra capture-only sweeps seeded at the loss input.
     pub fn backward_with(self, loss: Var, fisher: FisherType) -> Result<BackwardOutput<F>> {
+        self.backward_full(loss, fisher, false)
+    }
+
+    /// [`backward_with`](Self::backward_with), and when `gradient_rows` is set the dense layers
+    /// also hand out the rows of their true-label gradient ([`BackwardOutput::rows`]).
+    pub fn backward_full(
+        self,
+        loss: Var,
+        fisher: FisherType,
+        gradient_rows: bool,
+    ) -> Result<BackwardOutput<F>> {
         self.check_var(loss, "backward")?;
         let loss_value = self.value(loss).item()?.to_f64();
         let (input, seeds, batch) = self.fisher_plan(loss, fisher)?;
@@ -120,9 +139,9 @@ impl<'p, F: Float> Tape<'p, F> {
             param_grads: true,
             capture: fisher == FisherType::Empirical,
         };
-        let grads = self.run(
+        let (grads, rows) = self.run(
             &[(loss, Tensor::scalar(F::ONE))],
-            (mode, true),
+            (mode, true, gradient_rows),
             scale,
             &mut captures,
         )?;
@@ -131,13 +150,14 @@ impl<'p, F: Float> Tape<'p, F> {
             capture: true,
         };
         for seed in seeds {
-            self.run(&[(input, seed)], (extra, true), scale, &mut captures)?;
+            self.run(&[(input, seed)], (extra, true, false), scale, &mut captures)?;
         }
         conv2d::hand_over_patches(self.nodes, &mut captures);
         Ok(BackwardOutput {
             loss: loss_value,
             grads,
             captures,
+            rows,
         })
     }
 
@@ -164,7 +184,7 @@ impl<'p, F: Float> Tape<'p, F> {
     ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
         let mut captures = Vec::new();
         let scale = F::from_f64(batch as f64);
-        let grads = self.run(seeds, (mode, false), scale, &mut captures)?;
+        let (grads, _) = self.run(seeds, (mode, false, false), scale, &mut captures)?;
         Ok((grads, captures))
     }
 
@@ -182,14 +202,15 @@ impl<'p, F: Float> Tape<'p, F> {
         }
     }
 
-    /// One sweep; `mode.1` says whether the tape is consumed afterwards (see `Sweep`).
+    /// One sweep; `mode.1` says whether the tape is consumed afterwards (see `Sweep`), `mode.2`
+    /// whether dense layers record their gradient rows (returned next to the gradients).
     fn run(
         &self,
         seeds: &[(Var, Tensor<F>)],
-        mode: (SweepMode, bool),
+        mode: (SweepMode, bool, bool),
         batch_scale: F,
         captures: &mut Vec<LayerCapture<F>>,
-    ) -> Result<Gradients<F>> {
+    ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
         if !self.is_recording() {
             return Err(Error::Autograd(
                 "this tape was built with Tape::no_grad and recorded no graph".into(),
@@ -203,6 +224,8 @@ impl<'p, F: Float> Tape<'p, F> {
             grads: Gradients::new(self.params.len()),
             captures,
             tape_consumed: mode.1,
+            gradient_rows: mode.2,
+            rows: Vec::new(),
         };
         sw.pending.resize_with(self.nodes.len(), || None);
         let mut last = 0;
@@ -217,7 +240,7 @@ impl<'p, F: Float> Tape<'p, F> {
                 backprop_node(&mut sw, i, g)?;
             }
         }
-        Ok(sw.grads)
+        Ok((sw.grads, sw.rows))
     }
 }
 

@@ -56,10 +56,11 @@ pub struct KroneckerBasis {
 }
 
 impl KroneckerBasis {
-    /// Decomposes both factors; `Err` for non-finite input or a failed eigensolver.
+    /// Decomposes both factors (concurrently, on the rayon pool); `Err` for non-finite input or
+    /// a failed eigensolver.
     pub fn new(a_factor: &DMatrix<f64>, g_factor: &DMatrix<f64>) -> Result<Self, BasisFailure> {
-        let (q_a, d_a) = eigh(a_factor)?;
-        let (q_g, d_g) = eigh(g_factor)?;
+        let (a, g) = rayon::join(|| eigh(a_factor), || eigh(g_factor));
+        let ((q_a, d_a), (q_g, d_g)) = (a?, g?);
         Ok(KroneckerBasis { q_a, d_a, q_g, d_g })
     }
 

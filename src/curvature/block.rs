@@ -49,6 +49,9 @@ pub struct CurvatureBlock {
     pub(super) corrected: MovingAverage<DMatrix<f64>>,
     /// f32 copies of the basis for the training hot path (kept in step with `basis`).
     pub(super) fast: Option<FastBasis>,
+    /// The f32 damped diagonal (row-major) of the last [`prepare`](Self::prepare) and the
+    /// damping it was built for; dropped whenever `D` changes.
+    pub(super) damped_f32: Option<(Damping, Vec<f32>)>,
 }
 
 impl CurvatureBlock {
@@ -68,6 +71,7 @@ impl CurvatureBlock {
             basis_trace_scale: 1.0,
             corrected: MovingAverage::new(decay),
             fast: None,
+            damped_f32: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl CurvatureBlock {
                 }
                 self.fast = Some(FastBasis::new(&basis));
                 self.basis = Some(basis);
+                self.damped_f32 = None;
                 Ok(())
             }
             Err(BasisFailure::NonFinite) => {
@@ -175,6 +180,7 @@ impl CurvatureBlock {
             return Err(Error::NonFinite { what, step: None });
         }
         self.corrected.update(batch);
+        self.damped_f32 = None;
         Ok(())
     }
 
@@ -243,6 +249,17 @@ impl CurvatureBlock {
         Ok(basis.rotate_out(&scaled))
     }
 
+    /// Builds and keeps the f32 damped diagonal for `damping`, so that the f32 paths below do
+    /// not rebuild it every step (it changes only on refresh, re-scaling or a new λ).
+    pub fn prepare(&mut self, damping: &Damping) -> Result<()> {
+        if !matches!(&self.damped_f32, Some((d, _)) if d == damping) {
+            let damped = self.damped_eigenvalues(damping)?;
+            let rows: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
+            self.damped_f32 = Some((*damping, rows));
+        }
+        Ok(())
+    }
+
     /// [`precondition`](Self::precondition) in f32 on a row-major `[d_out, d_in']` slice: the
     /// training hot path (see `fast.rs`).
     pub fn precondition_f32(&self, grad: &[f32], damping: &Damping) -> Result<Vec<f32>> {
@@ -251,15 +268,53 @@ impl CurvatureBlock {
             let got = Shape::new(&[grad.len()])?;
             return Err(self.shape_error(OP, "gradient length differs from the block's", got));
         }
-        let damped = self.damped_eigenvalues(damping)?;
-        let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
+        let (fast, damped) = self.fast_parts(damping, OP)?;
+        Ok(fast.precondition(grad, &damped))
+    }
+
+    /// The same update for a gradient in its low-rank form `∇W̄ = gᵀ ā` (`a`: `[rows, d_in']`,
+    /// `g`: `[rows, d_out]`, row-major f32), without forming `∇W̄` (see `fast.rs`).
+    pub fn precondition_low_rank_f32(
+        &self,
+        a: &[f32],
+        g: &[f32],
+        rows: usize,
+        damping: &Damping,
+    ) -> Result<Vec<f32>> {
+        const OP: &str = "CurvatureBlock::precondition_low_rank_f32";
+        if a.len() != rows * self.d_in_bar || g.len() != rows * self.d_out {
+            let got = Shape::new(&[rows, a.len() / rows.max(1), g.len() / rows.max(1)])?;
+            return Err(self.shape_error(OP, "rows of ā and g differ from the block's", got));
+        }
+        let (fast, damped) = self.fast_parts(damping, OP)?;
+        Ok(fast.precondition_low_rank(a, g, rows, &damped))
+    }
+
+    /// True when the low-rank form with `rows` rows is the cheaper way in (after a refresh).
+    pub fn low_rank_pays(&self, rows: usize) -> bool {
+        self.fast.as_ref().is_some_and(|f| f.low_rank_pays(rows))
+    }
+
+    /// The f32 basis and damped diagonal (cached by [`prepare`](Self::prepare) or built now).
+    fn fast_parts(
+        &self,
+        damping: &Damping,
+        op: &'static str,
+    ) -> Result<(&FastBasis, std::borrow::Cow<'_, [f32]>)> {
         let fast = self.fast.as_ref().ok_or_else(|| {
             Error::invalid(
-                OP,
+                op,
                 format!("layer {}: refresh() runs before precondition", self.name),
             )
         })?;
-        Ok(fast.precondition(grad, &damped))
+        let damped = match &self.damped_f32 {
+            Some((d, rows)) if d == damping => std::borrow::Cow::Borrowed(rows.as_slice()),
+            _ => {
+                let damped = self.damped_eigenvalues(damping)?;
+                std::borrow::Cow::Owned(damped.transpose().iter().map(|&x| x as f32).collect())
+            }
+        };
+        Ok((fast, damped))
     }
 
     /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).

@@ -55,6 +55,13 @@ pub trait Optimizer<F: Float = f32> {
         FisherType::Off
     }
 
+    /// Whether the next backward pass should also hand out the dense layers' gradient rows
+    /// ([`BackwardOutput::rows`]; natural-gradient methods rotate the gradient in that low-rank
+    /// form). Default: no.
+    fn gradient_rows(&self) -> bool {
+        false
+    }
+
     /// Updates `params` in place from one backward pass.
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats>;
 

@@ -71,7 +71,7 @@ pub fn train_step(
             step: Some(step),
         });
     }
-    let pass = tape.backward_with(loss, opt.fisher())?;
+    let pass = tape.backward_full(loss, opt.fisher(), opt.gradient_rows())?;
     if let Some(id) = pass.grads.first_non_finite() {
         return Err(Error::NonFinite {
             what: format!("the gradient of {}", params.name(id)),

@@ -31,6 +31,9 @@ pub struct NgConfig {
     pub conv_damping_floor: f64,
     /// Damping of dense layers inside a CNN under TEKFAC.
     pub dense_in_cnn: DenseInCnn,
+    /// Rotate a dense layer's gradient into the eigenbasis from its low-rank form
+    /// `∇W̄ = gᵀā` when that is cheaper (same update up to rounding; needs weight decay 0).
+    pub low_rank: bool,
 }
 
 impl NgConfig {
@@ -59,6 +62,7 @@ impl Default for NgConfig {
             fisher: FisherType::Sampled { k: 1, seed: 0 },
             conv_damping_floor: 1e-3,
             dense_in_cnn: DenseInCnn::Fixed,
+            low_rank: true,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! `eigen_interval`, parallel across layers) → **re-scaling** of s*/Θ (every `scale_interval`,
 //! EKFAC/TEKFAC) → **update**: for each layer `U = precondition(∇W̄ + wd·W̄, λ)` (parallel across
 //! layers), optional KL-clipping `ν = min(1, √(κ / Σ η²⟨U, ∇⟩))`, heavy-ball momentum
-//! `m ← μm + νU`, `W̄ ← W̄ − η·m`. Parameters that belong to no layer get plain SGD-momentum.
+//! `m ← μm + νU`, `W̄ ← W̄ − η·m`. Parameters that belong to no layer get plain SGD-momentum
+//! (`m ← μm + ∇ + wd·θ`, `θ ← θ − η·m`).
 
 mod config;
 mod layout;
@@ -13,16 +14,17 @@ pub use crate::curvature::{DenseInCnn, Variant};
 pub use config::NgConfig;
 
 use super::{Optimizer, StepStats};
-use crate::autograd::{BackwardOutput, FisherType};
+use crate::autograd::{BackwardOutput, FisherType, LayerCapture};
 use crate::checkpoint::TensorDict;
 use crate::curvature::{CurvatureBlock, StateArray, network_damping};
 use crate::error::{Error, Result};
-use crate::params::{LayerInfo, ParamStore};
+use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
 use rayon::prelude::*;
 use std::time::Instant;
 
 /// A natural-gradient optimizer of one of the four variants.
+#[derive(Clone, Debug)]
 pub struct NaturalGradient {
     variant: Variant,
     /// Hyperparameters (a schedule may change `lr` between steps).
@@ -30,6 +32,10 @@ pub struct NaturalGradient {
     layers: Vec<LayerInfo>,
     blocks: Vec<CurvatureBlock>,
     momentum: Vec<Option<Vec<f32>>>,
+    /// Parameters outside every layer (e.g. a learnable scale): plain SGD-momentum.
+    loose: Vec<(ParamId, String)>,
+    /// Their momentum buffers, parallel to `loose`.
+    loose_momentum: Vec<Option<Vec<f32>>>,
     step: u64,
 }
 
@@ -47,6 +53,12 @@ impl NaturalGradient {
             ));
         }
         let layers = params.layers().to_vec();
+        let in_layer = |id: ParamId| layers.iter().any(|l| l.weight == id || l.bias == Some(id));
+        let loose: Vec<(ParamId, String)> = params
+            .ids()
+            .filter(|&id| !in_layer(id))
+            .map(|id| (id, params.name(id).to_string()))
+            .collect();
         let blocks = layers
             .iter()
             .map(|l| CurvatureBlock::new(variant, l, config.decay))
@@ -55,6 +67,8 @@ impl NaturalGradient {
             variant,
             config,
             momentum: vec![None; layers.len()],
+            loose_momentum: vec![None; loose.len()],
+            loose,
             layers,
             blocks,
             step: 0,
@@ -69,6 +83,26 @@ impl NaturalGradient {
     /// The curvature block of each layer (for inspection and tests).
     pub fn blocks(&self) -> &[CurvatureBlock] {
         &self.blocks
+    }
+
+    /// The gradient rows of layer `l` when the low-rank way in is enabled and cheaper.
+    /// (The hot path is f32; an f64 pass always takes the gathered gradient.)
+    fn low_rank_rows<'p, F: Float>(
+        &self,
+        layer: usize,
+        pass: &'p BackwardOutput<F>,
+    ) -> Option<&'p LayerCapture<f32>> {
+        if !self.low_rank_enabled() {
+            return None;
+        }
+        let rows = pass.rows.iter().find(|c| c.layer.0 == layer)?;
+        let rows = (rows as &dyn std::any::Any).downcast_ref::<LayerCapture<f32>>()?;
+        let ok = rows.g.len() == 1 && self.blocks[layer].low_rank_pays(rows.a.dims()[0]);
+        ok.then_some(rows)
+    }
+
+    fn low_rank_enabled(&self) -> bool {
+        self.config.low_rank && self.config.weight_decay == 0.0
     }
 
     fn due(&self, interval: u64) -> bool {
@@ -140,6 +174,10 @@ impl NaturalGradient {
 }
 
 impl<F: Float> Optimizer<F> for NaturalGradient {
+    fn gradient_rows(&self) -> bool {
+        self.low_rank_enabled() && self.blocks.iter().any(|b| !b.is_conv())
+    }
+
     fn fisher(&self) -> FisherType {
         if !self.needs_capture() {
             return FisherType::Off;
@@ -172,30 +210,49 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
         }
         self.observe(pass, &mut stats)?;
         let t = Instant::now();
-        let grads = self
+        let dampings = network_damping(self.variant, &self.config.damping_settings(), &self.blocks);
+        self.blocks
+            .par_iter_mut()
+            .zip(&dampings)
+            .map(|(b, d)| b.prepare(d))
+            .collect::<Result<()>>()?;
+        // Each layer's way in: the low-rank rows of its gradient when they are cheaper (dense,
+        // no weight decay), else the gathered `[d_out, d_in']` gradient.
+        let inputs = self
             .layers
             .iter()
-            .map(|l| layout::gather(l, params, &pass.grads, self.config.weight_decay))
+            .enumerate()
+            .map(|(i, l)| match self.low_rank_rows(i, pass) {
+                Some(rows) => Ok(LayerGrad::Rows(rows)),
+                None => layout::gather(l, params, &pass.grads, self.config.weight_decay)
+                    .map(LayerGrad::Full),
+            })
             .collect::<Result<Vec<_>>>()?;
-        let dampings = network_damping(self.variant, &self.config.damping_settings(), &self.blocks);
         let updates: Vec<Vec<f32>> = self
             .blocks
             .par_iter()
-            .zip(&grads)
+            .zip(&inputs)
             .zip(&dampings)
-            .map(|((b, g), d)| b.precondition_f32(g, d))
+            .map(|((b, g), d)| match g {
+                LayerGrad::Full(g) => b.precondition_f32(g, d),
+                LayerGrad::Rows(c) => {
+                    let rows = c.a.dims()[0];
+                    b.precondition_low_rank_f32(c.a.data(), c.g[0].data(), rows, d)
+                }
+            })
             .collect::<Result<_>>()?;
         stats.time_precondition = t.elapsed().as_secs_f64();
         let (lr, mu) = (self.config.lr as f32, self.config.momentum as f32);
         let nu = match self.config.kl_clip {
             Some(kappa) => {
-                let vg: f64 = updates
-                    .iter()
-                    .zip(&grads)
-                    .map(|(u, g)| dot(u, g))
-                    .sum::<f64>()
-                    * self.config.lr
-                    * self.config.lr;
+                let mut vg = 0.0;
+                for ((u, l), g) in updates.iter().zip(&self.layers).zip(&inputs) {
+                    vg += match g {
+                        LayerGrad::Full(g) => dot(u, g),
+                        LayerGrad::Rows(_) => dot(u, &layout::gather(l, params, &pass.grads, 0.0)?),
+                    };
+                }
+                let vg = vg * self.config.lr * self.config.lr;
                 if vg > 0.0 {
                     (kappa / vg).sqrt().min(1.0) as f32
                 } else {
@@ -217,6 +274,19 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
             let step: Vec<f32> = m.iter().map(|m| lr * m).collect();
             update_sq += dot(&step, &step);
             layout::apply(l, params, &step);
+        }
+        for ((id, _), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
+            let Some(g) = pass.grads.get(*id) else {
+                continue;
+            };
+            let wd = F::from_f64(self.config.weight_decay);
+            let w = params.get_mut(*id).data_mut();
+            let m = m.get_or_insert_with(|| vec![0.0; w.len()]);
+            for ((w, m), &g) in w.iter_mut().zip(m.iter_mut()).zip(g.data()) {
+                *m = mu * *m + (g + wd * *w).to_f64() as f32;
+                *w -= F::from_f64((lr * *m) as f64);
+                update_sq += ((lr * *m) as f64).powi(2);
+            }
         }
         stats.update_norm = update_sq.sqrt();
         stats.damping = self
@@ -244,6 +314,12 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
             if let Some(m) = m {
                 let m = crate::tensor::Tensor::from_vec(m.clone(), &[m.len()]).expect("a vector");
                 dict.put_tensor(&format!("ng.{}.momentum", l.name), &m);
+            }
+        }
+        for ((_, name), m) in self.loose.iter().zip(&self.loose_momentum) {
+            if let Some(m) = m {
+                let m = crate::tensor::Tensor::from_vec(m.clone(), &[m.len()]).expect("a vector");
+                dict.put_tensor(&format!("ng.loose.{name}.momentum"), &m);
             }
         }
     }
@@ -290,8 +366,24 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
                 None
             };
         }
+        for ((_, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
+            let key = format!("ng.loose.{name}.momentum");
+            *m = if dict.contains(&key) {
+                Some(dict.tensor::<f32>(&key)?.into_vec())
+            } else {
+                None
+            };
+        }
         Ok(())
     }
+}
+
+/// How one layer's gradient enters preconditioning.
+enum LayerGrad<'p> {
+    /// `[∇W | ∇b] + wd·[W | b]`, row-major `[d_out, d_in']`.
+    Full(Vec<f32>),
+    /// The dense layer's gradient rows: `∇W̄ = gᵀā`.
+    Rows(&'p LayerCapture<f32>),
 }
 
 /// `Σ aᵢbᵢ` accumulated in f64.
