@@ -4,7 +4,9 @@
 //!
 //! Run: cargo run --release --example bench_engine [-- --threads 2] [--no-peer]
 
-use std::process::Command;
+#[path = "common/peer.rs"]
+mod peer;
+
 use std::time::Instant;
 use tekfac::kernels::gemm::{MatRef, gemm_into};
 use tekfac::nn::{Linear, Module};
@@ -124,28 +126,6 @@ fn mlp_step_ms() -> f64 {
     s * 1e3
 }
 
-/// Runs the JAX peer benchmark if its venv exists; returns its median step in ms.
-fn jax_step_ms(model: &str) -> Option<f64> {
-    let py = "/tmp/tekfac-peer-venv/bin/python";
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/bench/peer/bench_jax_train.py"
-    );
-    if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
-        return None;
-    }
-    let out = Command::new(py)
-        .args([script, "--model", model, "--epochs", "0"])
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()?
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-    v["step_ms"]["median"].as_f64()
-}
-
 fn main() {
     let threads = std::env::args()
         .skip_while(|a| a != "--threads")
@@ -164,7 +144,7 @@ fn main() {
     let peer = if std::env::args().any(|a| a == "--no-peer") {
         None
     } else {
-        jax_step_ms("mlp")
+        peer::jax_step_ms("mlp", &[])
     };
     match peer {
         Some(jax) => println!(

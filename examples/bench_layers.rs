@@ -10,7 +10,9 @@
 //! median of the per-round ratios, so that a change in machine load hits both sides alike. The
 //! process keeps freed memory mapped (`retain_freed_memory`), as the peers' allocators do.
 
-use std::process::Command;
+#[path = "common/peer.rs"]
+mod peer;
+
 use std::time::Instant;
 use tekfac::nn::{Cnn, Module};
 use tekfac::optim::{Optimizer, Sgd, SgdConfig};
@@ -89,34 +91,6 @@ fn step_ms(fishers: &[FisherType], steps: usize, blocks: usize) -> Vec<f64> {
     times.into_iter().map(median).collect()
 }
 
-/// Runs the JAX peer benchmark (a short one: 3 blocks of 10 steps after 5 warm-up steps) if
-/// its venv exists; returns its median step in ms.
-fn jax_step_ms(model: &str) -> Option<f64> {
-    let py = "/tmp/tekfac-peer-venv/bin/python";
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/bench/peer/bench_jax_train.py"
-    );
-    if !std::path::Path::new(py).exists() || !std::path::Path::new(script).exists() {
-        return None;
-    }
-    let args = [
-        "--model", model, "--epochs", "0", "--blocks", "3", "--steps", "10",
-    ];
-    let out = Command::new(py)
-        .arg(script)
-        .args(args)
-        .args(["--warmup", "5"])
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()?
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-    v["step_ms"]["median"].as_f64()
-}
-
 fn main() {
     let threads = arg("--threads").unwrap_or(2);
     let steps = arg("--steps").unwrap_or(5);
@@ -136,7 +110,11 @@ fn main() {
     for round in 0..rounds {
         let ms = step_ms(&fishers, steps, 5);
         ours.iter_mut().zip(&ms).for_each(|(o, m)| o.push(*m));
-        let peer_ms = if peer { jax_step_ms("cnn") } else { None };
+        let peer_ms = if peer {
+            peer::jax_step_ms("cnn", &["--blocks", "3", "--steps", "10", "--warmup", "5"])
+        } else {
+            None
+        };
         let shown = peer_ms.map_or("-".into(), |j| format!("{j:.1}"));
         println!(
             "round {round}: off {:.1} ms, empirical {:.1} ms, sampled {:.1} ms, JAX {shown} ms",

@@ -215,3 +215,26 @@ fn mlp_learns_synthetic_classification_to_95_percent() {
         losses.last().unwrap()
     );
 }
+
+#[test]
+fn finiteness_and_sum_of_squares_see_every_element() {
+    // Lengths around the 8-wide lanes, a bad value in every position (lanes and tail).
+    for len in [1, 7, 8, 9, 17, 64] {
+        let base: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let t = Tensor::from_vec(base.clone(), &[len]).unwrap();
+        assert!(t.all_finite(), "len {len}");
+        let naive: f64 = base.iter().map(|&x| (x as f64).powi(2)).sum();
+        assert!((t.sum_squares() - naive).abs() <= 1e-12 * naive.max(1.0));
+        for pos in 0..len {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut v = base.clone();
+                v[pos] = bad;
+                let t = Tensor::from_vec(v, &[len]).unwrap();
+                assert!(!t.all_finite(), "len {len}, {bad} at {pos}");
+            }
+        }
+    }
+    // f32::MAX squared does not overflow the f64 accumulator.
+    let big = Tensor::from_vec(vec![f32::MAX; 9], &[9]).unwrap();
+    assert!(big.all_finite() && big.sum_squares().is_finite());
+}

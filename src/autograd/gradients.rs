@@ -55,12 +55,7 @@ impl<F: Float> Gradients<F> {
     /// Euclidean norm of all gradients together, accumulated in f64.
     pub fn global_norm(&self) -> f64 {
         self.iter()
-            .map(|(_, g)| {
-                g.data()
-                    .iter()
-                    .map(|x| x.to_f64() * x.to_f64())
-                    .sum::<f64>()
-            })
+            .map(|(_, g)| g.sum_squares())
             .sum::<f64>()
             .sqrt()
     }

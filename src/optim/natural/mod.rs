@@ -16,7 +16,7 @@ pub use config::NgConfig;
 use super::{Optimizer, StepStats};
 use crate::autograd::{BackwardOutput, FisherType, LayerCapture};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, StateArray, network_damping};
+use crate::curvature::{CurvatureBlock, Damping, StateArray, network_damping};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
@@ -228,18 +228,19 @@ impl<F: Float> Optimizer<F> for NaturalGradient {
                     .map(LayerGrad::Full),
             })
             .collect::<Result<Vec<_>>>()?;
+        let one = |((b, g), d): ((&CurvatureBlock, &LayerGrad), &Damping)| match g {
+            LayerGrad::Full(g) => b.precondition_f32(g, d),
+            LayerGrad::Rows(c) => {
+                let rows = c.a.dims()[0];
+                b.precondition_low_rank_f32(c.a.data(), c.g[0].data(), rows, d)
+            }
+        };
         let updates: Vec<Vec<f32>> = self
             .blocks
             .par_iter()
             .zip(&inputs)
             .zip(&dampings)
-            .map(|((b, g), d)| match g {
-                LayerGrad::Full(g) => b.precondition_f32(g, d),
-                LayerGrad::Rows(c) => {
-                    let rows = c.a.dims()[0];
-                    b.precondition_low_rank_f32(c.a.data(), c.g[0].data(), rows, d)
-                }
-            })
+            .map(one)
             .collect::<Result<_>>()?;
         stats.time_precondition = t.elapsed().as_secs_f64();
         let (lr, mu) = (self.config.lr as f32, self.config.momentum as f32);

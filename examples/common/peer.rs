@@ -1,0 +1,52 @@
+//! The JAX peer of `../shared/bench/peer` (venv from its `setup.sh`), shared by the benchmarks:
+//! its SGD-momentum step time and numpy's LAPACK `eigh`, measured in the same run as ours.
+
+use std::path::Path;
+use std::process::Command;
+
+const PYTHON: &str = "/tmp/tekfac-peer-venv/bin/python";
+
+/// The peer venv's Python, if it exists.
+fn python() -> Option<&'static str> {
+    Path::new(PYTHON).exists().then_some(PYTHON)
+}
+
+/// Median milliseconds of the JAX jit SGD-momentum step of `model` (`mlp` or `cnn`), with extra
+/// arguments for `bench_jax_train.py`; `None` when the peer is not installed or fails.
+pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/bench/peer/bench_jax_train.py"
+    );
+    if !Path::new(script).exists() {
+        return None;
+    }
+    let out = Command::new(python()?)
+        .arg(script)
+        .args(["--model", model, "--epochs", "0"])
+        .args(extra)
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+    v["step_ms"]["median"].as_f64()
+}
+
+/// Best-of-3 milliseconds of `numpy.linalg.eigh` (LAPACK) on a random `n × n` SPD matrix in f64.
+#[allow(dead_code)] // used by bench_optim only
+pub fn numpy_eigh_ms(n: usize) -> Option<f64> {
+    let code = format!(
+        "import numpy as np, time\n\
+         r = np.random.default_rng(0).standard_normal(({n}, {n}))\n\
+         a = r @ r.T / {n}\n\
+         np.linalg.eigh(a)\n\
+         best = 1e9\n\
+         for _ in range(3):\n    t = time.perf_counter(); np.linalg.eigh(a); best = min(best, time.perf_counter() - t)\n\
+         print(best * 1e3)\n"
+    );
+    let out = Command::new(python()?).args(["-c", &code]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
