@@ -42,6 +42,34 @@ fn assert_svg(path: &Path) {
 }
 
 #[test]
+fn compare_fails_when_every_optimizer_diverges_but_keeps_the_table() {
+    let out = tmp("diverge");
+    let o = tekfac(&[
+        "compare",
+        "--train-limit",
+        "300",
+        "--epochs",
+        "1",
+        "--optimizers",
+        "sgd,kfac",
+        "--lr",
+        "1e6",
+        "--batch-size",
+        "100",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("all diverged"), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains("sgd (diverged)") && md.contains("kfac (diverged)"),
+        "{md}"
+    );
+}
+
+#[test]
 fn compare_writes_the_table_and_both_chart_formats() {
     let out = tmp("compare");
     let o = tekfac(&[

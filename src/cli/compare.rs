@@ -90,6 +90,15 @@ pub fn run(a: CompareArgs) -> Result<()> {
     println!("\n{md}");
     let dir = out.display();
     println!("results in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
+    // NOTE: the table is written either way; a comparison in which nothing trained is a failure.
+    if runs.iter().all(|(label, _)| label.ends_with("(diverged)")) {
+        return Err(Error::NonFinite {
+            what: "the training of every optimizer (all diverged, see the table; lower --lr \
+                   or raise --damping)"
+                .into(),
+            step: None,
+        });
+    }
     Ok(())
 }
 
