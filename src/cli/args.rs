@@ -168,6 +168,27 @@ pub enum FisherName {
     Exact,
 }
 
+/// How TEKFAC damps the dense layers of a CNN (spec §6.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DenseInCnnName {
+    /// The fixed --damping, like any dense layer.
+    #[default]
+    Fixed,
+    /// β, the largest damping of the conv layers.
+    Beta,
+    /// β · --damping.
+    BetaTimesLambda,
+}
+
+fn default_conv_floor() -> f64 {
+    1e-3
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// Learning-rate schedules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -226,6 +247,20 @@ pub struct TrainArgs {
     /// KL-clipping threshold (off when absent).
     #[arg(long)]
     pub kl_clip: Option<f64>,
+    /// TEKFAC conv layers: ϑ, the trace floor of λ = max(ΣΘ, ϑ)/dim Θ (Eq. 3.5; the paper's
+    /// value is unknown).
+    #[arg(long, default_value_t = 1e-3)]
+    #[serde(default = "default_conv_floor")]
+    pub conv_damping_floor: f64,
+    /// TEKFAC conv layers: also floor λ at --damping (true), or use Eq. 3.5 literally (false;
+    /// its λ ≈ mean(Θ) is tiny on real conv layers and diverged with the defaults).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[serde(default = "yes")]
+    pub conv_damping_at_least_lambda: bool,
+    /// TEKFAC dense layers inside a CNN: fixed --damping, or β (the largest conv λ), or β·λ.
+    #[arg(long, value_enum, default_value = "fixed")]
+    #[serde(default)]
+    pub dense_in_cnn: DenseInCnnName,
     /// L2 weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,

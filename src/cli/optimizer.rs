@@ -1,9 +1,9 @@
 //! Building the optimizer named on the command line from its flags.
 
-use super::args::{FisherName, OptimizerName, TrainArgs};
+use super::args::{DenseInCnnName, FisherName, OptimizerName, TrainArgs};
 use tekfac::FisherType;
 use tekfac::optim::{
-    Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant,
+    Adam, AdamConfig, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant,
 };
 use tekfac::{ParamStore, Result};
 
@@ -77,7 +77,14 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
         kl_clip: args.kl_clip,
         weight_decay: args.weight_decay,
         fisher: fisher(args),
-        ..Default::default()
+        conv_damping_floor: args.conv_damping_floor,
+        conv_damping_at_least_lambda: args.conv_damping_at_least_lambda,
+        dense_in_cnn: match args.dense_in_cnn {
+            DenseInCnnName::Fixed => DenseInCnn::Fixed,
+            DenseInCnnName::Beta => DenseInCnn::Beta,
+            DenseInCnnName::BetaTimesLambda => DenseInCnn::BetaTimesLambda,
+        },
+        low_rank: true,
     };
     Ok(Box::new(NaturalGradient::new(variant, config, params)?))
 }

@@ -19,9 +19,17 @@
 //! `β = max over conv layers of that λ` ([`DenseInCnn`]); how the paper applies β is [U].
 //!
 //! **Defaults** ([`DampingSettings::default`]): `λ = 1e-3` (spec §1.7; baolgr and LNGD's grid),
-//! `ϑ = 1e-3` (the paper's value is [U]; same scale as λ, so it only matters for a block whose
-//! whole trace is below 1e-3), dense-in-CNN [`DenseInCnn::Fixed`] (the conservative reading:
-//! dense layers keep the plain additive λ; `Beta`/`BetaTimesLambda` are opt-in).
+//! `ϑ = 1e-3` (the paper's value is [U]), dense-in-CNN [`DenseInCnn::Fixed`] (the conservative
+//! reading: dense layers keep the plain additive λ; `Beta`/`BetaTimesLambda` are opt-in), and
+//! the conv λ **floored at the dense λ** (`conv_at_least_lambda`): `max(ΣΘ/dim Θ, ϑ/dim Θ, λ)`.
+//! NOTE: the literal Eq. 3.5 with any trace floor ϑ of the λ scale is `≈ mean(Θ)` on a real
+//! conv layer (≈ 1e-5 on the CNN preset's conv2, since `ϑ/dim Θ ≈ 2e-8`), a hundred to ten
+//! thousand times smaller than the dense layers' λ: conv directions that one sampled batch
+//! sees as flat then take steps of `η·∇/mean(Θ)`, and TEKFAC with the CLI defaults diverged
+//! within 6 steps on the CNN preset. Flooring at `λ` keeps the trace-adaptive rule where the
+//! curvature is large (`mean Θ > λ`) and otherwise damps conv layers like dense ones. The
+//! literal rule stays available (`conv_at_least_lambda = false`, CLI
+//! `--conv-damping-at-least-lambda false`).
 
 use super::block::CurvatureBlock;
 use super::variant::Variant;
@@ -92,6 +100,9 @@ pub struct DampingSettings {
     pub lambda: f64,
     /// `ϑ`, the floor of TEKFAC's conv damping `max(ΣΘ, ϑ)/dim Θ` (1e-3).
     pub conv_floor: f64,
+    /// Also floor TEKFAC's conv damping at `λ`: `max(ΣΘ/dim Θ, ϑ/dim Θ, λ)` (default true; the
+    /// literal Eq. 3.5 when false). See the module docs for why.
+    pub conv_at_least_lambda: bool,
     /// TEKFAC's dense layers inside a CNN ([`DenseInCnn::Fixed`]).
     pub dense_in_cnn: DenseInCnn,
 }
@@ -101,6 +112,7 @@ impl Default for DampingSettings {
         DampingSettings {
             lambda: 1e-3,
             conv_floor: 1e-3,
+            conv_at_least_lambda: true,
             dense_in_cnn: DenseInCnn::Fixed,
         }
     }
@@ -126,13 +138,19 @@ pub fn network_damping(
     blocks: &[CurvatureBlock],
 ) -> Vec<Damping> {
     let floor = settings.conv_floor;
+    let lower = if settings.conv_at_least_lambda {
+        settings.lambda
+    } else {
+        0.0
+    };
+    let conv_lambda = |b: &CurvatureBlock| b.trace_adaptive_damping(floor).max(lower);
     let has_conv = blocks.iter().any(CurvatureBlock::is_conv);
     let conv = blocks.iter().filter(|b| b.is_conv());
-    let beta = beta(conv.map(|b| b.trace_adaptive_damping(floor)));
+    let beta = beta(conv.map(conv_lambda));
     blocks
         .iter()
         .map(|b| match (variant, b.is_conv(), has_conv) {
-            (Variant::Tekfac, true, _) => Damping::Additive(b.trace_adaptive_damping(floor)),
+            (Variant::Tekfac, true, _) => Damping::Additive(conv_lambda(b)),
             (Variant::Tekfac, false, true) => {
                 Damping::Additive(settings.dense_in_cnn.lambda(settings.lambda, beta))
             }

@@ -29,6 +29,8 @@ pub struct NgConfig {
     pub fisher: FisherType,
     /// ϑ, the floor of TEKFAC's trace-adaptive conv damping `λ = max(ΣΘ, ϑ)/dim Θ` (1e-3).
     pub conv_damping_floor: f64,
+    /// Floor TEKFAC's conv damping at `damping` too (true; false = the literal Eq. 3.5).
+    pub conv_damping_at_least_lambda: bool,
     /// Damping of dense layers inside a CNN under TEKFAC.
     pub dense_in_cnn: DenseInCnn,
     /// Rotate a dense layer's gradient into the eigenbasis from its low-rank form
@@ -42,6 +44,7 @@ impl NgConfig {
         DampingSettings {
             lambda: self.damping,
             conv_floor: self.conv_damping_floor,
+            conv_at_least_lambda: self.conv_damping_at_least_lambda,
             dense_in_cnn: self.dense_in_cnn,
         }
     }
@@ -61,6 +64,7 @@ impl Default for NgConfig {
             weight_decay: 0.0,
             fisher: FisherType::Sampled { k: 1, seed: 0 },
             conv_damping_floor: 1e-3,
+            conv_damping_at_least_lambda: true,
             dense_in_cnn: DenseInCnn::Fixed,
             low_rank: true,
         }
