@@ -11,6 +11,17 @@ use std::fmt;
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything that can go wrong in tekfac.
+///
+/// Messages name the op and the shapes, so they read without a backtrace:
+///
+/// ```
+/// use tekfac::{Error, Tensor};
+///
+/// let a = Tensor::<f32>::zeros(&[4, 3]);
+/// let err = a.matmul(&Tensor::zeros(&[5, 2]), false, false).unwrap_err();
+/// assert!(matches!(err, Error::ShapeMismatch { op: "matmul", .. }));
+/// assert_eq!(err.to_string(), "matmul: inner dims differ, left [4, 3], right [5, 2]");
+/// ```
 #[derive(Debug)]
 pub enum Error {
     /// Two operands have incompatible shapes.

@@ -45,6 +45,30 @@ pub struct GradCheckReport {
 
 /// Compares the tape's gradients of the scalar built by `loss` with central differences for
 /// every parameter in `params`.
+///
+/// ```
+/// use tekfac::gradcheck::{GradCheckOptions, check_gradients, weighted_sum};
+/// use tekfac::nn::{Linear, Module};
+/// use tekfac::tensor::seeded_rng;
+/// use tekfac::{ParamStore, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let fc = Linear::new(&mut params, "fc", 3, 2, true)?;
+/// let x = Tensor::randn(&[4, 3], 0.0, 1.0, &mut seeded_rng(1));
+/// let report = check_gradients(
+///     &params,
+///     |tape| {
+///         let xv = tape.input(x.clone());
+///         let y = fc.forward(tape, xv)?;
+///         let y = tape.tanh(y);
+///         weighted_sum(tape, y, 2) // Σ rᵢ yᵢ with fixed random rᵢ
+///     },
+///     GradCheckOptions::default(),
+/// )?;
+/// assert_eq!(report.coords, 8); // 6 weights + 2 biases
+/// assert!(report.max_rel_error < 1e-7, "{report:?}");
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub fn check_gradients(
     params: &ParamStore<f64>,
     loss: impl Fn(&mut Tape<'_, f64>) -> Result<Var>,

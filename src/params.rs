@@ -55,6 +55,22 @@ impl LayerInfo {
 }
 
 /// All parameters of a model, in registration order, with names and layer records.
+///
+/// ```
+/// use tekfac::nn::Linear;
+/// use tekfac::{LayerKind, ParamStore, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0); // the seed fixes every initialiser
+/// let fc = Linear::new(&mut ps, "fc1", 784, 128, true)?;
+/// let scale = ps.add("scale", Tensor::ones(&[1]))?; // a parameter outside any layer
+/// assert_eq!(ps.find("fc1.weight"), Some(fc.weight()));
+/// assert_eq!(ps.name(scale), "scale");
+/// assert_eq!(ps.num_elements(), 784 * 128 + 128 + 1);
+/// let info = ps.layer(fc.layer()); // one curvature block W̄ = [W | b]
+/// assert_eq!((info.kind, info.d_out, info.d_in_bar()), (LayerKind::Dense, 128, 785));
+/// assert!(ps.add("scale", Tensor::ones(&[1])).is_err()); // names are unique
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ParamStore<F: Float = f32> {
     values: Vec<Tensor<F>>,

@@ -21,6 +21,26 @@ pub struct SweepMode {
 }
 
 /// Everything a training step needs from the backward pass.
+///
+/// With a Fisher type other than `Off`, every dense and conv layer adds a [`LayerCapture`]:
+///
+/// ```
+/// use tekfac::nn::{Linear, Module};
+/// use tekfac::{FisherType, ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let fc = Linear::new(&mut params, "fc", 3, 2, true)?;
+/// let mut tape = Tape::new(&params);
+/// let x = tape.input(Tensor::from_vec(vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.0], &[2, 3])?);
+/// let logits = fc.forward(&mut tape, x)?;
+/// let loss = tape.cross_entropy(logits, &[0, 1])?;
+/// let pass = tape.backward_with(loss, FisherType::Empirical)?;
+/// assert!(pass.loss > 0.0);
+/// assert_eq!(pass.grads.get(fc.weight()).unwrap().dims(), &[2, 3]);
+/// assert_eq!(pass.captures.len(), 1); // one layer, one capture
+/// assert_eq!(pass.captures[0].a.dims(), &[2, 4]); // ā = [x | 1]
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct BackwardOutput<F: Float = f32> {
     /// The loss value of the forward pass.

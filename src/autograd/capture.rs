@@ -13,6 +13,29 @@ use crate::params::LayerId;
 use crate::tensor::{Float, Tensor};
 
 /// Which targets the captured `g` rows are backpropagated from.
+///
+/// `Sampled { k, .. }` adds `k` capture-only sweeps, `Exact` one per output unit:
+///
+/// ```
+/// use tekfac::nn::{Linear, Module};
+/// use tekfac::{FisherType, ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let fc = Linear::new(&mut params, "fc", 2, 3, true)?;
+/// for (fisher, sweeps) in [
+///     (FisherType::Empirical, 1),
+///     (FisherType::Sampled { k: 2, seed: 7 }, 2),
+///     (FisherType::Exact, 3), // one per class
+/// ] {
+///     let mut tape = Tape::new(&params);
+///     let x = tape.input(Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.0], &[2, 2])?);
+///     let logits = fc.forward(&mut tape, x)?;
+///     let loss = tape.cross_entropy(logits, &[2, 0])?;
+///     let pass = tape.backward_with(loss, fisher)?;
+///     assert_eq!(pass.captures[0].g.len(), sweeps);
+/// }
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FisherType {
     /// No capture: the backward sweep computes gradients only.
@@ -34,6 +57,29 @@ pub enum FisherType {
 }
 
 /// The rows one dense or conv layer used for its weight gradient, for every sweep.
+///
+/// For a dense layer each row is one example, and the per-example gradient is
+/// `DW_n = g_n ā_nᵀ`; its mean over the batch is the tape's gradient (identity 16):
+///
+/// ```
+/// use tekfac::nn::{Linear, Module};
+/// use tekfac::{FisherType, ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(1);
+/// let fc = Linear::new(&mut params, "fc", 2, 2, false)?;
+/// let mut tape = Tape::new(&params);
+/// let x = tape.input(Tensor::from_vec(vec![1.0, 2.0, -1.0, 0.5, 0.0, 3.0], &[3, 2])?);
+/// let logits = fc.forward(&mut tape, x)?;
+/// let loss = tape.cross_entropy(logits, &[0, 1, 1])?;
+/// let pass = tape.backward_with(loss, FisherType::Empirical)?;
+/// let c = &pass.captures[0];
+/// assert_eq!((c.examples(), c.rows_per_example), (3, 1));
+/// // (1/N) gᵀā, with g already multiplied by the batch size:
+/// let mean = c.g[0].matmul(&c.a, true, false)?.scale(1.0 / 3.0);
+/// let grad = pass.grads.get(fc.weight()).unwrap();
+/// assert!(mean.sub(grad)?.sum_squares() < 1e-24);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LayerCapture<F: Float = f32> {
     /// The layer (curvature block).

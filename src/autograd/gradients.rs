@@ -5,6 +5,23 @@ use crate::params::{ParamId, ParamStore};
 use crate::tensor::{Float, Tensor};
 
 /// Parameter gradients from one backward sweep (`None` for parameters the loss did not reach).
+///
+/// ```
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let used = params.add("used", Tensor::from_vec(vec![3.0, 4.0], &[2])?)?;
+/// let unused = params.add("unused", Tensor::zeros(&[2]))?;
+/// let mut tape = Tape::new(&params);
+/// let u = tape.param(used);
+/// let sq = tape.mul(u, u)?;
+/// let loss = tape.sum(sq); // Σ u², gradient 2u
+/// let grads = tape.backward(loss)?.grads;
+/// assert_eq!(grads.get(used).unwrap().data(), &[6.0, 8.0]);
+/// assert!(grads.get(unused).is_none());
+/// assert_eq!(grads.global_norm(), 10.0);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Gradients<F: Float = f32> {
     by_param: Vec<Option<Tensor<F>>>,

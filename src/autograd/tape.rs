@@ -9,6 +9,9 @@ use crate::params::{ParamId, ParamStore};
 use crate::tensor::{Float, Tensor};
 
 /// A value recorded on a [`Tape`]: an index into its node list.
+///
+/// A `Var` is `Copy` and only meaningful on the tape that returned it; read its value with
+/// [`Tape::value`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Var(pub(crate) usize);
 
@@ -22,6 +25,27 @@ pub(crate) struct Node<F: Float> {
 }
 
 /// A Wengert list of the ops of one forward pass.
+///
+/// Each op method pushes one node and returns its [`Var`]; `backward` consumes the tape and
+/// sweeps the nodes in reverse. Here `L = Σ relu(x·Wᵀ)`, so `∂L/∂W = 1[x·Wᵀ > 0]ᵀ·x`:
+///
+/// ```
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let w = params.add("w", Tensor::from_vec(vec![1.0, -1.0, 0.5, 2.0], &[2, 2])?)?;
+/// let mut tape = Tape::new(&params);
+/// let x = tape.input(Tensor::from_vec(vec![1.0, 2.0], &[1, 2])?);
+/// let wv = tape.param(w);
+/// let s = tape.matmul_t(x, false, wv, true)?; // x·Wᵀ = [-1, 4.5]
+/// let h = tape.relu(s);
+/// let loss = tape.sum(h);
+/// assert_eq!(tape.value(loss).item()?, 4.5);
+/// assert_eq!(tape.len(), 5); // input, param, matmul, relu, sum
+/// let grads = tape.backward(loss)?.grads;
+/// assert_eq!(grads.get(w).unwrap().data(), &[0.0, 0.0, 1.0, 2.0]);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub struct Tape<'p, F: Float = f32> {
     pub(crate) params: &'p ParamStore<F>,
     pub(crate) nodes: Vec<Node<F>>,

@@ -16,6 +16,25 @@ use crate::tensor::Float;
 use std::path::Path;
 
 /// Saves every parameter of `params` under its name.
+///
+/// ```
+/// use tekfac::checkpoint::{load_params, save_params};
+/// use tekfac::nn::Linear;
+/// use tekfac::ParamStore;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("weights.safetensors");
+/// let mut trained = ParamStore::<f32>::seeded(1);
+/// let fc = Linear::new(&mut trained, "fc", 3, 2, true)?;
+/// save_params(&path, &trained, &[("epoch", "3".to_string())])?;
+///
+/// let mut fresh = ParamStore::<f32>::seeded(2); // other initial weights, same names
+/// Linear::new(&mut fresh, "fc", 3, 2, true)?;
+/// let dict = load_params(&path, &mut fresh)?;
+/// assert_eq!(fresh.get(fc.weight()), trained.get(fc.weight()));
+/// assert_eq!(dict.meta["epoch"], "3");
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub fn save_params<F: Float>(
     path: &Path,
     params: &ParamStore<F>,

@@ -98,6 +98,17 @@ pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F
 }
 
 /// `op(a)·op(b)` for rank-2 tensors, with a clear error on mismatched inner dimensions.
+///
+/// ```
+/// use tekfac::Tensor;
+/// use tekfac::kernels::gemm::matmul;
+///
+/// let a = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// let ata = matmul(&a, true, &a, false)?; // aᵀ·a, [3, 3]
+/// assert_eq!(ata.dims(), &[3, 3]);
+/// assert_eq!(ata.data()[0], 1.0 * 1.0 + 4.0 * 4.0);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub fn matmul<F: Float>(a: &Tensor<F>, ta: bool, b: &Tensor<F>, tb: bool) -> Result<Tensor<F>> {
     let (ar, ac) = a.shape().dims2("matmul")?;
     let (br, bc) = b.shape().dims2("matmul")?;

@@ -6,6 +6,20 @@ use crate::error::Result;
 use crate::tensor::Float;
 
 /// An elementwise non-linearity (or a flatten, which reshapes `[N, …]` to `[N, rest]`).
+///
+/// ```
+/// use tekfac::nn::{Activation, Module};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let ps = ParamStore::<f32>::seeded(0);
+/// let mut tape = Tape::new(&ps);
+/// let x = tape.input(Tensor::from_vec(vec![-1.0, 0.0, 2.0, 3.0], &[1, 1, 2, 2])?);
+/// let flat = Activation::Flatten.forward(&mut tape, x)?;
+/// let y = Activation::Relu.forward(&mut tape, flat)?;
+/// assert_eq!(tape.value(y).dims(), &[1, 4]);
+/// assert_eq!(tape.value(y).data(), &[0.0, 0.0, 2.0, 3.0]);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// `max(x, 0)`.

@@ -47,6 +47,20 @@ impl Init {
 }
 
 /// A fully connected layer.
+///
+/// ```
+/// use tekfac::nn::{Linear, Module};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0);
+/// let fc = Linear::new(&mut ps, "fc", 4, 3, true)?;
+/// assert_eq!(ps.get(fc.weight()).dims(), &[3, 4]); // [out, in]
+/// let mut tape = Tape::new(&ps);
+/// let x = tape.input(Tensor::ones(&[5, 4]));
+/// let y = fc.forward(&mut tape, x)?; // x·Wᵀ + b
+/// assert_eq!(tape.value(y).dims(), &[5, 3]);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: ParamId,

@@ -32,6 +32,20 @@ fn dense_stack<F: Float>(
 /// The small CNN for 28×28 single-channel images: conv 5×5 1→32 + ReLU + maxpool 2, conv 5×5
 /// 32→64 + ReLU + maxpool 2 ("valid", 28→24→12→8→4), flatten 1024, dense 1024→128 + ReLU,
 /// dense 128→classes. 184,586 parameters for 10 classes.
+///
+/// ```
+/// use tekfac::nn::{Cnn, Module};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0);
+/// let cnn = Cnn::new(&mut ps, 10)?;
+/// assert_eq!(ps.num_elements(), 184_586);
+/// let mut tape = Tape::no_grad(&ps);
+/// let x = tape.input(Tensor::zeros(&[2, 1, 28, 28]));
+/// let logits = cnn.forward(&mut tape, x)?;
+/// assert_eq!(tape.value(logits).dims(), &[2, 10]);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub struct Cnn {
     conv1: Conv2d,
     conv2: Conv2d,
@@ -75,6 +89,22 @@ impl<F: Float> Module<F> for Cnn {
 
 /// The MLP classifier `pixels`-512-256-`classes` with ReLU; 784-512-256-10 (535,818
 /// parameters) for MNIST.
+///
+/// ```
+/// use tekfac::nn::{Mlp, Module};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0);
+/// let mlp = Mlp::new(&mut ps, 784, 10)?;
+/// assert_eq!(ps.num_elements(), 535_818);
+/// let names: Vec<&str> = ps.layers().iter().map(|l| l.name.as_str()).collect();
+/// assert_eq!(names, ["fc1", "fc2", "fc3"]);
+/// let mut tape = Tape::no_grad(&ps);
+/// let x = tape.input(Tensor::zeros(&[3, 1, 28, 28])); // flattened inside
+/// let logits = mlp.forward(&mut tape, x)?;
+/// assert_eq!(tape.value(logits).dims(), &[3, 10]);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub struct Mlp {
     layers: Vec<Linear>,
 }
@@ -117,6 +147,23 @@ impl<F: Float> Module<F> for Mlp {
 /// as in Hinton & Salakhutdinov (2006) and the K-FAC and EKFAC experiments. The output is 784
 /// logits: train with `bce_with_logits` against the flattened input pixels in [0, 1].
 /// 2,837,314 parameters for 784 pixels.
+///
+/// ```
+/// use tekfac::nn::{Autoencoder, Module};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0);
+/// let ae = Autoencoder::new(&mut ps, 784)?;
+/// assert_eq!(ps.num_elements(), 2_837_314);
+/// assert_eq!(ps.layers().len(), 8);
+/// let images = Tensor::full(&[2, 784], 0.5);
+/// let mut tape = Tape::no_grad(&ps);
+/// let x = tape.input(images.clone());
+/// let logits = ae.forward(&mut tape, x)?;
+/// let loss = tape.bce_with_logits(logits, &images)?; // reconstruct the input
+/// assert!(tape.value(loss).item()? > 0.0);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub struct Autoencoder {
     layers: Vec<Linear>,
     hidden: Activation,

@@ -6,6 +6,25 @@ use crate::error::Result;
 use crate::tensor::Float;
 
 /// Modules applied one after another.
+///
+/// ```
+/// use tekfac::nn::{Activation, Conv2d, Linear, MaxPool2d, Module, Sequential};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut ps = ParamStore::<f32>::seeded(0);
+/// let net = Sequential::new()
+///     .push(Conv2d::new(&mut ps, "conv", 1, 4, (3, 3), (1, 1), (1, 1), true)?)
+///     .push(Activation::Relu)
+///     .push(MaxPool2d::new(2))
+///     .push(Activation::Flatten)
+///     .push(Linear::new(&mut ps, "fc", 4 * 4 * 4, 10, true)?);
+/// let mut tape = Tape::new(&ps);
+/// let x = tape.input(Tensor::zeros(&[2, 1, 8, 8]));
+/// let logits = net.forward(&mut tape, x)?;
+/// assert_eq!(tape.value(logits).dims(), &[2, 10]);
+/// assert_eq!(ps.layers().len(), 2); // conv and fc: two curvature blocks
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub struct Sequential<F: Float = f32> {
     layers: Vec<Box<dyn Module<F> + Send + Sync>>,
 }

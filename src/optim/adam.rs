@@ -41,6 +41,27 @@ impl Default for AdamConfig {
 }
 
 /// The Adam optimizer.
+///
+/// The first bias-corrected step moves every coordinate by about `η`, whatever the gradient's
+/// scale:
+///
+/// ```
+/// use tekfac::optim::{Adam, AdamConfig, Optimizer};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let theta = params.add("theta", Tensor::from_vec(vec![1.0, -300.0], &[2])?)?;
+/// let mut opt = Adam::new(AdamConfig { lr: 0.01, ..Default::default() });
+/// let mut tape = Tape::new(&params);
+/// let t = tape.param(theta);
+/// let sq = tape.mul(t, t)?;
+/// let loss = tape.sum(sq);
+/// let pass = tape.backward(loss)?;
+/// opt.step(&mut params, &pass)?;
+/// let moved: Vec<f64> = params.get(theta).data().iter().zip([1.0, -300.0]).map(|(a, b)| a - b).collect();
+/// assert!((moved[0] + 0.01).abs() < 1e-6 && (moved[1] - 0.01).abs() < 1e-6);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Adam<F: Float = f32> {
     /// Hyperparameters (a schedule may change `lr` between steps).

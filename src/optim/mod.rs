@@ -49,6 +49,44 @@ impl StepStats {
 }
 
 /// A parameter update rule.
+///
+/// The training loop asks the optimizer what to capture, runs the backward pass accordingly,
+/// and hands it the whole output. The same loop drives first-order and natural-gradient
+/// methods:
+///
+/// ```
+/// use tekfac::nn::{Activation, Linear, Module, Sequential};
+/// use tekfac::optim::{NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let x = Tensor::<f32>::from_vec((0..32).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect(), &[8, 4])?;
+/// let labels = [0, 1, 2, 0, 1, 2, 0, 1];
+/// for name in ["sgd", "tekfac"] {
+///     let mut params = ParamStore::<f32>::seeded(0);
+///     let net = Sequential::new()
+///         .push(Linear::new(&mut params, "fc1", 4, 16, true)?)
+///         .push(Activation::Tanh)
+///         .push(Linear::new(&mut params, "fc2", 16, 3, true)?);
+///     let mut opt: Box<dyn Optimizer> = match name {
+///         "sgd" => Box::new(Sgd::new(SgdConfig { lr: 0.5, ..Default::default() })),
+///         _ => {
+///             let config = NgConfig { lr: 0.05, damping: 0.1, ..NgConfig::default() };
+///             Box::new(NaturalGradient::new(Variant::Tekfac, config, &params)?)
+///         }
+///     };
+///     let mut losses = Vec::new();
+///     for _ in 0..30 {
+///         let mut tape = Tape::new(&params);
+///         let xv = tape.input(x.clone());
+///         let logits = net.forward(&mut tape, xv)?;
+///         let loss = tape.cross_entropy(logits, &labels)?;
+///         let pass = tape.backward_full(loss, opt.fisher(), opt.gradient_rows())?;
+///         losses.push(opt.step(&mut params, &pass)?.loss);
+///     }
+///     assert!(losses[29] < 0.5 * losses[0], "{name}: {losses:?}");
+/// }
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub trait Optimizer<F: Float = f32> {
     /// What the next backward pass should capture (first-order methods: nothing).
     fn fisher(&self) -> FisherType {

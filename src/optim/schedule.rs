@@ -23,6 +23,20 @@ pub enum Schedule {
 }
 
 /// A schedule with an optional linear warm-up over the first `warmup` steps.
+///
+/// ```
+/// use tekfac::optim::{LrSchedule, Schedule};
+///
+/// let s = LrSchedule {
+///     schedule: Schedule::Step { milestones: vec![100, 200], gamma: 0.1 },
+///     warmup: 4,
+/// };
+/// assert_eq!(s.factor(0), 0.25); // warm-up: (step + 1)/4
+/// assert_eq!(s.factor(50), 1.0);
+/// assert!((s.factor(150) - 0.1).abs() < 1e-12);
+/// assert!((s.factor(250) - 0.01).abs() < 1e-12);
+/// // a training loop calls opt.set_lr(base_lr * s.factor(step)) before each step
+/// ```
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct LrSchedule {
     /// The shape after warm-up.

@@ -33,6 +33,26 @@ impl Default for SgdConfig {
 }
 
 /// Stochastic gradient descent with momentum.
+///
+/// One step on `L = Σ θ²` (gradient `2θ`) from `θ = [1, −2]` with `η = 0.1`, no momentum:
+///
+/// ```
+/// use tekfac::optim::{Optimizer, Sgd, SgdConfig};
+/// use tekfac::{ParamStore, Tape, Tensor};
+///
+/// let mut params = ParamStore::<f64>::seeded(0);
+/// let theta = params.add("theta", Tensor::from_vec(vec![1.0, -2.0], &[2])?)?;
+/// let mut opt = Sgd::new(SgdConfig { lr: 0.1, momentum: 0.0, ..Default::default() });
+/// let mut tape = Tape::new(&params);
+/// let t = tape.param(theta);
+/// let sq = tape.mul(t, t)?;
+/// let loss = tape.sum(sq);
+/// let pass = tape.backward_with(loss, opt.fisher())?; // FisherType::Off
+/// let stats = opt.step(&mut params, &pass)?;
+/// assert_eq!(params.get(theta).data(), &[0.8, -1.6]); // θ − 0.1·2θ
+/// assert_eq!(stats.loss, 5.0);
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sgd<F: Float = f32> {
     /// Hyperparameters (the learning rate may be changed between steps by a schedule).

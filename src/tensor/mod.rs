@@ -22,6 +22,25 @@ use rayon::prelude::*;
 pub(crate) const PAR_CHUNK: usize = 1 << 15;
 
 /// A dense row-major tensor.
+///
+/// Element `(i, j)` of a `[rows, cols]` tensor is `data()[i·cols + j]`. Operations return new
+/// tensors (or an `Err` naming the shapes); there are no views.
+///
+/// ```
+/// use tekfac::Tensor;
+///
+/// let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// assert_eq!(x.data()[3], 4.0); // (1, 0)
+/// let xt = x.transpose()?;
+/// assert_eq!(xt.dims(), &[3, 2]);
+/// let gram = x.matmul(&x, false, true)?; // x·xᵀ, the transpose is a flag
+/// assert_eq!(gram.data(), &[14.0, 32.0, 32.0, 77.0]);
+/// let shifted = x.add_row(&Tensor::from_vec(vec![10.0, 20.0, 30.0], &[3])?)?;
+/// assert_eq!(shifted.sum(), 21.0 + 2.0 * 60.0);
+/// assert_eq!(x.clone().reshape(&[3, 2])?.argmax_rows(), vec![1, 1, 1]);
+/// assert!(x.add(&xt).is_err());
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, PartialEq)]
 pub struct Tensor<F: Float = f32> {
     shape: Shape,

@@ -7,6 +7,17 @@ use std::fmt;
 pub const MAX_RANK: usize = 4;
 
 /// A tensor shape: `rank` dimensions, row-major.
+///
+/// ```
+/// use tekfac::Shape;
+///
+/// let s = Shape::new(&[2, 1, 28, 28])?;
+/// assert_eq!((s.rank(), s.numel()), (4, 1568));
+/// assert_eq!(s.as_matrix(), (2, 784)); // first dimension × the rest
+/// assert!(s.dims2("dense").is_err()); // not a matrix
+/// assert!(Shape::new(&[1, 2, 3, 4, 5]).is_err()); // rank ≤ 4
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Shape {
     dims: [usize; MAX_RANK],

@@ -47,6 +47,32 @@ fn record_loss(
 }
 
 /// One training step at global step `step`; errors on any non-finite value.
+///
+/// Forward, loss (by `task`), backward with the optimizer's Fisher type, update. A NaN or
+/// infinity in the loss, a gradient or the updated weights is an `Error::NonFinite` naming the
+/// step and the first offending layer or parameter:
+///
+/// ```
+/// use tekfac::nn::{Linear, Module, Sequential};
+/// use tekfac::optim::{Sgd, SgdConfig};
+/// use tekfac::train::{Task, evaluate, train_step};
+/// use tekfac::{Error, ParamStore, Tensor};
+///
+/// let mut params = ParamStore::<f32>::seeded(0);
+/// let net = Sequential::new().push(Linear::new(&mut params, "fc", 2, 2, true)?);
+/// let mut opt = Sgd::new(SgdConfig { lr: 0.5, ..Default::default() });
+/// let x = Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0], &[2, 2])?;
+/// for step in 0..20 {
+///     train_step(&net, Task::Classify, &mut params, &mut opt, x.clone(), &[0, 1], step)?;
+/// }
+/// let (loss, accuracy) = evaluate(&net, Task::Classify, &params, [Ok((x.clone(), vec![0, 1]))].into_iter())?;
+/// assert!(loss < 0.1 && accuracy == 1.0);
+///
+/// let bad = Tensor::from_vec(vec![f32::NAN, 0.0, 0.0, 1.0], &[2, 2])?;
+/// let err = train_step(&net, Task::Classify, &mut params, &mut opt, bad, &[0, 1], 20);
+/// assert!(matches!(err, Err(Error::NonFinite { step: Some(20), .. })));
+/// # Ok::<(), tekfac::Error>(())
+/// ```
 pub fn train_step(
     model: &dyn Module<f32>,
     task: Task,
