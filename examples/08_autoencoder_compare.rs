@@ -18,7 +18,7 @@ use tekfac::optim::{
 };
 use tekfac::{ParamStore, Result, Tape, Tensor};
 
-const STEPS: usize = 50;
+const STEPS: usize = 40;
 const BATCH: usize = 128;
 
 /// The images of a batch as reconstruction targets: `[B, 1, 28, 28]` → `[B, 784]`.
