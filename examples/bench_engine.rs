@@ -2,7 +2,7 @@
 //! ReLU MLP at batch 128, side by side with the JAX peer (`../shared/bench/peer`) when its venv
 //! exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_engine [-- --threads 2] [--no-peer]
+//! Run: cargo run --release --example bench_engine [-- --threads 2] [--rounds 5] [--no-peer]
 
 #[path = "common/peer.rs"]
 mod peer;
@@ -139,18 +139,43 @@ fn main() {
     for (m, k, n) in [(128, 784, 512), (1024, 1024, 1024)] {
         println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));
     }
-    let ours = mlp_step_ms();
-    println!("MLP 784-512-256-10 SGD step, batch 128: tekfac {ours:.2} ms");
-    let peer = if std::env::args().any(|a| a == "--no-peer") {
-        None
+    let rounds: usize = std::env::args()
+        .skip_while(|a| a != "--rounds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let use_peer = !std::env::args().any(|a| a == "--no-peer");
+    // NOTE: the shared machines drift by 2x within a minute; each round times tekfac then the
+    // JAX peer, and the ratio reported is the median of the per-round ratios.
+    let (mut ours, mut jax, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let o = mlp_step_ms();
+        let j = if use_peer {
+            peer::jax_step_ms("mlp", &["--blocks", "5", "--steps", "50"])
+        } else {
+            None
+        };
+        let shown = j.map_or("-".into(), |j| format!("{j:.2}"));
+        println!("round {round}: tekfac {o:.2} ms, JAX {shown} ms");
+        ours.push(o);
+        if let Some(j) = j {
+            jax.push(j);
+            ratios.push(o / j);
+        }
+    }
+    let o = median(ours);
+    println!(
+        "MLP 784-512-256-10 SGD step, batch 128: tekfac {o:.2} ms (median of {rounds} rounds)"
+    );
+    if ratios.is_empty() {
+        println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio");
     } else {
-        peer::jax_step_ms("mlp", &[])
-    };
-    match peer {
-        Some(jax) => println!(
-            "MLP step: JAX {jax:.2} ms, ratio tekfac/JAX = {:.2}",
-            ours / jax
-        ),
-        None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio"),
+        println!(
+            "MLP step: JAX {:.2} ms, ratio tekfac/JAX = {:.2} (median of per-round ratios; range {:.2}-{:.2})",
+            median(jax),
+            median(ratios.clone()),
+            ratios.iter().cloned().fold(f64::MAX, f64::min),
+            ratios.iter().cloned().fold(0.0, f64::max),
+        );
     }
 }

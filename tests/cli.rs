@@ -194,3 +194,41 @@ fn bad_flags_and_missing_data_exit_with_code_2() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn natural_gradient_defaults_train_the_cnn_preset() {
+    // K-FAC and TKFAC took λ = 0.03 on the CNN and diverged by step 23; TEKFAC's literal
+    // Eq. 3.5 conv damping diverged by step 6. The defaults must get through the first
+    // statistics refreshes (steps 0, 10, 20) with a finite, falling loss.
+    for optimizer in ["kfac", "tkfac", "tekfac"] {
+        let out = tmp(&format!("cnn-{optimizer}"));
+        let o = tekfac(&[
+            "train",
+            "--model",
+            "cnn",
+            "--optimizer",
+            optimizer,
+            "--max-steps",
+            "25",
+            "--batch-size",
+            "64",
+            "--log-every",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{optimizer}: {}", text(&o));
+        let losses: Vec<f64> = step_losses(&out)
+            .iter()
+            .map(|(_, l)| l.parse().unwrap())
+            .collect();
+        assert!(losses.len() >= 20, "{optimizer}: {losses:?}");
+        let n = losses.len();
+        let (first, last) = (
+            losses[..3].iter().sum::<f64>(),
+            losses[n - 3..].iter().sum::<f64>(),
+        );
+        assert!(last < first, "{optimizer}: the loss falls: {losses:?}");
+    }
+}

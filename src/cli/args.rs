@@ -223,7 +223,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// Damping λ of the curvature blocks (default: 0.03 for kfac and tkfac, whose factored
-    /// damping adds cross terms, 0.1 for ekfac and tekfac, whose λ is added to s*/Θ alone).
+    /// damping adds cross terms, on the MLP and autoencoder, 0.1 on the CNN; 0.1 for ekfac and
+    /// tekfac, whose λ is added to s*/Θ alone).
     #[arg(long)]
     pub damping: Option<f64>,
     /// Update curvature statistics every N steps.

@@ -16,10 +16,10 @@
 //!
 //! **TEKFAC on conv layers** (Eq. 3.5): `λ = max(ΣΘ, ϑ) / dim Θ` ([`trace_adaptive`]), the mean
 //! eigenvalue of the block floored at `ϑ/dim Θ`. **Dense layers inside a CNN** may follow
-//! `β = max over conv layers of that λ` ([`DenseInCnn`]); how the paper applies β is [U].
+//! `β = max over conv layers of that λ` ([`DenseInCnn`]); how the paper applies β is \[U\].
 //!
 //! **Defaults** ([`DampingSettings::default`]): `λ = 1e-3` (spec §1.7; baolgr and LNGD's grid),
-//! `ϑ = 1e-3` (the paper's value is [U]), dense-in-CNN [`DenseInCnn::Fixed`] (the conservative
+//! `ϑ = 1e-3` (the paper's value is \[U\]), dense-in-CNN [`DenseInCnn::Fixed`] (the conservative
 //! reading: dense layers keep the plain additive λ; `Beta`/`BetaTimesLambda` are opt-in), and
 //! the conv λ **floored at the dense λ** (`conv_at_least_lambda`): `max(ΣΘ/dim Θ, ϑ/dim Θ, λ)`.
 //! NOTE: the literal Eq. 3.5 with any trace floor ϑ of the λ scale is `≈ mean(Θ)` on a real

@@ -1,5 +1,6 @@
 //! Hyperparameters of the natural-gradient optimizers, with the project defaults of
-//! `docs/math.md` (spec §1). Every field is a CLI flag of `tekfac train`.
+//! `docs/math.md` (spec §1). Every field but `low_rank` (an exact shortcut, not a
+//! hyperparameter) is a CLI flag of `tekfac train`.
 
 use crate::autograd::FisherType;
 use crate::curvature::{DampingSettings, DenseInCnn};

@@ -101,6 +101,29 @@ impl NaturalGradient {
         ok.then_some(rows)
     }
 
+    /// What the next backward pass should capture (the [`Optimizer::fisher`] of both float
+    /// types, callable without naming one): the configured Fisher type on statistics or
+    /// re-scaling steps, with a fresh reproducible sampling seed each step; else `Off`.
+    pub fn fisher(&self) -> FisherType {
+        if !self.needs_capture() {
+            return FisherType::Off;
+        }
+        match self.config.fisher {
+            // NOTE: a fresh, reproducible sampling seed each step.
+            FisherType::Sampled { k, seed } => FisherType::Sampled {
+                k,
+                seed: seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the next backward pass should hand out dense gradient rows
+    /// ([`Optimizer::gradient_rows`]): with `low_rank` on, no weight decay and a dense layer.
+    pub fn gradient_rows(&self) -> bool {
+        self.low_rank_enabled() && self.blocks.iter().any(|b| !b.is_conv())
+    }
+
     fn low_rank_enabled(&self) -> bool {
         self.config.low_rank && self.config.weight_decay == 0.0
     }
@@ -175,21 +198,11 @@ impl NaturalGradient {
 
 impl<F: Float> Optimizer<F> for NaturalGradient {
     fn gradient_rows(&self) -> bool {
-        self.low_rank_enabled() && self.blocks.iter().any(|b| !b.is_conv())
+        NaturalGradient::gradient_rows(self)
     }
 
     fn fisher(&self) -> FisherType {
-        if !self.needs_capture() {
-            return FisherType::Off;
-        }
-        match self.config.fisher {
-            // NOTE: a fresh, reproducible sampling seed each step.
-            FisherType::Sampled { k, seed } => FisherType::Sampled {
-                k,
-                seed: seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            },
-            other => other,
-        }
+        NaturalGradient::fisher(self)
     }
 
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
