@@ -158,6 +158,12 @@ fn low_rank_rows_are_the_tape_gradient_and_precondition_alike() {
         let low = block.precondition_low_rank_f32(a, g, n, &d).unwrap();
         let err = rel(&low, &full);
         assert!(err < 1e-5, "{v}: low-rank update vs full: {err:.2e}");
+        // Prepared: K-FAC/TKFAC (factored damping) then apply (Ĝ⁻¹gᵀ)(āÂ⁻¹) with no rotation.
+        let mut prepared = block.clone();
+        prepared.prepare(&d).unwrap();
+        let kron = prepared.precondition_low_rank_f32(a, g, n, &d).unwrap();
+        let err = rel(&kron, &full);
+        assert!(err < 1e-5, "{v}: prepared low-rank update vs full: {err:.2e}");
         assert!(block.precondition_low_rank_f32(&a[1..], g, n, &d).is_err());
     }
 }

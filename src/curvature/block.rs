@@ -49,9 +49,19 @@ pub struct CurvatureBlock {
     pub(super) corrected: MovingAverage<DMatrix<f64>>,
     /// f32 copies of the basis for the training hot path (kept in step with `basis`).
     pub(super) fast: Option<FastBasis>,
-    /// The f32 damped diagonal (row-major) of the last [`prepare`](Self::prepare) and the
-    /// damping it was built for; dropped whenever `D` changes.
-    pub(super) damped_f32: Option<(Damping, Vec<f32>)>,
+    /// What the last [`prepare`](Self::prepare) built for the f32 paths; dropped whenever
+    /// `D` changes.
+    pub(super) damped_f32: Option<Prepared>,
+}
+
+/// The f32 preconditioning data of one damping, kept between refreshes.
+#[derive(Clone, Debug)]
+pub(super) struct Prepared {
+    damping: Damping,
+    /// The damped diagonal, row-major `[d_out, d_in']`.
+    damped: Vec<f32>,
+    /// For a factored damping (K-FAC, TKFAC): `Ĝ⁻¹` `[d_out]²` and `Â⁻¹` `[d_in']²`, row-major.
+    inverses: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl CurvatureBlock {
@@ -207,16 +217,11 @@ impl CurvatureBlock {
     /// a corrected variant, and when an entry is not positive (λ = 0 on a singular block).
     pub fn damped_eigenvalues(&self, damping: &Damping) -> Result<DMatrix<f64>> {
         const OP: &str = "CurvatureBlock::damped_eigenvalues";
-        let basis = self.require_basis(OP)?;
+        self.require_basis(OP)?;
         let d = self
             .eigenvalues()
             .expect("a block with a basis has eigenvalues");
-        let split = (!self.variant.corrects_eigenvalues()).then(|| {
-            let root = self.basis_trace_scale.max(0.0).sqrt();
-            let unsplit = |x: &DVector<f64>| if root > 0.0 { x / root } else { x * 0.0 };
-            (unsplit(&basis.d_g), unsplit(&basis.d_a))
-        });
-        let damped = damping.damped(&d, split).ok_or_else(|| {
+        let damped = damping.damped(&d, self.split()).ok_or_else(|| {
             let msg = format!(
                 "{damping:?} on a {} block: λ must be finite and ≥ 0, and factored modes \
                  need an uncorrected variant (kfac, tkfac)",
@@ -252,12 +257,37 @@ impl CurvatureBlock {
     /// Builds and keeps the f32 damped diagonal for `damping`, so that the f32 paths below do
     /// not rebuild it every step (it changes only on refresh, re-scaling or a new λ).
     pub fn prepare(&mut self, damping: &Damping) -> Result<()> {
-        if !matches!(&self.damped_f32, Some((d, _)) if d == damping) {
-            let damped = self.damped_eigenvalues(damping)?;
-            let rows: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
-            self.damped_f32 = Some((*damping, rows));
+        if matches!(&self.damped_f32, Some(p) if p.damping == *damping) {
+            return Ok(());
         }
+        let damped = self.damped_eigenvalues(damping)?;
+        let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
+        // NOTE: a factored damping inverts as `Ĝ⁻¹ ⊗ Â⁻¹`, so a low-rank gradient needs no
+        // rotation at all: U = (Ĝ⁻¹gᵀ)(āÂ⁻¹) (see `fast.rs`).
+        let inverses = match (self.split(), self.fast.as_ref()) {
+            (Some((u, v)), Some(fast)) => damping.factored(&u, &v).map(|(du, dv)| {
+                let to32 = |d: &DVector<f64>| d.iter().map(|&x| x as f32).collect::<Vec<_>>();
+                fast.inverse_factors(&to32(&du), &to32(&dv))
+            }),
+            _ => None,
+        };
+        self.damped_f32 = Some(Prepared {
+            damping: *damping,
+            damped,
+            inverses,
+        });
         Ok(())
+    }
+
+    /// `(u, v) = (d_g, d_a)/√trace_scale` with `D = u vᵀ` (uncorrected variants), else `None`.
+    fn split(&self) -> Option<(DVector<f64>, DVector<f64>)> {
+        if self.variant.corrects_eigenvalues() {
+            return None;
+        }
+        let basis = self.basis.as_ref()?;
+        let root = self.basis_trace_scale.max(0.0).sqrt();
+        let unsplit = |x: &DVector<f64>| if root > 0.0 { x / root } else { x * 0.0 };
+        Some((unsplit(&basis.d_g), unsplit(&basis.d_a)))
     }
 
     /// [`precondition`](Self::precondition) in f32 on a row-major `[d_out, d_in']` slice: the
@@ -286,6 +316,16 @@ impl CurvatureBlock {
             let got = Shape::new(&[rows, a.len() / rows.max(1), g.len() / rows.max(1)])?;
             return Err(self.shape_error(OP, "rows of ā and g differ from the block's", got));
         }
+        if let Some(Prepared {
+            damping: d,
+            inverses: Some((inv_g, inv_a)),
+            ..
+        }) = &self.damped_f32
+            && d == damping
+        {
+            let fast = self.fast.as_ref().expect("prepared blocks have a basis");
+            return Ok(fast.precondition_kronecker_low_rank(a, g, rows, inv_g, inv_a));
+        }
         let (fast, damped) = self.fast_parts(damping, OP)?;
         Ok(fast.precondition_low_rank(a, g, rows, &damped))
     }
@@ -308,7 +348,7 @@ impl CurvatureBlock {
             )
         })?;
         let damped = match &self.damped_f32 {
-            Some((d, rows)) if d == damping => std::borrow::Cow::Borrowed(rows.as_slice()),
+            Some(p) if p.damping == *damping => std::borrow::Cow::Borrowed(p.damped.as_slice()),
             _ => {
                 let damped = self.damped_eigenvalues(damping)?;
                 std::borrow::Cow::Owned(damped.transpose().iter().map(|&x| x as f32).collect())

@@ -172,19 +172,37 @@ impl Damping {
         if !(lambda.is_finite() && lambda >= 0.0) {
             return None;
         }
+        if let Damping::Additive(_) = self {
+            return Some(diagonal.add_scalar(lambda));
+        }
+        let (u, v) = split?;
+        let (du, dv) = self.factored(&u, &v)?;
+        Some(du * dv.transpose())
+    }
+
+    /// The damped factor diagonals `(u + √λ/π, v + π√λ)` (K-FAC) or `(u + √λ, v + √λ)`
+    /// (TKFAC) whose outer product is the damped diagonal of a factored mode: the inverse of
+    /// the damped block is then `Ĝ⁻¹ ⊗ Â⁻¹` with `Ĝ⁻¹ = Q_G diag(1/du) Q_Gᵀ`. `None` for
+    /// [`Damping::Additive`] or an invalid λ.
+    pub(crate) fn factored(
+        &self,
+        u: &DVector<f64>,
+        v: &DVector<f64>,
+    ) -> Option<(DVector<f64>, DVector<f64>)> {
+        let lambda = self.lambda();
+        if !(lambda.is_finite() && lambda >= 0.0) {
+            return None;
+        }
         let root = lambda.sqrt();
-        let (u, v) = match self {
-            Damping::Additive(_) => return Some(diagonal.add_scalar(lambda)),
-            _ => split?,
-        };
         let (on_u, on_v) = match self {
+            Damping::Additive(_) => return None,
             Damping::FactoredTikhonov(_) => {
-                let pi = pi(&u, &v);
+                let pi = pi(u, v);
                 (root / pi, root * pi)
             }
-            _ => (root, root),
+            Damping::TkfacNormal(_) => (root, root),
         };
-        Some(u.add_scalar(on_u) * v.add_scalar(on_v).transpose())
+        Some((u.add_scalar(on_u), v.add_scalar(on_v)))
     }
 }
 

@@ -118,6 +118,63 @@ impl FastBasis {
         self.scale_and_rotate_out(x, vec![0f32; o * i], damped)
     }
 
+    /// `(Q_G diag(1/du) Q_Gᵀ, Q_A diag(1/dv) Q_Aᵀ)`, row-major f32: the inverses of the damped
+    /// factors of a factored damping (`du`, `dv` from `Damping::factored`).
+    pub fn inverse_factors(&self, du: &[f32], dv: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let inverse = |q: &[f32], n: usize, d: &[f32]| -> Vec<f32> {
+            let mut scaled = q.to_vec();
+            for row in scaled.chunks_exact_mut(n) {
+                row.iter_mut().zip(d).for_each(|(x, d)| *x /= d);
+            }
+            let mut out = vec![0f32; n * n];
+            let (qs, qt) = (
+                MatRef::new(&scaled, n, n, false),
+                MatRef::new(q, n, n, true),
+            );
+            gemm_into(1.0, qs, qt, 0.0, &mut out);
+            out
+        };
+        (
+            inverse(&self.q_g, self.d_out, du),
+            inverse(&self.q_a, self.d_in, dv),
+        )
+    }
+
+    /// `U = Ĝ⁻¹ ∇W̄ Â⁻¹ = (g Ĝ⁻¹)ᵀ (ā Â⁻¹)` for `∇W̄ = gᵀā` and a factored damping: three GEMMs
+    /// of `rows`-row operands, no rotation (K-FAC's and TKFAC's update in low rank).
+    ///
+    /// # Panics
+    /// When the slices do not match `rows` and the basis (the caller checks shapes).
+    pub fn precondition_kronecker_low_rank(
+        &self,
+        a: &[f32],
+        g: &[f32],
+        rows: usize,
+        inv_g: &[f32],
+        inv_a: &[f32],
+    ) -> Vec<f32> {
+        let (o, i) = (self.d_out, self.d_in);
+        assert!(
+            a.len() == rows * i && g.len() == rows * o && inv_g.len() == o * o,
+            "FastBasis::precondition_kronecker_low_rank: shapes are checked by the caller"
+        );
+        let mut gi = vec![0f32; rows * o];
+        let mut ai = vec![0f32; rows * i];
+        let inv_g = MatRef::new(inv_g, o, o, false);
+        gemm_into(1.0, MatRef::new(g, rows, o, false), inv_g, 0.0, &mut gi);
+        let inv_a = MatRef::new(inv_a, i, i, false);
+        gemm_into(1.0, MatRef::new(a, rows, i, false), inv_a, 0.0, &mut ai);
+        let mut u = vec![0f32; o * i];
+        gemm_into(
+            1.0,
+            MatRef::new(&gi, rows, o, true),
+            MatRef::new(&ai, rows, i, false),
+            0.0,
+            &mut u,
+        );
+        u
+    }
+
     /// True when [`precondition_low_rank`](Self::precondition_low_rank) with `rows` rows costs
     /// fewer FLOPs than [`precondition`](Self::precondition)'s two full rotations in.
     pub fn low_rank_pays(&self, rows: usize) -> bool {
