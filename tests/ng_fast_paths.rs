@@ -163,7 +163,10 @@ fn low_rank_rows_are_the_tape_gradient_and_precondition_alike() {
         prepared.prepare(&d).unwrap();
         let kron = prepared.precondition_low_rank_f32(a, g, n, &d).unwrap();
         let err = rel(&kron, &full);
-        assert!(err < 1e-5, "{v}: prepared low-rank update vs full: {err:.2e}");
+        assert!(
+            err < 1e-5,
+            "{v}: prepared low-rank update vs full: {err:.2e}"
+        );
         assert!(block.precondition_low_rank_f32(&a[1..], g, n, &d).is_err());
     }
 }
