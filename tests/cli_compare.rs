@@ -80,6 +80,10 @@ fn compare_writes_the_table_and_both_chart_formats() {
         "1",
         "--optimizers",
         "sgd,tekfac",
+        "--lr-for",
+        "sgd=0.02",
+        "--damping-for",
+        "tekfac=0.2,kfac=0.5",
         "--batch-size",
         "100",
         "--quiet",
@@ -92,13 +96,19 @@ fn compare_writes_the_table_and_both_chart_formats() {
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines[0].starts_with("optimizer,final_train_loss,final_test_accuracy"));
-    for (line, name) in lines[1..].iter().zip(["sgd", "tekfac"]) {
+    assert!(lines[0].starts_with("optimizer,lr,damping,final_train_loss,final_test_accuracy"));
+    // --lr-for / --damping-for reach their runs; the others keep the per-optimizer defaults.
+    for (line, name, lr, damping) in [
+        (lines[1], "sgd", "0.02", ""),
+        (lines[2], "tekfac", "0.01", "0.200000"),
+    ] {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f[0], name);
-        let acc: f64 = f[2].parse().unwrap();
+        assert_eq!((f[0], f[1], f[2]), (name, lr, damping), "{line}");
+        let acc: f64 = f[4].parse().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{line}");
     }
+    let config = std::fs::read_to_string(out.join("sgd").join("config.json")).unwrap();
+    assert!(config.contains("\"lr\": 0.02"), "{config}");
     for stem in [
         "loss_vs_epoch",
         "loss_vs_seconds",
@@ -113,6 +123,15 @@ fn compare_writes_the_table_and_both_chart_formats() {
         assert_png(&out.join(run).join("loss_vs_epoch.png"));
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_malformed_per_optimizer_setting_is_a_usage_error() {
+    for bad in ["sgd", "sgdx=0.1", "adam=-1", "kfac=nan"] {
+        let o = tekfac(&["compare", "--lr-for", bad, "--quiet"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains("--lr-for"), "{bad}: {}", text(&o));
+    }
 }
 
 /// `(layer, variant, relative error, tr F̂ / tr F)` from inspect's tables.

@@ -72,6 +72,53 @@ pub struct CompareArgs {
     /// Test accuracy whose first epoch and time the table reports.
     #[arg(long, default_value_t = 0.85)]
     pub target_accuracy: f64,
+    /// Learning rate of one optimizer, overriding --lr for it: `OPT=LR`, comma-separated
+    /// (e.g. `--lr-for sgd=0.1,adam=3e-4`).
+    #[arg(long, value_delimiter = ',', value_parser = per_optimizer, value_name = "OPT=LR")]
+    pub lr_for: Vec<(OptimizerName, f64)>,
+    /// Damping λ of one natural-gradient optimizer, overriding --damping for it: `OPT=λ`,
+    /// comma-separated (e.g. `--damping-for kfac=0.01,tekfac=0.3`).
+    #[arg(long, value_delimiter = ',', value_parser = per_optimizer, value_name = "OPT=λ")]
+    pub damping_for: Vec<(OptimizerName, f64)>,
+}
+
+impl CompareArgs {
+    /// The training flags of one optimizer's run: --lr-for / --damping-for override --lr /
+    /// --damping for it (the last entry wins when an optimizer is listed twice).
+    pub fn train_args(&self, optimizer: OptimizerName) -> TrainArgs {
+        let pick = |list: &[(OptimizerName, f64)], fallback: Option<f64>| {
+            list.iter()
+                .rev()
+                .find(|(o, _)| *o == optimizer)
+                .map(|p| p.1)
+                .or(fallback)
+        };
+        TrainArgs {
+            optimizer,
+            lr: pick(&self.lr_for, self.train.lr),
+            damping: pick(&self.damping_for, self.train.damping),
+            out: self.train.out.join(optimizer.name()),
+            ..self.train.clone()
+        }
+    }
+}
+
+/// Parses `OPT=VALUE` (an optimizer name and a positive, finite number).
+fn per_optimizer(s: &str) -> Result<(OptimizerName, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not OPT=VALUE (e.g. sgd=0.1)"))?;
+    let optimizer = OptimizerName::from_str(name.trim(), true).map_err(|_| {
+        format!("`{name}` is not an optimizer (sgd, adam, kfac, ekfac, tkfac, tekfac)")
+    })?;
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("`{value}` must be positive and finite"));
+    }
+    Ok((optimizer, v))
 }
 
 /// Arguments of `tekfac inspect`.

@@ -2,19 +2,45 @@
 //! directory each (`<out>/<optimizer>/`, through the `train` code path), then a results table
 //! (`results.md`, `results.csv`) and the charts of all runs together.
 
-use super::args::{CompareArgs, TrainArgs};
+use super::args::{CompareArgs, OptimizerName, TrainArgs};
 use super::charts::{self, Curves};
+use super::optimizer::{default_damping, default_lr};
 use super::{run_dir, train};
 use std::fmt::Write as _;
 use std::path::Path;
 use tekfac::checkpoint::write_atomic;
 use tekfac::{Error, Result};
 
+/// The learning rate and damping one run trained with (flags or per-optimizer defaults).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Settings {
+    /// Base learning rate.
+    pub lr: f64,
+    /// Damping λ (`None` for SGD and Adam).
+    pub damping: Option<f64>,
+}
+
+impl Settings {
+    /// What `tekfac train` uses for these flags.
+    pub fn of(t: &TrainArgs) -> Settings {
+        let natural = !matches!(t.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
+        Settings {
+            lr: t.lr.unwrap_or_else(|| default_lr(t.optimizer)),
+            damping: natural.then(|| {
+                t.damping
+                    .unwrap_or_else(|| default_damping(t.optimizer, t.model))
+            }),
+        }
+    }
+}
+
 /// One row of the results table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     /// Optimizer name.
     pub optimizer: String,
+    /// Its learning rate and damping.
+    pub settings: Settings,
     /// Mean training loss of the last epoch (NaN when no epoch finished).
     pub final_train_loss: f64,
     /// Test accuracy after the last epoch (`None` for autoencoders).
@@ -33,6 +59,7 @@ impl Summary {
         let acc = &c.accuracy_by_epoch;
         Summary {
             optimizer: optimizer.to_string(),
+            settings: Settings::default(),
             final_train_loss: c.loss_by_epoch.last().map_or(f64::NAN, |p| p.1),
             final_accuracy: acc.last().map(|p| p.1),
             best_accuracy: acc.iter().map(|p| p.1).reduce(f64::max),
@@ -60,14 +87,12 @@ pub fn run(a: CompareArgs) -> Result<()> {
     tekfac::set_threads(a.train.threads);
     let out = a.train.out.clone();
     let mut runs = Vec::new();
+    let mut settings = Vec::new();
     for &optimizer in &a.optimizers {
         let name = optimizer.name();
         println!("== {name} ==");
-        let args = TrainArgs {
-            optimizer,
-            out: out.join(name),
-            ..a.train.clone()
-        };
+        let args = a.train_args(optimizer);
+        settings.push(Settings::of(&args));
         // NOTE: a diverged run is a result too (the table reports it), not a reason to stop.
         let label = match train::train(args) {
             Ok(()) => name.to_string(),
@@ -81,7 +106,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
     }
     let rows: Vec<Summary> = runs
         .iter()
-        .map(|(name, c)| Summary::of(name, c, a.target_accuracy))
+        .zip(&settings)
+        .map(|((name, c), s)| Summary {
+            settings: *s,
+            ..Summary::of(name, c, a.target_accuracy)
+        })
         .collect();
     let md = markdown(&rows, &a);
     write_atomic(&out.join("results.md"), md.as_bytes())?;
@@ -132,8 +161,8 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
         Path::new(&t.out).display()
     );
     s += &format!(
-        "| optimizer | final train loss | final test acc. | best test acc. | epochs to {target:.1}% | \
-         seconds to {target:.1}% | total seconds |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        "| optimizer | lr | damping | final train loss | final test acc. | best test acc. | epochs to {target:.1}% | \
+         seconds to {target:.1}% | total seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in rows {
         let (epochs, secs) = r.to_target.map_or(("—".into(), "—".into()), |(e, s)| {
@@ -142,8 +171,10 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
         // NOTE: writing to a String cannot fail.
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {epochs} | {secs} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {epochs} | {secs} | {:.1} |",
             r.optimizer,
+            r.settings.lr,
+            r.settings.damping.map_or("—".into(), |d| d.to_string()),
             loss(r.final_train_loss),
             percent(r.final_accuracy),
             percent(r.best_accuracy),
@@ -157,14 +188,16 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
 pub fn csv(rows: &[Summary]) -> String {
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     let mut s = String::from(
-        "optimizer,final_train_loss,final_test_accuracy,best_test_accuracy,\
+        "optimizer,lr,damping,final_train_loss,final_test_accuracy,best_test_accuracy,\
          epochs_to_target,seconds_to_target,total_seconds\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{:.3}",
+            "{},{},{},{},{},{},{},{},{:.3}",
             r.optimizer,
+            r.settings.lr,
+            opt(r.settings.damping),
             opt(r.final_train_loss.is_finite().then_some(r.final_train_loss)),
             opt(r.final_accuracy),
             opt(r.best_accuracy),
@@ -191,14 +224,20 @@ mod tests {
 
     #[test]
     fn summary_finds_the_first_epoch_at_the_target() {
-        let s = Summary::of("sgd", &curves(), 0.85);
+        let s = Summary {
+            settings: Settings {
+                lr: 0.05,
+                damping: None,
+            },
+            ..Summary::of("sgd", &curves(), 0.85)
+        };
         assert_eq!(s.final_train_loss, 0.4);
         assert_eq!(s.final_accuracy, Some(0.84));
         assert_eq!(s.best_accuracy, Some(0.86));
         assert_eq!(s.to_target, Some((2.0, 4.0)));
         assert_eq!(s.seconds, 6.0);
         let line = csv(&[s]);
-        assert!(line.ends_with("sgd,0.400000,0.840000,0.860000,2.000000,4.000000,6.000\n"));
+        assert!(line.ends_with("sgd,0.05,,0.400000,0.840000,0.860000,2.000000,4.000000,6.000\n"));
     }
 
     #[test]
