@@ -29,9 +29,14 @@ fn text(o: &Output) -> String {
 
 /// `(step, train_loss)` of every step row of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<(u64, String)> {
+    losses(dir, "step,")
+}
+
+/// `(step, train_loss)` of the metrics rows of one kind (`step,` or `epoch,`).
+fn losses(dir: &Path, kind: &str) -> Vec<(u64, String)> {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     csv.lines()
-        .filter(|l| l.starts_with("step,"))
+        .filter(|l| l.starts_with(kind))
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             (f[2].parse().unwrap(), f[4].to_string())
@@ -107,7 +112,7 @@ fn resume_continues_bit_identically() {
         "--scale-interval",
         "2",
         "--log-every",
-        "1",
+        "5",
         "--quiet",
     ];
     let run = |out: &Path, steps: &str, resume: bool| {
@@ -119,10 +124,15 @@ fn resume_continues_bit_identically() {
         let o = tekfac(&a);
         assert!(o.status.success(), "{}", text(&o));
     };
-    run(&straight, "24", false);
-    run(&split, "12", false);
-    run(&split, "24", true);
+    // 40 steps per epoch; the resume at step 22 falls inside a logging window and inside the
+    // first epoch, whose mean loss (and that window's) must still cover every step.
+    run(&straight, "48", false);
+    run(&split, "22", false);
+    run(&split, "48", true);
+    assert_eq!(step_losses(&straight).len(), 9);
     assert_eq!(step_losses(&straight), step_losses(&split));
+    assert_eq!(losses(&straight, "epoch,").len(), 1);
+    assert_eq!(losses(&straight, "epoch,"), losses(&split, "epoch,"));
     let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
     assert!(weights(&straight) == weights(&split), "weights differ");
     // The optimizer state must match exactly, apart from the wall-clock seconds.
@@ -134,6 +144,50 @@ fn resume_continues_bit_identically() {
     assert!(state(&straight) == state(&split), "optimizer state differs");
     std::fs::remove_dir_all(straight).unwrap();
     std::fs::remove_dir_all(split).unwrap();
+}
+
+#[test]
+fn step_rows_report_the_mean_loss_of_their_window() {
+    let (every, fourth) = (tmp("log1"), tmp("log4"));
+    for (out, n) in [(&every, "1"), (&fourth, "4")] {
+        let o = tekfac(&[
+            "train",
+            "--optimizer",
+            "sgd",
+            "--train-limit",
+            "1000",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "1",
+            "--log-every",
+            n,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let value = |v: &(u64, String)| v.1.parse::<f64>().unwrap();
+    let per_step: Vec<f64> = step_losses(&every).iter().map(value).collect();
+    let windows = step_losses(&fourth);
+    assert_eq!((per_step.len(), windows.len()), (20, 5));
+    for (i, w) in windows.iter().enumerate() {
+        assert_eq!(w.0, 4 * (i as u64 + 1));
+        let mean = per_step[4 * i..4 * i + 4].iter().sum::<f64>() / 4.0;
+        // NOTE: the CSV rounds losses to 6 decimals.
+        assert!((value(w) - mean).abs() <= 2e-6, "{w:?} vs {mean}");
+    }
+    // The epoch row is the mean of all 20 batch losses.
+    let epoch = losses(&fourth, "epoch,");
+    let mean = per_step.iter().sum::<f64>() / 20.0;
+    assert!(
+        (value(&epoch[0]) - mean).abs() <= 2e-6,
+        "{epoch:?} vs {mean}"
+    );
+    for d in [every, fourth] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
 
 #[test]

@@ -193,13 +193,22 @@ fn diverging(t: f64) -> RGBColor {
     }
 }
 
-/// The per-epoch curves of one run, from its `metrics.csv` epoch rows.
+/// The curves of one run, from its `metrics.csv`.
 #[derive(Clone, Debug, Default)]
 pub struct Curves {
-    /// `(epoch, mean training loss)`.
+    /// `(epoch, training loss)`: the mean loss of each logging window at its (fractional)
+    /// epoch, from the `step` rows; the epoch means when the run has no step rows.
     pub loss_by_epoch: Vec<(f64, f64)>,
-    /// `(seconds, mean training loss)`.
+    /// `(seconds, training loss)`, the same points against wall-clock seconds.
     pub loss_by_seconds: Vec<(f64, f64)>,
+    /// Mean training loss of each finished epoch (`epoch` rows).
+    pub epoch_train_loss: Vec<f64>,
+    /// `(epoch, test loss)` after each epoch.
+    pub test_loss_by_epoch: Vec<(f64, f64)>,
+    /// `(seconds, test loss)`.
+    pub test_loss_by_seconds: Vec<(f64, f64)>,
+    /// Training seconds of the whole run (the last row's).
+    pub seconds: f64,
     /// `(epoch, test accuracy)`; empty for autoencoders.
     pub accuracy_by_epoch: Vec<(f64, f64)>,
     /// `(seconds, test accuracy)`.
@@ -223,6 +232,13 @@ pub fn write_curves(
             |c| &c.loss_by_epoch,
         ),
         (
+            "test_loss_vs_epoch",
+            "test loss",
+            "epoch",
+            "test loss",
+            |c| &c.test_loss_by_epoch,
+        ),
+        (
             "accuracy_vs_epoch",
             "test accuracy",
             "epoch",
@@ -237,6 +253,13 @@ pub fn write_curves(
             "seconds",
             "train loss",
             |c| &c.loss_by_seconds,
+        ));
+        charts.push((
+            "test_loss_vs_seconds",
+            "test loss",
+            "seconds",
+            "test loss",
+            |c| &c.test_loss_by_seconds,
         ));
         charts.push((
             "accuracy_vs_seconds",

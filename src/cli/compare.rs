@@ -60,7 +60,7 @@ impl Summary {
         Summary {
             optimizer: optimizer.to_string(),
             settings: Settings::default(),
-            final_train_loss: c.loss_by_epoch.last().map_or(f64::NAN, |p| p.1),
+            final_train_loss: c.epoch_train_loss.last().copied().unwrap_or(f64::NAN),
             final_accuracy: acc.last().map(|p| p.1),
             best_accuracy: acc.iter().map(|p| p.1).reduce(f64::max),
             to_target: acc
@@ -68,7 +68,7 @@ impl Summary {
                 .zip(&c.accuracy_by_seconds)
                 .find(|(a, _)| a.1 >= target)
                 .map(|(a, s)| (a.0, s.0)),
-            seconds: c.loss_by_seconds.last().map_or(0.0, |p| p.0),
+            seconds: c.seconds,
         }
     }
 }
@@ -217,8 +217,11 @@ mod tests {
         Curves {
             loss_by_epoch: vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.4)],
             loss_by_seconds: vec![(2.0, 0.9), (4.0, 0.5), (6.0, 0.4)],
+            epoch_train_loss: vec![0.9, 0.5, 0.4],
+            seconds: 6.0,
             accuracy_by_epoch: vec![(1.0, 0.70), (2.0, 0.86), (3.0, 0.84)],
             accuracy_by_seconds: vec![(2.0, 0.70), (4.0, 0.86), (6.0, 0.84)],
+            ..Default::default()
         }
     }
 

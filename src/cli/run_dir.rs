@@ -22,6 +22,34 @@ pub struct Position {
     pub step: u64,
     /// Training seconds so far (for wall-clock charts across resumes).
     pub seconds: f64,
+    /// Sum and count of the batch losses of the current epoch (its `epoch` row is their mean).
+    pub epoch_loss: LossSum,
+    /// Sum and count of the batch losses since the last `step` row (its `train_loss`).
+    pub window_loss: LossSum,
+}
+
+/// A running sum of batch losses, for a mean that survives a resume.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossSum {
+    /// Sum of the losses.
+    pub sum: f64,
+    /// Number of losses.
+    pub count: usize,
+}
+
+impl LossSum {
+    /// Adds one batch loss.
+    pub fn add(&mut self, loss: f64) {
+        self.sum += loss;
+        self.count += 1;
+    }
+
+    /// The mean so far, and a reset (NaN when nothing was added).
+    pub fn take_mean(&mut self) -> f64 {
+        let mean = self.sum / self.count as f64;
+        *self = LossSum::default();
+        mean
+    }
 }
 
 impl Position {
@@ -81,6 +109,11 @@ impl RunDir {
             ("batch", pos.batch.to_string()),
             ("step", pos.step.to_string()),
             ("seconds", pos.seconds.to_string()),
+            // NOTE: f64 Display is the shortest string that parses back to the same value.
+            ("epoch_loss_sum", pos.epoch_loss.sum.to_string()),
+            ("epoch_loss_count", pos.epoch_loss.count.to_string()),
+            ("window_loss_sum", pos.window_loss.sum.to_string()),
+            ("window_loss_count", pos.window_loss.count.to_string()),
         ] {
             dict.meta.insert(k.into(), v);
         }
@@ -139,11 +172,25 @@ pub fn load_checkpoint(
             .ok_or_else(|| Error::Checkpoint(format!("optimizer.safetensors lacks `{k}`")))
     };
     let bad = |k: &str| Error::Checkpoint(format!("optimizer.safetensors has a malformed `{k}`"));
+    // NOTE: checkpoints written before the running loss sums were kept lack them; they resume
+    // with empty sums (only the first logged means after the resume differ).
+    let sum = |k: &str| -> Result<LossSum> {
+        let (s, c) = (format!("{k}_sum"), format!("{k}_count"));
+        match (dict.meta.get(&s), dict.meta.get(&c)) {
+            (Some(v), Some(n)) => Ok(LossSum {
+                sum: v.parse().map_err(|_| bad(&s))?,
+                count: n.parse().map_err(|_| bad(&c))?,
+            }),
+            _ => Ok(LossSum::default()),
+        }
+    };
     Ok(Position {
         epoch: get("epoch")?.parse().map_err(|_| bad("epoch"))?,
         batch: get("batch")?.parse().map_err(|_| bad("batch"))?,
         step: get("step")?.parse().map_err(|_| bad("step"))?,
         seconds: get("seconds")?.parse().map_err(|_| bad("seconds"))?,
+        epoch_loss: sum("epoch_loss")?,
+        window_loss: sum("window_loss")?,
     })
 }
 
@@ -165,19 +212,43 @@ pub fn read_curves(dir: &Path) -> Result<Curves> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let bad = |line: &str| Error::Data(format!("{}: malformed row `{line}`", path.display()));
     let mut c = Curves::default();
-    for line in text.lines().filter(|l| l.starts_with("epoch,")) {
+    // `(step, seconds, mean loss of the window)` of the step rows.
+    let mut steps = Vec::new();
+    let mut steps_per_epoch = None;
+    for line in text.lines().skip(1) {
         // Columns: kind,epoch,step,seconds,train_loss,test_loss,test_accuracy,...
         let f: Vec<&str> = line.split(',').collect();
         let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
-        let (Some(epoch), Some(seconds), Some(loss)) = (num(1), num(3), num(4)) else {
+        let (Some(epoch), Some(step), Some(seconds), Some(loss)) = (num(1), num(2), num(3), num(4))
+        else {
             return Err(bad(line));
         };
-        c.loss_by_epoch.push((epoch, loss));
-        c.loss_by_seconds.push((seconds, loss));
-        if let Some(acc) = num(6) {
-            c.accuracy_by_epoch.push((epoch, acc));
-            c.accuracy_by_seconds.push((seconds, acc));
+        c.seconds = c.seconds.max(seconds);
+        match f[0] {
+            "step" => steps.push((step, seconds, loss)),
+            "epoch" => {
+                steps_per_epoch.get_or_insert(step / epoch);
+                c.epoch_train_loss.push(loss);
+                if let Some(test) = num(5) {
+                    c.test_loss_by_epoch.push((epoch, test));
+                    c.test_loss_by_seconds.push((seconds, test));
+                }
+                if let Some(acc) = num(6) {
+                    c.accuracy_by_epoch.push((epoch, acc));
+                    c.accuracy_by_seconds.push((seconds, acc));
+                }
+                c.loss_by_epoch.push((epoch, loss));
+                c.loss_by_seconds.push((seconds, loss));
+            }
+            _ => return Err(bad(line)),
         }
+    }
+    // NOTE: the step rows give the training curve at the logging resolution (the mean of each
+    // window); without them (or before the first epoch ends, when an epoch's length is not
+    // known yet) the curve is the epoch means.
+    if let (Some(spe), false) = (steps_per_epoch, steps.is_empty()) {
+        c.loss_by_epoch = steps.iter().map(|&(s, _, l)| (s / spe, l)).collect();
+        c.loss_by_seconds = steps.iter().map(|&(_, t, l)| (t, l)).collect();
     }
     Ok(c)
 }

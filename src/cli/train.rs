@@ -52,7 +52,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
             pos.epoch as u64,
             LastBatch::Drop,
         )?;
-        let (mut sum, mut count) = (0.0, 0usize);
         for indices in batches.iter().skip(pos.batch) {
             if args.max_steps > 0 && pos.step >= args.max_steps {
                 run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
@@ -87,8 +86,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
             if args.checkpoint_every > 0 && pos.step % args.checkpoint_every == 0 {
                 run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
             }
-            sum += stats.loss;
-            count += 1;
+            pos.epoch_loss.add(stats.loss);
+            pos.window_loss.add(stats.loss);
             bar.inc(1);
             bar.set_message(format!("epoch {} loss {:.4}", pos.epoch + 1, stats.loss));
             if pos.step % args.log_every == 0 {
@@ -97,7 +96,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     epoch: pos.epoch + 1,
                     step: pos.step,
                     seconds: elapsed(&pos),
-                    train_loss: stats.loss,
+                    train_loss: pos.window_loss.take_mean(),
                     grad_norm: Some(stats.grad_norm),
                     update_norm: Some(stats.update_norm),
                     lr,
@@ -120,7 +119,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             epoch: pos.epoch,
             step: pos.step,
             seconds: elapsed(&pos),
-            train_loss: sum / count.max(1) as f64,
+            train_loss: pos.epoch_loss.take_mean(),
             test_loss: Some(test_loss),
             test_accuracy: (task == Task::Classify).then_some(acc),
             lr: base_lr * schedule.factor(pos.step),

@@ -25,7 +25,8 @@ pub struct Row {
     pub step: u64,
     /// Wall-clock seconds of training so far.
     pub seconds: f64,
-    /// Training loss (of the step, or averaged over the epoch).
+    /// Training loss (averaged over the steps since the last row of its kind: the logging
+    /// window for `step` rows, the epoch for `epoch` rows).
     pub train_loss: f64,
     /// Test loss.
     pub test_loss: Option<f64>,
