@@ -2,10 +2,9 @@
 //! directory each (`<out>/<optimizer>/`, through the `train` code path), then a results table
 //! (`results.md`, `results.csv`) and the charts of all runs together.
 
-use super::args::{CompareArgs, OptimizerName, TrainArgs};
+use super::args::{CompareArgs, TrainArgs};
 use super::charts::{self, Curves};
-use super::optimizer::{default_damping, default_lr};
-use super::{run_dir, train};
+use super::{optimizer, run_dir, train};
 use std::fmt::Write as _;
 use std::path::Path;
 use tekfac::checkpoint::write_atomic;
@@ -23,13 +22,9 @@ pub struct Settings {
 impl Settings {
     /// What `tekfac train` uses for these flags.
     pub fn of(t: &TrainArgs) -> Settings {
-        let natural = !matches!(t.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
         Settings {
-            lr: t.lr.unwrap_or_else(|| default_lr(t.optimizer)),
-            damping: natural.then(|| {
-                t.damping
-                    .unwrap_or_else(|| default_damping(t.optimizer, t.model))
-            }),
+            lr: optimizer::lr(t),
+            damping: optimizer::damping(t),
         }
     }
 }

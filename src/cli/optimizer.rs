@@ -29,6 +29,21 @@ pub fn default_damping(name: OptimizerName, model: ModelName) -> f64 {
     }
 }
 
+/// The learning rate a run trains with: `--lr`, else the optimizer's default.
+pub fn lr(args: &TrainArgs) -> f64 {
+    args.lr.unwrap_or_else(|| default_lr(args.optimizer))
+}
+
+/// The damping λ a natural-gradient run uses: `--damping`, else the default for the optimizer
+/// and model (`None` for SGD and Adam, which have none).
+pub fn damping(args: &TrainArgs) -> Option<f64> {
+    let natural = !matches!(args.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
+    natural.then(|| {
+        args.damping
+            .unwrap_or_else(|| default_damping(args.optimizer, args.model))
+    })
+}
+
 /// The Fisher type selected by `--fisher` / `--fisher-samples` (sampling seeded from `--seed`).
 pub fn fisher(args: &TrainArgs) -> FisherType {
     match args.fisher {
@@ -43,7 +58,7 @@ pub fn fisher(args: &TrainArgs) -> FisherType {
 
 /// The optimizer with every hyperparameter taken from the flags.
 pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optimizer<f32>>> {
-    let lr = args.lr.unwrap_or_else(|| default_lr(args.optimizer));
+    let lr = lr(args);
     let variant = match args.optimizer {
         OptimizerName::Sgd => {
             let c = SgdConfig {
@@ -69,9 +84,8 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
     };
     let config = NgConfig {
         lr,
-        damping: args
-            .damping
-            .unwrap_or_else(|| default_damping(args.optimizer, args.model)),
+        // NOTE: SGD and Adam returned above, so the damping is always set here.
+        damping: damping(args).unwrap_or_else(|| default_damping(args.optimizer, args.model)),
         momentum: args.momentum,
         decay: args.ema_decay,
         stats_interval: args.stats_interval,

@@ -37,9 +37,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let steps_per_epoch =
         Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
-    let base_lr = args
-        .lr
-        .unwrap_or_else(|| optimizer::default_lr(args.optimizer));
+    let base_lr = optimizer::lr(&args);
     let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
     let mut metrics = run.metrics(resume.is_some())?;
     let clock = Instant::now();
