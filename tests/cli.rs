@@ -1,31 +1,11 @@
 //! The `tekfac` binary end to end on real data (the embedded Fashion-MNIST subset): training,
-//! evaluation of its checkpoint, bit-identical resume, clean stop on divergence, and exit code 2
+//! evaluation of its checkpoint, bit-identical resume (with augmentation), clean stop on divergence, and exit code 2
 //! with a clear message for bad flags and missing data.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn tekfac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tekfac"))
-        .args(args)
-        .env_remove("TEKFAC_DATA_DIR")
-        .output()
-        .expect("the tekfac binary runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tekfac-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod cli_common;
+use cli_common::{tekfac, text, tmp};
 
 /// `(step, train_loss)` of every step row of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<(u64, String)> {
@@ -113,6 +93,9 @@ fn resume_continues_bit_identically() {
         "2",
         "--log-every",
         "5",
+        "--flip",
+        "--shift",
+        "2",
         "--quiet",
     ];
     let run = |out: &Path, steps: &str, resume: bool| {
@@ -125,7 +108,8 @@ fn resume_continues_bit_identically() {
         assert!(o.status.success(), "{}", text(&o));
     };
     // 40 steps per epoch; the resume at step 22 falls inside a logging window and inside the
-    // first epoch, whose mean loss (and that window's) must still cover every step.
+    // first epoch, whose mean loss (and that window's) must still cover every step. The random
+    // flips and shifts of the resumed half must be those the straight run drew.
     run(&straight, "48", false);
     run(&split, "22", false);
     run(&split, "48", true);

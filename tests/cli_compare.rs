@@ -2,30 +2,10 @@
 //! compare writes the table and both chart formats; inspect prints per-layer errors in the
 //! proven order (EKFAC ≤ K-FAC, TEKFAC ≤ TKFAC) and writes one heatmap per layer.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn tekfac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tekfac"))
-        .args(args)
-        .env_remove("TEKFAC_DATA_DIR")
-        .output()
-        .expect("the tekfac binary runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tekfac-cmp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod cli_common;
+use cli_common::{tekfac, text, tmp};
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -333,6 +333,22 @@ pub struct TrainArgs {
     /// Use only the first N training examples (0: all).
     #[arg(long, default_value_t = 0)]
     pub train_limit: usize,
+    /// Hold out the last N training examples as a validation set: train on the others and
+    /// report each epoch's loss and accuracy on the held-out ones instead of the test split
+    /// (for tuning without looking at the test set; 0: off).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub holdout: usize,
+    /// Mirror each training image left–right with probability ½ (torchvision's
+    /// RandomHorizontalFlip: label-preserving for clothes, not for digits).
+    #[arg(long)]
+    #[serde(default)]
+    pub flip: bool,
+    /// Move each training image by up to N pixels along each axis, filling with 0
+    /// (torchvision's RandomCrop(28, padding=N); 0: off).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub shift: usize,
     /// Stop after this many steps in total (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_steps: u64,
@@ -367,6 +383,17 @@ pub struct TrainArgs {
     pub no_verify: bool,
 }
 
+impl TrainArgs {
+    /// The split each epoch is evaluated on: "validation" under `--holdout`, else "test".
+    pub fn eval_split(&self) -> &'static str {
+        if self.holdout > 0 {
+            "validation"
+        } else {
+            "test"
+        }
+    }
+}
+
 /// Arguments of `tekfac eval`.
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -388,6 +415,8 @@ pub enum SplitName {
     Train,
     /// Test examples.
     Test,
+    /// The training examples a `--holdout` run held out.
+    Validation,
 }
 
 /// Arguments of `tekfac download`.

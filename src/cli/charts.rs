@@ -215,14 +215,18 @@ pub struct Curves {
     pub accuracy_by_seconds: Vec<(f64, f64)>,
 }
 
-/// Writes the training-loss and test-accuracy charts of several runs into `dir`: against
-/// epochs always, and against wall-clock seconds when `by_seconds`. Returns the written files.
+/// Writes the training-loss and evaluation charts of several runs into `dir`: against epochs
+/// always, and against wall-clock seconds when `by_seconds`. `eval` names the split the
+/// evaluation curves come from ("test", or "validation" under `--holdout`). Returns the written
+/// files.
 pub fn write_curves(
     dir: &Path,
     runs: &[(String, Curves)],
     by_seconds: bool,
+    eval: &str,
 ) -> Result<Vec<PathBuf>> {
     type Pick = fn(&Curves) -> &Vec<(f64, f64)>;
+    let (eval_loss, eval_acc) = (format!("{eval} loss"), format!("{eval} accuracy"));
     let mut charts: Vec<(&str, &str, &str, &str, Pick)> = vec![
         (
             "loss_vs_epoch",
@@ -231,20 +235,12 @@ pub fn write_curves(
             "train loss",
             |c| &c.loss_by_epoch,
         ),
-        (
-            "test_loss_vs_epoch",
-            "test loss",
-            "epoch",
-            "test loss",
-            |c| &c.test_loss_by_epoch,
-        ),
-        (
-            "accuracy_vs_epoch",
-            "test accuracy",
-            "epoch",
-            "test accuracy",
-            |c| &c.accuracy_by_epoch,
-        ),
+        ("test_loss_vs_epoch", &eval_loss, "epoch", &eval_loss, |c| {
+            &c.test_loss_by_epoch
+        }),
+        ("accuracy_vs_epoch", &eval_acc, "epoch", &eval_acc, |c| {
+            &c.accuracy_by_epoch
+        }),
     ];
     if by_seconds {
         charts.push((
@@ -256,16 +252,16 @@ pub fn write_curves(
         ));
         charts.push((
             "test_loss_vs_seconds",
-            "test loss",
+            &eval_loss,
             "seconds",
-            "test loss",
+            &eval_loss,
             |c| &c.test_loss_by_seconds,
         ));
         charts.push((
             "accuracy_vs_seconds",
-            "test accuracy",
+            &eval_acc,
             "seconds",
-            "test accuracy",
+            &eval_acc,
             |c| &c.accuracy_by_seconds,
         ));
     }

@@ -110,7 +110,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let md = markdown(&rows, &a);
     write_atomic(&out.join("results.md"), md.as_bytes())?;
     write_atomic(&out.join("results.csv"), csv(&rows).as_bytes())?;
-    charts::write_curves(&out, &runs, true)?;
+    charts::write_curves(&out, &runs, true, a.train.eval_split())?;
     println!("\n{md}");
     let dir = out.display();
     println!("results in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
@@ -155,9 +155,18 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
         t.threads,
         Path::new(&t.out).display()
     );
+    let eval = t.eval_split();
+    if t.holdout > 0 {
+        s += &format!(
+            "accuracies are on the last {} training examples, held out (`--holdout`), not on \
+             the test split\n\n",
+            t.holdout
+        );
+    }
     s += &format!(
-        "| optimizer | lr | damping | final train loss | final test acc. | best test acc. | epochs to {target:.1}% | \
-         seconds to {target:.1}% | total seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| optimizer | lr | damping | final train loss | final {eval} acc. | best {eval} acc. | \
+         epochs to {target:.1}% | seconds to {target:.1}% | total seconds |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in rows {
         let (epochs, secs) = r.to_target.map_or(("—".into(), "—".into()), |(e, s)| {

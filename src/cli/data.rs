@@ -2,23 +2,42 @@
 
 use super::args::TrainArgs;
 use tekfac::dataset::{self, DataSource, Dataset, Split};
-use tekfac::{Result, Tensor};
+use tekfac::{Error, Result, Tensor};
 
-/// Train and test splits of `--dataset` (searched as documented in `tekfac::dataset::locate`),
-/// the train split cut to `--train-limit` when set.
+/// Train and evaluation splits of `--dataset` (searched as documented in
+/// `tekfac::dataset::locate`): the test split, or under `--holdout N` the last `N` training
+/// examples (the same for every seed). The train split is then cut to `--train-limit` when set.
 pub fn load(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
     let source = DataSource {
         dir: args.data_dir.clone(),
         verify: !args.no_verify,
     };
     let train = dataset::load(&args.dataset, Split::Train, &source)?;
-    let test = dataset::load(&args.dataset, Split::Test, &source)?;
+    let (train, test) = if args.holdout > 0 {
+        hold_out(&train, args.holdout)?
+    } else {
+        let test = dataset::load(&args.dataset, Split::Test, &source)?;
+        (train, test)
+    };
     let train = if args.train_limit > 0 {
         train.take(args.train_limit)
     } else {
         train
     };
     Ok((train, test))
+}
+
+/// `(train, validation)` for `--holdout N`: the training split without its last `N` examples,
+/// and those `N`. Errors when nothing would be left to train on.
+pub fn hold_out(train: &Dataset, holdout: usize) -> Result<(Dataset, Dataset)> {
+    let n = train.len();
+    if holdout >= n {
+        return Err(Error::Data(format!(
+            "--holdout {holdout} leaves nothing to train on: {} has {n} training examples",
+            train.name()
+        )));
+    }
+    Ok((train.subset(0..n - holdout)?, train.subset(n - holdout..n)?))
 }
 
 /// The whole split in order, `size` examples at a time.

@@ -1,11 +1,11 @@
 //! `tekfac eval`: the loss and accuracy of a run's checkpoint on a split.
 
-use super::args::{EvalArgs, SplitName};
+use super::args::{EvalArgs, SplitName, TrainArgs};
 use super::{data, models, run_dir};
 use tekfac::checkpoint::load_params;
-use tekfac::dataset::{self, DataSource, Split};
+use tekfac::dataset::{self, DataSource, Dataset, Split};
 use tekfac::train::{Task, evaluate};
-use tekfac::{ParamStore, Result};
+use tekfac::{Error, ParamStore, Result};
 
 /// Loads the run's config and weights, evaluates, prints one line.
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -15,11 +15,14 @@ pub fn run(a: EvalArgs) -> Result<()> {
         dir: a.data_dir.clone().or(args.data_dir.clone()),
         verify: !args.no_verify,
     };
-    let split = match a.split {
-        SplitName::Train => Split::Train,
-        SplitName::Test => Split::Test,
+    let (split, data) = match a.split {
+        SplitName::Train => (
+            "train",
+            dataset::load(&args.dataset, Split::Train, &source)?,
+        ),
+        SplitName::Test => ("test", dataset::load(&args.dataset, Split::Test, &source)?),
+        SplitName::Validation => ("validation", held_out(&args, &source)?),
     };
-    let data = dataset::load(&args.dataset, split, &source)?;
     let mut params = ParamStore::<f32>::seeded(args.seed);
     let (model, task) = models::build(args.model, &mut params, data.pixels(), data.classes())?;
     load_params(&a.run.join("weights.safetensors"), &mut params)?;
@@ -43,4 +46,17 @@ pub fn run(a: EvalArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The examples a `--holdout` run held out (the last `holdout` of the training split).
+fn held_out(args: &TrainArgs, source: &DataSource) -> Result<Dataset> {
+    if args.holdout == 0 {
+        return Err(Error::Data(
+            "--split validation: this run was trained without --holdout, so it has no \
+             validation examples (use --split test)"
+                .into(),
+        ));
+    }
+    let train = dataset::load(&args.dataset, Split::Train, source)?;
+    Ok(data::hold_out(&train, args.holdout)?.1)
 }

@@ -133,6 +133,7 @@ impl RunDir {
             &self.path,
             &[(args.optimizer.name().to_string(), curves)],
             false,
+            args.eval_split(),
         )?;
         let dir = self.path.display();
         println!(

@@ -4,6 +4,7 @@ use super::args::{ScheduleName, TrainArgs};
 use super::{data, models, optimizer, run_dir};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
+use tekfac::dataset::Augment;
 use tekfac::dataset::batches::{Batches, LastBatch};
 use tekfac::optim::{LrSchedule, Schedule};
 use tekfac::train::{Row, Task, evaluate, train_step};
@@ -38,8 +39,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
         Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
     let base_lr = optimizer::lr(&args);
+    let augment = Augment {
+        flip: args.flip,
+        shift: args.shift,
+    };
     let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
     let mut metrics = run.metrics(resume.is_some())?;
+    let eval = args.eval_split();
     let clock = Instant::now();
     let elapsed = |pos: &run_dir::Position| pos.seconds + clock.elapsed().as_secs_f64();
     while pos.epoch < args.epochs {
@@ -58,7 +64,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
             }
             let lr = base_lr * schedule.factor(pos.step);
             opt.set_lr(lr);
-            let batch = train.batch(indices)?;
+            let mut batch = train.batch(indices)?;
+            augment.apply(&mut batch.images, args.seed, pos.step)?;
             let stats = match train_step(
                 model.as_ref(),
                 task,
@@ -127,12 +134,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
         run_dir::json_line(&args, &row);
         run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
         let acc_text = if task == Task::Classify {
-            format!("  test accuracy {:.2}%", 100.0 * acc)
+            format!("  {eval} accuracy {:.2}%", 100.0 * acc)
         } else {
             String::new()
         };
         let line = format!(
-            "epoch {:>3}  train loss {:.4}  test loss {test_loss:.4}{acc_text}",
+            "epoch {:>3}  train loss {:.4}  {eval} loss {test_loss:.4}{acc_text}",
             pos.epoch, row.train_loss
         );
         if !args.json {

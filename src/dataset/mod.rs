@@ -33,8 +33,10 @@
 //!
 //! Files: `kind` (names, splits, classes), `idx` (reader), `checksum` (table), `locate` (search
 //! order), `mnist` (loaders), `labeled` (`Dataset`, `Batch`), `subsets` (slices, validation
-//! split), `batches` (shuffling), `download` (mirrors).
+//! split), `batches` (shuffling), `augment` (random flips and shifts of training images),
+//! `download` (mirrors).
 
+pub mod augment;
 pub mod batches;
 pub mod checksum;
 pub mod download;
@@ -45,6 +47,7 @@ pub mod locate;
 mod mnist;
 mod subsets;
 
+pub use augment::Augment;
 pub use batches::{BatchIter, Batches, LastBatch, permutation};
 pub use kind::{DatasetKind, Split};
 pub use labeled::{Batch, Dataset};

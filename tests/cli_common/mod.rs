@@ -1,0 +1,31 @@
+//! Running the `tekfac` binary from the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the binary with `args`, ignoring any `TEKFAC_DATA_DIR` of the caller (the tests use
+/// the embedded subset, found through the source tree).
+pub fn tekfac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tekfac"))
+        .args(args)
+        .env_remove("TEKFAC_DATA_DIR")
+        .output()
+        .expect("the tekfac binary runs")
+}
+
+/// A fresh (removed) directory under the system temp dir, unique per test process.
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tekfac-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// stdout followed by stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
