@@ -335,7 +335,8 @@ pub struct TrainArgs {
     pub train_limit: usize,
     /// Hold out the last N training examples as a validation set: train on the others and
     /// report each epoch's loss and accuracy on the held-out ones instead of the test split
-    /// (for tuning without looking at the test set; 0: off).
+    /// (for tuning without looking at the test set; metrics.csv's test_* columns then hold the
+    /// validation figures; 0: off).
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub holdout: usize,
@@ -411,7 +412,7 @@ pub struct EvalArgs {
 /// Dataset splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitName {
-    /// Training examples.
+    /// Training examples (all of them, including any a `--holdout` run held out).
     Train,
     /// Test examples.
     Test,
