@@ -175,6 +175,33 @@ fn step_rows_report_the_mean_loss_of_their_window() {
 }
 
 #[test]
+fn init_flag_is_recorded_and_sparse_init_trains_the_autoencoder() {
+    let out = tmp("init");
+    let o = tekfac(&[
+        "train",
+        "--model",
+        "autoencoder",
+        "--init",
+        "sparse",
+        "--optimizer",
+        "sgd",
+        "--train-limit",
+        "512",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"init\": \"sparse\""), "{config}");
+    let bad = tekfac(&["train", "--init", "orthogonal"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
 fn divergence_stops_cleanly_and_keeps_the_checkpoint() {
     let out = tmp("diverge");
     let o = tekfac(&[

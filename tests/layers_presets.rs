@@ -1,7 +1,7 @@
 //! The reference networks: parameter counts, layer records, output shapes, and a short
 //! training run of the CNN in f32.
 
-use tekfac::nn::{Autoencoder, Cnn, Mlp, Module};
+use tekfac::nn::{Activation, Autoencoder, Cnn, Init, Mlp, Module};
 use tekfac::optim::{Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
 use tekfac::{LayerKind, ParamStore, Tape, Tensor};
@@ -71,6 +71,26 @@ fn same_seed_same_weights() {
     let id = a.find("conv1.weight").unwrap();
     assert_eq!(a.get(id), b.get(id));
     assert_ne!(a.get(id), c.get(id));
+}
+
+#[test]
+fn sparse_init_gives_every_unit_of_the_autoencoder_15_incoming_weights() {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    Autoencoder::with(&mut ps, 784, Activation::Sigmoid, Init::Sparse(15)).unwrap();
+    for layer in ps.layers() {
+        let w = ps.get(layer.weight);
+        let fan_in = w.dims()[1];
+        for row in w.data().chunks(fan_in) {
+            assert_eq!(
+                row.iter().filter(|&&x| x != 0.0).count(),
+                15,
+                "{}",
+                layer.name
+            );
+        }
+        let bias = ps.get(layer.bias.unwrap());
+        assert!(bias.data().iter().all(|&b| b == 0.0), "{}", layer.name);
+    }
 }
 
 /// Noise images with a bright 8×8 square in the quadrant given by the label (4 classes).

@@ -236,6 +236,24 @@ fn yes() -> bool {
     true
 }
 
+/// Weight initialisers (`--init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitName {
+    /// The preset's own: PyTorch's U(±1/√fan_in) for the MLP and CNN, Xavier for the autoencoder.
+    #[default]
+    Preset,
+    /// PyTorch's default U(±1/√fan_in), weights and biases.
+    FanInUniform,
+    /// Kaiming/He normal N(0, 2/fan_in), zero bias.
+    Kaiming,
+    /// Xavier/Glorot uniform, zero bias.
+    Xavier,
+    /// Martens (2010): 15 N(0, 1) incoming weights per unit, the rest and the bias 0 (the
+    /// initialisation of the K-FAC papers' autoencoders).
+    Sparse,
+}
+
 /// Learning-rate schedules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -260,6 +278,10 @@ pub struct TrainArgs {
     /// Model preset.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelName,
+    /// Weight initialisation.
+    #[arg(long, value_enum, default_value = "preset")]
+    #[serde(default)]
+    pub init: InitName,
     /// Optimizer.
     #[arg(long, value_enum, default_value = "tekfac")]
     pub optimizer: OptimizerName,

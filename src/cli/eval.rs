@@ -24,7 +24,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         SplitName::Validation => ("validation", held_out(&args, &source)?),
     };
     let mut params = ParamStore::<f32>::seeded(args.seed);
-    let (model, task) = models::build(args.model, &mut params, data.pixels(), data.classes())?;
+    let (model, task) = models::build(&args, &mut params, data.pixels(), data.classes())?;
     load_params(&a.run.join("weights.safetensors"), &mut params)?;
     let (loss, acc) = evaluate(
         model.as_ref(),

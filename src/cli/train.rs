@@ -28,7 +28,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     };
     let (train, test) = data::load(&args)?;
     let mut params = ParamStore::<f32>::seeded(args.seed);
-    let (model, task) = models::build(args.model, &mut params, train.pixels(), train.classes())?;
+    let (model, task) = models::build(&args, &mut params, train.pixels(), train.classes())?;
     let mut opt = optimizer::build(&args, &params)?;
     let run = run_dir::RunDir::create(&args.out, &args, resume.is_some())?;
     let mut pos = match &resume {

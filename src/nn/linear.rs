@@ -17,6 +17,9 @@ pub enum Init {
     Kaiming,
     /// Xavier/Glorot uniform, for tanh/sigmoid nets; zero bias.
     Xavier,
+    /// Martens' sparse initialisation: this many `N(0, 1)` incoming weights per output unit, the
+    /// rest 0 (Martens 2010 uses 15, see [`Tensor::sparse`]); zero bias.
+    Sparse(usize),
 }
 
 impl Init {
@@ -40,6 +43,10 @@ impl Init {
             ),
             Init::Xavier => (
                 Tensor::xavier_uniform(dims, fan_in, fan_out, rng),
+                Tensor::zeros(&[dims[0]]),
+            ),
+            Init::Sparse(nonzero) => (
+                Tensor::sparse(dims, nonzero, rng),
                 Tensor::zeros(&[dims[0]]),
             ),
         }
