@@ -69,7 +69,7 @@ fn holdout_evaluates_on_the_last_training_examples_and_eval_reproduces_it() {
 }
 
 #[test]
-fn holdout_misuse_is_a_clear_error_with_exit_code_2() {
+fn holdout_and_shift_misuse_are_clear_errors_with_exit_code_2() {
     let out = tmp("holdout-bad");
     let o = tekfac(&[
         "train",
@@ -85,6 +85,17 @@ fn holdout_misuse_is_a_clear_error_with_exit_code_2() {
         "{}",
         text(&o)
     );
+    let o = tekfac(&[
+        "train",
+        "--shift",
+        "28",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("out of view"), "{}", text(&o));
+    assert!(!out.exists(), "a refused run must not create its directory");
 
     train(&out, &["--max-steps", "3"]);
     let e = tekfac(&[

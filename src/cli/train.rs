@@ -27,6 +27,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         None => (args, None),
     };
     let (train, test) = data::load(&args)?;
+    let augment = Augment {
+        flip: args.flip,
+        shift: args.shift,
+    };
+    augment.check(train.rows(), train.cols())?;
     let mut params = ParamStore::<f32>::seeded(args.seed);
     let (model, task) = models::build(&args, &mut params, train.pixels(), train.classes())?;
     let mut opt = optimizer::build(&args, &params)?;
@@ -39,10 +44,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
         Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
     let base_lr = optimizer::lr(&args);
-    let augment = Augment {
-        flip: args.flip,
-        shift: args.shift,
-    };
     let bar = progress(&args, steps_per_epoch * args.epochs as u64, pos.step);
     let mut metrics = run.metrics(resume.is_some())?;
     let eval = args.eval_split();

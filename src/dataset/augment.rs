@@ -43,13 +43,8 @@ impl Augment {
         !self.flip && self.shift == 0
     }
 
-    /// Transforms each image of a `[batch, channels, rows, cols]` tensor in place, every
-    /// channel of an image alike, with draws from `seeded_rng(seed ⊕ (step+1)·M)`.
-    pub fn apply(&self, images: &mut Tensor<f32>, seed: u64, step: u64) -> Result<()> {
-        if self.is_none() {
-            return Ok(());
-        }
-        let (n, channels, rows, cols) = images.shape().dims4("augment")?;
+    /// Errors when the shift would move a `rows × cols` image entirely out of view.
+    pub fn check(&self, rows: usize, cols: usize) -> Result<()> {
         if self.shift >= rows.min(cols) {
             return Err(Error::InvalidArgument {
                 op: "augment",
@@ -59,6 +54,17 @@ impl Augment {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Transforms each image of a `[batch, channels, rows, cols]` tensor in place, every
+    /// channel of an image alike, with draws from `seeded_rng(seed ⊕ (step+1)·M)`.
+    pub fn apply(&self, images: &mut Tensor<f32>, seed: u64, step: u64) -> Result<()> {
+        if self.is_none() {
+            return Ok(());
+        }
+        let (n, channels, rows, cols) = images.shape().dims4("augment")?;
+        self.check(rows, cols)?;
         let mut rng = seeded_rng(seed ^ (step + 1).wrapping_mul(STEP_MIX));
         let s = self.shift as i64;
         let plane = rows * cols;
