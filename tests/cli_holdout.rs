@@ -4,7 +4,7 @@
 use std::path::Path;
 
 mod cli_common;
-use cli_common::{tekfac, text, tmp};
+use cli_common::{assert_usage_error, tekfac, text, tmp};
 
 /// The `train_loss` column of the step rows of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<String> {
@@ -79,12 +79,7 @@ fn holdout_and_shift_misuse_are_clear_errors_with_exit_code_2() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("leaves nothing to train on"),
-        "{}",
-        text(&o)
-    );
+    assert_usage_error(&o, "leaves nothing to train on");
     let o = tekfac(&[
         "train",
         "--shift",
@@ -93,8 +88,7 @@ fn holdout_and_shift_misuse_are_clear_errors_with_exit_code_2() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("out of view"), "{}", text(&o));
+    assert_usage_error(&o, "out of view");
     assert!(!out.exists(), "a refused run must not create its directory");
 
     train(&out, &["--max-steps", "3"]);
@@ -105,8 +99,7 @@ fn holdout_and_shift_misuse_are_clear_errors_with_exit_code_2() {
         "--split",
         "validation",
     ]);
-    assert_eq!(e.status.code(), Some(2), "{}", text(&e));
-    assert!(text(&e).contains("without --holdout"), "{}", text(&e));
+    assert_usage_error(&e, "without --holdout");
     std::fs::remove_dir_all(out).unwrap();
 }
 

@@ -38,10 +38,13 @@ pub fn lr(args: &TrainArgs) -> f64 {
 /// and model (`None` for SGD and Adam, which have none).
 pub fn damping(args: &TrainArgs) -> Option<f64> {
     let natural = !matches!(args.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
-    natural.then(|| {
-        args.damping
-            .unwrap_or_else(|| default_damping(args.optimizer, args.model))
-    })
+    natural.then(|| ng_damping(args))
+}
+
+/// `--damping`, else the default for the optimizer and model.
+fn ng_damping(args: &TrainArgs) -> f64 {
+    args.damping
+        .unwrap_or_else(|| default_damping(args.optimizer, args.model))
 }
 
 /// The Fisher type selected by `--fisher` / `--fisher-samples` (sampling seeded from `--seed`).
@@ -84,8 +87,7 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
     };
     let config = NgConfig {
         lr,
-        // NOTE: SGD and Adam returned above, so the damping is always set here.
-        damping: damping(args).unwrap_or_else(|| default_damping(args.optimizer, args.model)),
+        damping: ng_damping(args),
         momentum: args.momentum,
         decay: args.ema_decay,
         stats_interval: args.stats_interval,

@@ -29,3 +29,13 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Asserts that the binary refused with exit code 2 (a usage error) and said `needle`.
+pub fn assert_usage_error(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    assert!(
+        text(o).contains(needle),
+        "expected {needle:?} in: {}",
+        text(o)
+    );
+}
