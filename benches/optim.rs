@@ -4,7 +4,7 @@
 //! eigen-refresh per factor (nalgebra) next to numpy's LAPACK `eigh`; TEKFAC's FLOP floor from
 //! the GEMM rates of the same run; and the JAX SGD step of `../shared/bench/peer` for the ratio.
 //!
-//! Run: cargo run --release --example bench_optim [-- --threads 2] [--model mlp|cnn|both]
+//! Run: cargo bench --bench optim -- [--threads 2] [--model mlp|cnn|both]
 //!      [--steps 200] [--optimizers sgd,adam,kfac,ekfac,tkfac,tekfac] [--no-peer] [--no-eigen]
 //!
 //! A step's time is the mean over whole intervals (`--steps` is a multiple of 100), so refreshes

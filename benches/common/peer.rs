@@ -36,7 +36,7 @@ pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
 }
 
 /// Best-of-3 milliseconds of `numpy.linalg.eigh` (LAPACK) on a random `n × n` SPD matrix in f64.
-#[allow(dead_code)] // used by bench_optim only
+#[allow(dead_code)] // used by benches/optim.rs only
 pub fn numpy_eigh_ms(n: usize) -> Option<f64> {
     let code = format!(
         "import numpy as np, time\n\

@@ -3,7 +3,7 @@
 //! curvature capture off, empirical and sampled (k = 1), side by side with the JAX peer
 //! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_layers [-- --threads 2] [--no-peer] [--rounds 3]
+//! Run: cargo bench --bench layers -- [--threads 2] [--no-peer] [--rounds 3]
 //!
 //! Each round times the three capture settings taking turns (5 blocks of `--steps` steps each,
 //! medians), then the JAX peer; the figures are medians over rounds, and the JAX ratio is the

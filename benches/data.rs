@@ -1,7 +1,7 @@
 //! Times loading and decoding the full MNIST training set (gunzip, validate, SHA-256, u8 → f32),
 //! and assembling one epoch of batches from it.
 //!
-//! Run: TEKFAC_DATA_DIR=../shared/data cargo run --release --example bench_data
+//! Run: TEKFAC_DATA_DIR=../shared/data cargo bench --bench data
 //! (or with the files in ./data/mnist/; `tekfac download mnist` puts them there).
 
 use std::time::{Duration, Instant};

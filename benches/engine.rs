@@ -2,7 +2,7 @@
 //! ReLU MLP at batch 128, side by side with the JAX peer (`../shared/bench/peer`) when its venv
 //! exists (`../shared/bench/peer/setup.sh`).
 //!
-//! Run: cargo run --release --example bench_engine [-- --threads 2] [--rounds 5] [--no-peer]
+//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer]
 
 #[path = "common/peer.rs"]
 mod peer;
