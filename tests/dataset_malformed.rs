@@ -224,7 +224,17 @@ fn header_claiming_more_than_the_file_holds_is_refused_before_allocating() {
         "a gzip stream of that size can hold at most",
     );
     lying[4..8].copy_from_slice(&[0xff; 4]);
-    load_error(&lying, &labels, "", 0, "exceed the 2147483648-byte limit");
+    load_error(&lying, &labels, "", 0, "exceed the 1073741824-byte limit");
+    // 2,700,000 images (2.1 GB), which a 2 MB gzip of zeros could truthfully hold: refused by
+    // the documented cap (idx::MAX_CONTENT_BYTES), not by an aborted allocation.
+    lying[4..8].copy_from_slice(&2_700_000u32.to_be_bytes());
+    load_error(
+        &gzip(&lying),
+        &gzip(&labels),
+        ".gz",
+        0,
+        "exceed the 1073741824-byte limit",
+    );
 }
 
 #[test]

@@ -562,3 +562,17 @@ fn tekfac_losses_are_bit_identical_with_one_and_two_threads() {
         );
     }
 }
+
+#[test]
+fn a_decay_outside_zero_to_one_is_an_error_not_a_panic() {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    small_f32_mlp(&mut ps);
+    for decay in [2.0, -0.5, f64::NAN] {
+        let config = NgConfig {
+            decay,
+            ..NgConfig::default()
+        };
+        let err = NaturalGradient::new(Variant::Tekfac, config, &ps).unwrap_err();
+        assert!(err.to_string().contains("decay"), "{err}");
+    }
+}

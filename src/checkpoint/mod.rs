@@ -51,7 +51,7 @@ pub fn save_params<F: Float>(
 }
 
 /// Loads weights saved by [`save_params`] into `params`, refusing a file whose names, shapes or
-/// element type do not match the model exactly.
+/// element type do not match the model exactly, or that holds a NaN or infinity.
 pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<TensorDict> {
     let dict = read_dict(path)?;
     let bad = |msg: String| Error::Checkpoint(format!("{}: {msg}", path.display()));
@@ -70,6 +70,11 @@ pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<
                 "`{name}` has shape {:?}, the model expects {:?}",
                 t.dims(),
                 params.get(id).dims()
+            )));
+        }
+        if !t.all_finite() {
+            return Err(bad(format!(
+                "`{name}` holds a non-finite value (NaN or ±Inf)"
             )));
         }
         *params.get_mut(id) = t;

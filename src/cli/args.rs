@@ -20,6 +20,8 @@ pub enum Command {
     /// Train a model and write metrics, charts and checkpoints to a run directory.
     ///
     /// Example: tekfac train --dataset fashion-mnist --model cnn --optimizer tekfac --epochs 5
+    // NOTE: negative numbers are values, so `--lr -0.1` reaches the range check's message.
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Evaluate a run's checkpoint: loss and accuracy on a split.
     ///
@@ -38,6 +40,7 @@ pub enum Command {
     ///
     /// Example: tekfac compare --epochs 5 --optimizers sgd,adam,kfac,tekfac --out runs/compare
     #[command(
+        allow_negative_numbers = true,
         mut_arg("out", |a| a.default_value("runs/compare")
             .help("Directory for results.md, results.csv, the charts and one run directory per optimizer")),
         mut_arg("optimizer", |a| a.hide(true)),
@@ -378,9 +381,10 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling and label sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
+    /// Worker threads (default and 0: all available cores; at most 4 × the cores). config.json
+    /// records the number used.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Run directory for config.json, metrics.csv, charts and checkpoints.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
@@ -392,8 +396,8 @@ pub struct TrainArgs {
     /// Also write the checkpoint every N steps (0: only at the end of each epoch).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
-    /// Log metrics every N steps.
-    #[arg(long, default_value_t = 50)]
+    /// Log metrics (a `step` row of metrics.csv: the mean loss of the last N steps) every N steps.
+    #[arg(long, default_value_t = 10)]
     pub log_every: u64,
     /// No progress bar.
     #[arg(long)]
@@ -407,6 +411,14 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The worker threads a run uses: `--threads`, with absent or 0 meaning every available core.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            None | Some(0) => super::checks::available_cores(),
+            Some(n) => n,
+        }
+    }
+
     /// The split each epoch is evaluated on: "validation" under `--holdout`, else "test".
     pub fn eval_split(&self) -> &'static str {
         if self.holdout > 0 {

@@ -4,7 +4,7 @@
 
 use super::args::{CompareArgs, TrainArgs};
 use super::charts::{self, Curves};
-use super::{optimizer, run_dir, train};
+use super::{checks, optimizer, run_dir, say, train};
 use std::fmt::Write as _;
 use std::path::Path;
 use tekfac::checkpoint::write_atomic;
@@ -79,13 +79,20 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if a.optimizers.is_empty() {
         return Err(Error::invalid("compare", "--optimizers lists no optimizer"));
     }
-    tekfac::set_threads(a.train.threads);
+    checks::compare(&a)?;
+    tekfac::set_threads(a.train.thread_count());
     let out = a.train.out.clone();
     let mut runs = Vec::new();
     let mut settings = Vec::new();
     for &optimizer in &a.optimizers {
         let name = optimizer.name();
-        println!("== {name} ==");
+        // NOTE: under --json, stdout carries the runs' JSON lines only.
+        let head = format!("== {name} ==");
+        if a.train.json {
+            eprintln!("{head}");
+        } else {
+            say(&head)?;
+        }
         let args = a.train_args(optimizer);
         settings.push(Settings::of(&args));
         // NOTE: a diverged run is a result too (the table reports it), not a reason to stop.
@@ -111,9 +118,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
     write_atomic(&out.join("results.md"), md.as_bytes())?;
     write_atomic(&out.join("results.csv"), csv(&rows).as_bytes())?;
     charts::write_curves(&out, &runs, true, a.train.eval_split())?;
-    println!("\n{md}");
     let dir = out.display();
-    println!("results in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
+    let summary =
+        format!("\n{md}\nresults in {dir}/results.md, {dir}/results.csv and {dir}/*_vs_*.svg/.png");
+    if a.train.json {
+        eprintln!("{summary}");
+    } else {
+        say(&summary)?;
+    }
     // NOTE: the table is written either way; a comparison in which nothing trained is a failure.
     if runs.iter().all(|(label, _)| label.ends_with("(diverged)")) {
         return Err(Error::NonFinite {
@@ -152,7 +164,7 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
         t.batch_size,
         t.seed,
         t.train_limit,
-        t.threads,
+        t.thread_count(),
         Path::new(&t.out).display()
     );
     let eval = t.eval_split();

@@ -19,10 +19,13 @@ pub fn load(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
         let test = dataset::load(&args.dataset, Split::Test, &source)?;
         (train, test)
     };
-    let train = if args.train_limit > 0 {
-        train.take(args.train_limit)
-    } else {
-        train
+    let train = match args.train_limit {
+        0 => train,
+        n if n <= train.len() => train.take(n),
+        n => {
+            let allowed = format!("0 for all, or 1 to the {} training examples", train.len());
+            return Err(super::checks::out_of_range("--train-limit", n, &allowed));
+        }
     };
     Ok((train, test))
 }

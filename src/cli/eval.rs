@@ -1,7 +1,7 @@
 //! `tekfac eval`: the loss and accuracy of a run's checkpoint on a split.
 
 use super::args::{EvalArgs, SplitName, TrainArgs};
-use super::{data, models, run_dir};
+use super::{data, models, run_dir, say};
 use tekfac::checkpoint::load_params;
 use tekfac::dataset::{self, DataSource, Dataset, Split};
 use tekfac::train::{Task, evaluate};
@@ -10,7 +10,7 @@ use tekfac::{Error, ParamStore, Result};
 /// Loads the run's config and weights, evaluates, prints one line.
 pub fn run(a: EvalArgs) -> Result<()> {
     let args = run_dir::load_config(&a.run)?;
-    tekfac::set_threads(args.threads);
+    tekfac::set_threads(0);
     let source = DataSource {
         dir: a.data_dir.clone().or(args.data_dir.clone()),
         verify: !args.no_verify,
@@ -23,6 +23,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         SplitName::Test => ("test", dataset::load(&args.dataset, Split::Test, &source)?),
         SplitName::Validation => ("validation", held_out(&args, &source)?),
     };
+    if data.is_empty() {
+        return Err(Error::Data(format!(
+            "the {split} split of {} holds no examples",
+            args.dataset
+        )));
+    }
     let mut params = ParamStore::<f32>::seeded(args.seed);
     let (model, task) = models::build(&args, &mut params, data.pixels(), data.classes())?;
     load_params(&a.run.join("weights.safetensors"), &mut params)?;
@@ -32,20 +38,26 @@ pub fn run(a: EvalArgs) -> Result<()> {
         &params,
         data::eval_batches(&data, 1000),
     )?;
-    match task {
-        Task::Classify => println!(
+    if !loss.is_finite() {
+        return Err(Error::NonFinite {
+            what: format!("the {split} loss of the weights in {}", a.run.display()),
+            step: None,
+        });
+    }
+    let line = match task {
+        Task::Classify => format!(
             "{} {split}: loss {loss:.4}, accuracy {:.2}% ({} examples)",
             args.dataset,
             100.0 * acc,
             data.len()
         ),
-        Task::Autoencode => println!(
+        Task::Autoencode => format!(
             "{} {split}: reconstruction loss {loss:.4} ({} examples)",
             args.dataset,
             data.len()
         ),
-    }
-    Ok(())
+    };
+    say(&line)
 }
 
 /// The examples a `--holdout` run held out (the last `holdout` of the training split).

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod charts;
+mod checks;
 mod compare;
 mod data;
 mod eval;
@@ -33,7 +34,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download(a),
         Command::Compare(a) => compare::run(*a),
-        Command::Inspect(a) => inspect::run(a),
+        Command::Inspect(a) => checks::inspect(&a).and_then(|()| inspect::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,6 +43,8 @@ pub fn main() -> ExitCode {
             // NOTE: exit code 2 for problems the user fixes on the command line or on disk
             // (missing data, bad checkpoint), 1 for everything that happened while running.
             match e {
+                // NOTE: a closed stdout (the reader of a pipe has gone) happened while running.
+                Error::Io { ref path, .. } if path == "stdout" => ExitCode::FAILURE,
                 Error::Data(_)
                 | Error::Checkpoint(_)
                 | Error::Io { .. }
@@ -52,6 +55,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints one line on stdout; a closed stdout (`tekfac train --json | head -1`) is an error
+/// that stops the command instead of a panic.
+pub fn say(line: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("stdout", e))
+}
+
 fn download(a: DownloadArgs) -> Result<()> {
     let kind: tekfac::dataset::DatasetKind = a.name.parse()?;
     let dir = tekfac::dataset::download::download(
@@ -60,6 +73,5 @@ fn download(a: DownloadArgs) -> Result<()> {
         tekfac::dataset::download::default_mirrors(kind),
         true,
     )?;
-    println!("{} is ready in {}", a.name, dir.display());
-    Ok(())
+    say(&format!("{} is ready in {}", a.name, dir.display()))
 }

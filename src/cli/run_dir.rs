@@ -3,6 +3,7 @@
 
 use super::args::TrainArgs;
 use super::charts::{self, Curves};
+use super::say;
 use std::path::{Path, PathBuf};
 use tekfac::checkpoint::{
     TensorDict, load_params, read_dict, save_params, write_atomic, write_dict,
@@ -75,6 +76,16 @@ impl RunDir {
             path: path.to_path_buf(),
         };
         if !resuming {
+            // NOTE: a new run replaces the run that was in the folder; its checkpoint must not
+            // pass for this run's.
+            for stale in ["weights.safetensors", "optimizer.safetensors"] {
+                match std::fs::remove_file(path.join(stale)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(path.join(stale), e));
+                    }
+                    _ => {}
+                }
+            }
             let mut config =
                 serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
             config["crate_version"] = env!("CARGO_PKG_VERSION").into();
@@ -136,13 +147,23 @@ impl RunDir {
             args.eval_split(),
         )?;
         let dir = self.path.display();
-        println!(
-            "run saved in {dir}/ (config.json, metrics.csv, weights.safetensors, loss_vs_epoch.png/.svg)"
-        );
-        println!(
-            "next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help",
-            args.dataset
-        );
+        let lines = [
+            format!(
+                "run saved in {dir}/ (config.json, metrics.csv, weights.safetensors, loss_vs_epoch.png/.svg)"
+            ),
+            format!(
+                "next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help",
+                args.dataset
+            ),
+        ];
+        for line in lines {
+            // NOTE: under --json, stdout carries JSON lines only.
+            if args.json {
+                eprintln!("{line}");
+            } else {
+                say(&line)?;
+            }
+        }
         Ok(())
     }
 }
@@ -196,15 +217,16 @@ pub fn load_checkpoint(
 }
 
 /// Prints a metrics row as one JSON object when `--json` is on.
-pub fn json_line(args: &TrainArgs, row: &Row) {
+pub fn json_line(args: &TrainArgs, row: &Row) -> Result<()> {
     if args.json {
         let v = serde_json::json!({
             "kind": row.kind, "epoch": row.epoch, "step": row.step, "seconds": row.seconds,
             "train_loss": row.train_loss, "test_loss": row.test_loss, "test_accuracy": row.test_accuracy,
             "grad_norm": row.grad_norm, "update_norm": row.update_norm, "lr": row.lr,
         });
-        println!("{v}");
+        say(&v.to_string())?;
     }
+    Ok(())
 }
 
 /// The per-epoch curves of a run directory's `metrics.csv` (its `epoch` rows).

@@ -1,7 +1,7 @@
 //! `tekfac train`: the visible training loop with progress, metrics, checkpoints and resume.
 
 use super::args::{ScheduleName, TrainArgs};
-use super::{data, models, optimizer, run_dir};
+use super::{checks, data, models, optimizer, run_dir, say};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use tekfac::dataset::Augment;
@@ -12,7 +12,8 @@ use tekfac::{Error, ParamStore, Result};
 
 /// Runs `tekfac train` to completion (or divergence).
 pub fn run(args: TrainArgs) -> Result<()> {
-    tekfac::set_threads(args.threads);
+    checks::train(&args)?;
+    tekfac::set_threads(args.thread_count());
     train(args)
 }
 
@@ -26,20 +27,27 @@ pub fn train(args: TrainArgs) -> Result<()> {
         ),
         None => (args, None),
     };
+    checks::train(&args)?;
+    let args = resolved(args);
     let (train, test) = data::load(&args)?;
+    checks::against_data(&args, &train, &test)?;
     let augment = Augment {
         flip: args.flip,
         shift: args.shift,
     };
-    augment.check(train.rows(), train.cols())?;
+    augment
+        .check(train.rows(), train.cols())
+        .map_err(|e| Error::invalid("--shift", e.to_string()))?;
     let mut params = ParamStore::<f32>::seeded(args.seed);
     let (model, task) = models::build(&args, &mut params, train.pixels(), train.classes())?;
     let mut opt = optimizer::build(&args, &params)?;
-    let run = run_dir::RunDir::create(&args.out, &args, resume.is_some())?;
     let mut pos = match &resume {
         Some(dir) => run_dir::load_checkpoint(dir, &mut params, opt.as_mut())?,
         None => run_dir::Position::default(),
     };
+    // The last checkpoint on disk, `(epoch, step)`, for an honest message if training stops.
+    let mut saved = resume.as_ref().map(|_| (pos.epoch, pos.step));
+    let run = run_dir::RunDir::create(&args.out, &args, resume.is_some())?;
     let steps_per_epoch =
         Batches::new(train.len(), args.batch_size, args.seed, 0, LastBatch::Drop)?.len() as u64;
     let schedule = lr_schedule(&args, steps_per_epoch);
@@ -77,21 +85,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 pos.step,
             ) {
                 Ok(s) => s,
-                Err(Error::NonFinite { what, step }) => {
+                Err(e) => {
                     bar.abandon();
-                    let dir = run.path().display();
-                    let what = format!(
-                        "{what} (training stopped; the last good checkpoint in {dir} is kept)"
-                    );
-                    return Err(Error::NonFinite { what, step });
+                    return Err(stopped(e, run.path(), saved.as_ref()));
                 }
-                Err(e) => return Err(e),
             };
             pos.step += 1;
             pos.batch += 1;
-            if args.checkpoint_every > 0 && pos.step % args.checkpoint_every == 0 {
-                run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
-            }
             pos.epoch_loss.add(stats.loss);
             pos.window_loss.add(stats.loss);
             bar.inc(1);
@@ -109,7 +109,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     ..Default::default()
                 };
                 metrics.write(&row)?;
-                run_dir::json_line(&args, &row);
+                run_dir::json_line(&args, &row)?;
+            }
+            if args.checkpoint_every > 0 && pos.step % args.checkpoint_every == 0 {
+                run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
+                saved = Some((pos.epoch, pos.step));
             }
         }
         let (test_loss, acc) = evaluate(
@@ -132,8 +136,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
             ..Default::default()
         };
         metrics.write(&row)?;
-        run_dir::json_line(&args, &row);
+        run_dir::json_line(&args, &row)?;
         run.save_checkpoint(&params, opt.as_ref(), &pos.with_seconds(elapsed(&pos)))?;
+        saved = Some((pos.epoch, pos.step));
         let acc_text = if task == Task::Classify {
             format!("  {eval} accuracy {:.2}%", 100.0 * acc)
         } else {
@@ -145,11 +150,34 @@ pub fn train(args: TrainArgs) -> Result<()> {
         );
         if !args.json {
             // NOTE: suspend (not println) so the line also shows when stdout is not a terminal.
-            bar.suspend(|| println!("{line}"));
+            bar.suspend(|| say(&line))?;
         }
     }
     bar.finish_and_clear();
     run.finish(&args)
+}
+
+/// The arguments with every default resolved to the value used (learning rate, damping,
+/// threads), so that config.json records what the run really did.
+fn resolved(args: TrainArgs) -> TrainArgs {
+    TrainArgs {
+        lr: Some(optimizer::lr(&args)),
+        damping: optimizer::damping(&args),
+        threads: Some(args.thread_count()),
+        ..args
+    }
+}
+
+/// `e`, after telling on stderr where training stopped and which checkpoint of `dir` is kept.
+fn stopped(e: Error, dir: &std::path::Path, saved: Option<&(usize, u64)>) -> Error {
+    let dir = dir.display();
+    match saved {
+        Some((epoch, step)) => eprintln!(
+            "training stopped; the last checkpoint in {dir} (step {step}, {epoch} epochs done) is kept"
+        ),
+        None => eprintln!("training stopped before its first checkpoint; {dir} holds none"),
+    }
+    e
 }
 
 /// The saved configuration, with the flags that may change on resume taken from `now`.

@@ -106,9 +106,10 @@ fn load_files(
     // NOTE: hashing and converting are independent passes over 47 MB; run them side by side.
     let (checked, pixels) = rayon::join(
         || verify_files(files, &images, &labels, verify),
-        || images.data().iter().map(|&b| b as f32 / 255.0).collect(),
+        || to_unit_floats(images.data(), &files.images),
     );
     checked?;
+    let pixels = pixels?;
     Dataset::new(
         name,
         pixels,
@@ -117,6 +118,21 @@ fn load_files(
         cols,
         class_names,
     )
+}
+
+/// Pixels `0..=255` as f32 in `[0, 1]`; a clear error when their memory is not available.
+fn to_unit_floats(bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
+    let mut pixels = Vec::new();
+    pixels.try_reserve_exact(bytes.len()).map_err(|_| {
+        Error::Data(format!(
+            "{}: not enough memory for its {} pixels as f32 ({} bytes)",
+            path.display(),
+            bytes.len(),
+            4 * bytes.len()
+        ))
+    })?;
+    pixels.extend(bytes.iter().map(|&b| b as f32 / 255.0));
+    Ok(pixels)
 }
 
 /// Checks ranks, counts and label range; returns `(rows, cols)`.

@@ -52,6 +52,10 @@ impl NaturalGradient {
                 "intervals must be at least 1",
             ));
         }
+        if !(0.0..=1.0).contains(&config.decay) {
+            let msg = format!("decay must lie in [0, 1], got {}", config.decay);
+            return Err(Error::invalid("NaturalGradient", msg));
+        }
         let layers = params.layers().to_vec();
         let in_layer = |id: ParamId| layers.iter().any(|l| l.weight == id || l.bias == Some(id));
         let loose: Vec<(ParamId, String)> = params

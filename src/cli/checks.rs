@@ -1,0 +1,141 @@
+//! Range checks of every numeric flag, run before any file is read or written.
+//!
+//! Each check names the flag, the value it got and the range it allows, so a refusal reads
+//! `--lr: -0.1 is out of range (allowed: a finite number > 0)` and exits with code 2. Checks
+//! that need the data (the batch size against the training set) are in [`against_data`].
+
+use super::args::{CompareArgs, InspectArgs, OptimizerName, TrainArgs};
+use tekfac::dataset::Dataset;
+use tekfac::{Error, Result};
+
+/// The refusal of `value` for `flag`, with the `allowed` range in words.
+pub fn out_of_range(flag: &'static str, value: impl std::fmt::Display, allowed: &str) -> Error {
+    Error::invalid(
+        flag,
+        format!("{value} is out of range (allowed: {allowed})"),
+    )
+}
+
+/// `Ok` when `ok`, else [`out_of_range`].
+fn check(flag: &'static str, value: impl std::fmt::Display, ok: bool, allowed: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(out_of_range(flag, value, allowed))
+    }
+}
+
+fn positive(flag: &'static str, v: f64) -> Result<()> {
+    check(flag, v, v.is_finite() && v > 0.0, "a finite number > 0")
+}
+
+fn non_negative(flag: &'static str, v: f64) -> Result<()> {
+    check(flag, v, v.is_finite() && v >= 0.0, "a finite number ≥ 0")
+}
+
+fn at_least_one(flag: &'static str, v: u64) -> Result<()> {
+    check(flag, v, v >= 1, "an integer ≥ 1")
+}
+
+/// The largest `--threads`: 4 × the available cores (more only adds scheduling overhead; about
+/// 1,000 threads made a run hang).
+pub fn max_threads() -> usize {
+    4 * available_cores()
+}
+
+/// The cores this process may use (1 when the system cannot tell).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Every flag of `tekfac train` that can be checked without the data.
+pub fn train(a: &TrainArgs) -> Result<()> {
+    if let Some(lr) = a.lr {
+        positive("--lr", lr)?;
+    }
+    let m = a.momentum;
+    check("--momentum", m, (0.0..1.0).contains(&m), "0 ≤ μ < 1")?;
+    if let Some(d) = a.damping {
+        positive("--damping", d)?;
+    }
+    if let Some(k) = a.kl_clip {
+        positive("--kl-clip", k)?;
+    }
+    let natural = !matches!(a.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
+    for (flag, given) in [
+        ("--damping", a.damping.is_some()),
+        ("--kl-clip", a.kl_clip.is_some()),
+    ] {
+        if given && !natural {
+            return Err(Error::invalid(
+                flag,
+                format!(
+                    "applies to kfac, ekfac, tkfac and tekfac, not to --optimizer {}",
+                    a.optimizer.name()
+                ),
+            ));
+        }
+    }
+    let rho = a.ema_decay;
+    check("--ema-decay", rho, (0.0..1.0).contains(&rho), "0 ≤ ρ < 1")?;
+    at_least_one("--stats-interval", a.stats_interval)?;
+    at_least_one("--eigen-interval", a.eigen_interval)?;
+    at_least_one("--scale-interval", a.scale_interval)?;
+    at_least_one("--fisher-samples", a.fisher_samples as u64)?;
+    non_negative("--conv-damping-floor", a.conv_damping_floor)?;
+    non_negative("--weight-decay", a.weight_decay)?;
+    positive("--gamma", a.gamma)?;
+    at_least_one("--epochs", a.epochs as u64)?;
+    at_least_one("--batch-size", a.batch_size as u64)?;
+    at_least_one("--log-every", a.log_every)?;
+    if let Some(t) = a.threads {
+        let max = max_threads();
+        let allowed = format!(
+            "0 for all cores, or 1 to {max}: 4 × the {} cores of this machine",
+            available_cores()
+        );
+        check("--threads", t, t <= max, &allowed)?;
+    }
+    Ok(())
+}
+
+/// The flags of `tekfac compare`: the training flags and the comparison's own.
+pub fn compare(a: &CompareArgs) -> Result<()> {
+    train(&TrainArgs {
+        // NOTE: --damping applies to the natural-gradient runs of the comparison only.
+        optimizer: OptimizerName::Tekfac,
+        ..a.train.clone()
+    })?;
+    let t = a.target_accuracy;
+    check(
+        "--target-accuracy",
+        t,
+        (0.0..=1.0).contains(&t),
+        "0 ≤ a ≤ 1",
+    )
+}
+
+/// The flags of `tekfac inspect`.
+pub fn inspect(a: &InspectArgs) -> Result<()> {
+    at_least_one("--hidden", a.hidden as u64)?;
+    at_least_one("--batch-size", a.batch_size as u64)
+}
+
+/// The checks that need the loaded data: a batch must fit the training set and the
+/// evaluation split must hold examples.
+pub fn against_data(a: &TrainArgs, train: &Dataset, eval: &Dataset) -> Result<()> {
+    let n = train.len();
+    let allowed = format!("1 to the {n} training examples");
+    check("--batch-size", a.batch_size, a.batch_size <= n, &allowed)?;
+    if eval.is_empty() {
+        return Err(Error::invalid(
+            "--dataset",
+            format!(
+                "the {} split of {} holds no examples, so there is nothing to evaluate on",
+                a.eval_split(),
+                a.dataset
+            ),
+        ));
+    }
+    Ok(())
+}
