@@ -7,9 +7,10 @@
 //! its layers register their parameters in a `ParamStore` under dotted names.
 
 use std::time::Instant;
-use tekfac::dataset::{self, DataSource, Dataset, LastBatch, Split};
+use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::{Activation, Linear, Module};
 use tekfac::optim::{Optimizer, Sgd, SgdConfig};
+use tekfac::train::{Task, evaluate};
 use tekfac::{ParamStore, Result, Tape, Var};
 
 /// `784 → 128 → 10` with ReLU. Layers keep only parameter ids, so the struct is tiny.
@@ -34,23 +35,6 @@ impl Module<f32> for Mlp {
         let h = tape.relu(h);
         self.fc2.forward(tape, h) // logits
     }
-}
-
-/// Test accuracy, on a no-grad tape (values only, no graph kept).
-fn accuracy(model: &Mlp, params: &ParamStore<f32>, data: &Dataset) -> Result<f64> {
-    let mut hits = 0;
-    for batch in data.batches(1000, 0, 0, LastBatch::Keep)? {
-        let mut tape = Tape::no_grad(params);
-        let x = tape.input(batch.images);
-        let logits = model.forward(&mut tape, x)?;
-        let predicted = tape.value(logits).argmax_rows();
-        hits += predicted
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, y)| p == y)
-            .count();
-    }
-    Ok(hits as f64 / data.len() as f64)
 }
 
 fn main() -> Result<()> {
@@ -87,11 +71,15 @@ fn main() -> Result<()> {
             sum += pass.loss;
             steps += 1;
         }
+        // Test loss and accuracy on no-grad tapes (values only, no graph kept).
+        let test_batches = test.batches(1000, 0, 0, LastBatch::Keep)?;
+        let test_batches = test_batches.map(|b| Ok((b.images, b.labels)));
+        let (_, accuracy) = evaluate(&model, Task::Classify, &params, test_batches)?;
         println!(
             "epoch {}  train loss {:.4}  test accuracy {:.2}%  ({:.1} s)",
             epoch + 1,
             sum / steps as f64,
-            100.0 * accuracy(&model, &params, &test)?,
+            100.0 * accuracy,
             clock.elapsed().as_secs_f64()
         );
     }

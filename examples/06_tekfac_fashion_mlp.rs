@@ -13,27 +13,11 @@
 //!    (every 10) → `U = Q_Ψ[(Q_Ψᵀ ∇W̄ Q_Φ) ⊘ (Θ + λ)]Q_Φᵀ` → momentum (docs/math.md, TEKFAC).
 
 use std::time::Instant;
-use tekfac::dataset::{self, DataSource, Dataset, LastBatch, Split};
+use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::{Mlp, Module};
 use tekfac::optim::{NaturalGradient, NgConfig, Optimizer, Variant};
+use tekfac::train::{Task, evaluate};
 use tekfac::{ParamStore, Result, Tape};
-
-/// Test accuracy on a no-grad tape.
-fn accuracy(model: &Mlp, params: &ParamStore<f32>, data: &Dataset) -> Result<f64> {
-    let mut hits = 0;
-    for batch in data.batches(1000, 0, 0, LastBatch::Keep)? {
-        let mut tape = Tape::no_grad(params);
-        let x = tape.input(batch.images);
-        let logits = model.forward(&mut tape, x)?;
-        let predicted = tape.value(logits).argmax_rows();
-        hits += predicted
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, y)| p == y)
-            .count();
-    }
-    Ok(hits as f64 / data.len() as f64)
-}
 
 fn main() -> Result<()> {
     let source = DataSource::default();
@@ -96,12 +80,15 @@ fn main() -> Result<()> {
             count += 1;
             step += 1;
         }
+        let test_batches = test.batches(1000, 0, 0, LastBatch::Keep)?;
+        let test_batches = test_batches.map(|b| Ok((b.images, b.labels)));
+        let (_, accuracy) = evaluate(&model, Task::Classify, &params, test_batches)?;
         println!(
             "epoch {}: train loss {:.4}, test accuracy {:.2}% ({:.1} s; statistics {t_stats:.1} s, \
              eigenbases {t_eigen:.1} s, preconditioning {t_precondition:.1} s)",
             epoch + 1,
             sum / count as f64,
-            100.0 * accuracy(&model, &params, &test)?,
+            100.0 * accuracy,
             clock.elapsed().as_secs_f64(),
         );
     }

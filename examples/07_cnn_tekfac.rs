@@ -18,29 +18,13 @@
 //! A CNN step costs ~0.2 s on 2 cores, so this trains 100 steps (1.3 epochs of the subset).
 
 use std::time::Instant;
-use tekfac::dataset::{self, DataSource, Dataset, LastBatch, Split};
+use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::{Cnn, Module};
 use tekfac::optim::{NaturalGradient, NgConfig, Optimizer, Variant};
+use tekfac::train::{Task, evaluate};
 use tekfac::{ParamStore, Result, Tape};
 
 const STEPS: u64 = 100;
-
-/// Test accuracy on a no-grad tape.
-fn accuracy(model: &Cnn, params: &ParamStore<f32>, data: &Dataset) -> Result<f64> {
-    let mut hits = 0;
-    for batch in data.batches(500, 0, 0, LastBatch::Keep)? {
-        let mut tape = Tape::no_grad(params);
-        let x = tape.input(batch.images);
-        let logits = model.forward(&mut tape, x)?;
-        let predicted = tape.value(logits).argmax_rows();
-        hits += predicted
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, y)| p == y)
-            .count();
-    }
-    Ok(hits as f64 / data.len() as f64)
-}
 
 fn main() -> Result<()> {
     let source = DataSource::default();
@@ -106,10 +90,13 @@ fn main() -> Result<()> {
             step += 1;
         }
     }
+    let seconds = clock.elapsed().as_secs_f64();
+    let test_batches = test.batches(500, 0, 0, LastBatch::Keep)?;
+    let test_batches = test_batches.map(|b| Ok((b.images, b.labels)));
+    let (_, accuracy) = evaluate(&model, Task::Classify, &params, test_batches)?;
     println!(
-        "after {STEPS} steps ({:.1} s): test accuracy {:.2}%",
-        clock.elapsed().as_secs_f64(),
-        100.0 * accuracy(&model, &params, &test)?
+        "after {STEPS} steps ({seconds:.1} s): test accuracy {:.2}%",
+        100.0 * accuracy
     );
     Ok(())
 }
