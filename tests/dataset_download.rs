@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tekfac::dataset::download::download;
+use tekfac::dataset::download::{Progress, download};
 use tekfac::dataset::idx::{encode_idx, read_idx};
 use tekfac::dataset::{DataSource, FashionMnist, Mnist, Split};
 
@@ -154,7 +154,7 @@ fn downloads_verifies_and_skips_files_already_present() {
         "fashion-mnist-mini",
         dest.path(),
         &[&server.url("good")],
-        false,
+        |_| {},
     )
     .unwrap();
     assert_eq!(got, dest.path().join("fashion-mnist-mini"));
@@ -169,7 +169,7 @@ fn downloads_verifies_and_skips_files_already_present() {
         "fashion-mnist-mini",
         dest.path(),
         &[&server.url("good")],
-        true,
+        |_| {},
     )
     .unwrap();
     assert_eq!(
@@ -180,6 +180,43 @@ fn downloads_verifies_and_skips_files_already_present() {
 }
 
 #[test]
+fn each_transfer_reports_its_start_bytes_and_end() {
+    let (root, dest) = (mirrors(), tempfile::tempdir().unwrap());
+    let server = Server::start(root.path());
+    let mut events = Vec::new();
+    download(
+        "fashion-mnist-mini",
+        dest.path(),
+        &[&server.url("good")],
+        |e| events.push(e),
+    )
+    .unwrap();
+    let transfers: Vec<&[Progress]> = events
+        .split_inclusive(|e| *e == Progress::Finished)
+        .collect();
+    assert_eq!(transfers.len(), 4, "{events:?}");
+    for transfer in transfers {
+        let Progress::Started { url, total } = &transfer[0] else {
+            panic!("a transfer opens with Started: {transfer:?}");
+        };
+        let file = url.rsplit('/').next().unwrap();
+        let size = std::fs::metadata(root.path().join("good").join(file))
+            .unwrap()
+            .len();
+        assert_eq!(*total, Some(size), "{url}");
+        let received: Vec<u64> = transfer[1..transfer.len() - 1]
+            .iter()
+            .map(|e| match e {
+                Progress::Received(n) => *n,
+                other => panic!("unexpected {other:?} inside a transfer of {url}"),
+            })
+            .collect();
+        assert!(received.is_sorted(), "{url}: {received:?}");
+        assert_eq!(received.last(), Some(&size), "{url}: all bytes counted");
+    }
+}
+
+#[test]
 fn a_corrupt_file_is_rejected_and_the_next_mirror_used() {
     let (root, dest) = (mirrors(), tempfile::tempdir().unwrap());
     let server = Server::start(root.path());
@@ -187,7 +224,7 @@ fn a_corrupt_file_is_rejected_and_the_next_mirror_used() {
         "fashion-mnist-mini",
         dest.path(),
         &[&server.url("bad"), &server.url("good")],
-        false,
+        |_| {},
     )
     .unwrap();
     let requests = server.requests();
@@ -208,7 +245,7 @@ fn a_corrupt_file_from_the_only_mirror_is_not_left_behind() {
         "fashion-mnist-mini",
         dest.path(),
         &[&server.url("bad")],
-        false,
+        |_| {},
     )
     .unwrap_err()
     .to_string();
@@ -232,7 +269,7 @@ fn missing_files_and_unreachable_mirrors_give_clear_errors() {
         "fashion-mnist-mini",
         dest.path(),
         &[&server.url("nowhere")],
-        false,
+        |_| {},
     )
     .unwrap_err()
     .to_string();
@@ -247,7 +284,7 @@ fn missing_files_and_unreachable_mirrors_give_clear_errors() {
         "fashion-mnist-mini",
         dest.path(),
         &[&format!("http://127.0.0.1:{closed}/")],
-        false,
+        |_| {},
     )
     .unwrap_err()
     .to_string();
@@ -255,11 +292,11 @@ fn missing_files_and_unreachable_mirrors_give_clear_errors() {
         err.contains("are you offline?") && err.contains("cannot reach the mirror"),
         "{err}"
     );
-    let err = download("fashion-mnist-mini", dest.path(), &[], false)
+    let err = download("fashion-mnist-mini", dest.path(), &[], |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("no mirror is known"), "{err}");
-    let err = download("cifar", dest.path(), &[], false)
+    let err = download("cifar", dest.path(), &[], |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown data set \"cifar\""), "{err}");
@@ -274,7 +311,7 @@ fn downloads_real_mnist_from_a_local_mirror() {
     };
     let dest = tempfile::tempdir().unwrap();
     let server = Server::start(&PathBuf::from(data));
-    let got = download("mnist", dest.path(), &[&server.url("mnist")], false).unwrap();
+    let got = download("mnist", dest.path(), &[&server.url("mnist")], |_| {}).unwrap();
     assert_eq!(
         Mnist::load(Split::Test, &DataSource::from_dir(&got))
             .unwrap()

@@ -14,7 +14,9 @@ mod train;
 
 use args::{Cli, Command, DownloadArgs};
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
+use tekfac::dataset::download::Progress;
 use tekfac::{Error, Result};
 
 /// Parses the command line and runs the subcommand; `cargo run --release` with no arguments is
@@ -67,11 +69,28 @@ pub fn say(line: &str) -> Result<()> {
 
 fn download(a: DownloadArgs) -> Result<()> {
     let kind: tekfac::dataset::DatasetKind = a.name.parse()?;
+    let mut bar = ProgressBar::hidden();
     let dir = tekfac::dataset::download::download(
         &a.name,
         &a.root,
         tekfac::dataset::download::default_mirrors(kind),
-        true,
+        |event| show_download(&mut bar, event),
     )?;
     say(&format!("{} is ready in {}", a.name, dir.display()))
+}
+
+/// Draws a download's progress as a byte-count bar on stderr (hidden when it is no terminal).
+fn show_download(bar: &mut ProgressBar, event: Progress) {
+    match event {
+        Progress::Started { url, total } => {
+            *bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+            let template = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(url.rsplit('/').next().unwrap_or(&url).to_string());
+        }
+        Progress::Received(bytes) => bar.set_position(bytes),
+        Progress::Finished => bar.finish_and_clear(),
+    }
 }

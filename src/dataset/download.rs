@@ -4,13 +4,15 @@
 //! `GET <mirror>/F.gz` → `<dest>/F.gz.part` → decode and check the SHA-256 of its decompressed
 //! content → rename to `<dest>/F.gz`. A failed or corrupt download is deleted, so only verified
 //! files ever carry the final name. A file already present and verified is not fetched again.
+//! The library never prints: each transfer reports [`Progress`] to the caller, and the `tekfac
+//! download` command draws it as a progress bar.
 
 use super::checksum;
 use super::idx::read_idx;
 use super::kind::DatasetKind;
 use crate::error::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,10 +38,32 @@ pub fn default_mirrors(kind: DatasetKind) -> &'static [&'static str] {
     }
 }
 
+/// What a download reports while it runs, for the caller to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A transfer starts: the file's URL and its length, when the server sends one.
+    Started {
+        /// The URL being fetched.
+        url: String,
+        /// The length announced by the server, if any.
+        total: Option<u64>,
+    },
+    /// The bytes of the current transfer received so far.
+    Received(u64),
+    /// The current transfer ended, whether it succeeded or not.
+    Finished,
+}
+
 /// Downloads the four files of data set `name` into `<dest_root>/<name>/` and returns that
-/// folder. `mirrors` are base URLs tried in order (empty: [`default_mirrors`]); `progress` shows
-/// a progress bar on stderr. Errors name every mirror tried and why it failed.
-pub fn download(name: &str, dest_root: &Path, mirrors: &[&str], progress: bool) -> Result<PathBuf> {
+/// folder. `mirrors` are base URLs tried in order (empty: [`default_mirrors`]); `progress` is
+/// called with each transfer's [`Progress`] (`|_| {}` ignores it). Errors name every mirror tried
+/// and why it failed.
+pub fn download(
+    name: &str,
+    dest_root: &Path,
+    mirrors: &[&str],
+    mut progress: impl FnMut(Progress),
+) -> Result<PathBuf> {
     let kind: DatasetKind = name.parse()?;
     let mirrors = if mirrors.is_empty() {
         default_mirrors(kind)
@@ -55,7 +79,14 @@ pub fn download(name: &str, dest_root: &Path, mirrors: &[&str], progress: bool) 
     fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
     let agent = agent();
     for known in checksum::files_of(kind.name()) {
-        fetch_file(&agent, kind.name(), known.file, &dest, mirrors, progress)?;
+        fetch_file(
+            &agent,
+            kind.name(),
+            known.file,
+            &dest,
+            mirrors,
+            &mut progress,
+        )?;
     }
     Ok(dest)
 }
@@ -77,7 +108,7 @@ fn fetch_file(
     file: &str,
     dest: &Path,
     mirrors: &[&str],
-    progress: bool,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let target = dest.join(format!("{file}.gz"));
     if target.is_file() && verify(&target, dataset, file).is_ok() {
@@ -138,12 +169,12 @@ impl Fetch {
     }
 }
 
-/// Streams `url` into `part` (created or truncated), showing progress if asked.
+/// Streams `url` into `part` (created or truncated), reporting its progress.
 fn fetch_to(
     agent: &ureq::Agent,
     url: &str,
     part: &Path,
-    progress: bool,
+    progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(), Fetch> {
     let response = agent
         .get(url)
@@ -164,15 +195,23 @@ fn fetch_to(
             "response of {length:?} bytes exceeds the limit"
         ))));
     }
-    let bar = progress_bar(length, url, progress);
     let reader = response
         .into_body()
         .into_with_config()
         .limit(MAX_DOWNLOAD_BYTES)
         .reader();
     let mut out = fs::File::create(part).map_err(|e| Fetch::Failed(Error::io(part, e)))?;
-    let copied = std::io::copy(&mut bar.wrap_read(reader), &mut out);
-    bar.finish_and_clear();
+    progress(Progress::Started {
+        url: url.to_string(),
+        total: length,
+    });
+    let mut counted = Counted {
+        inner: reader,
+        received: 0,
+        progress: &mut *progress,
+    };
+    let copied = std::io::copy(&mut counted, &mut out);
+    progress(Progress::Finished);
     copied.map_err(|e| Fetch::Failed(Error::Data(format!("transfer failed: {e}"))))?;
     out.sync_all()
         .map_err(|e| Fetch::Failed(Error::io(part, e)))
@@ -184,16 +223,18 @@ fn verify(path: &Path, dataset: &str, file: &str) -> Result<()> {
     checksum::verify(dataset, file, &path.display().to_string(), idx.content())
 }
 
-/// A byte-count progress bar on stderr, or a hidden one.
-fn progress_bar(length: Option<u64>, url: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
+/// A reader that reports the bytes read through it so far as [`Progress::Received`].
+struct Counted<'a, R> {
+    inner: R,
+    received: u64,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.received += n as u64;
+        (self.progress)(Progress::Received(self.received));
+        Ok(n)
     }
-    let bar = length.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-    let template = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-    bar
 }
