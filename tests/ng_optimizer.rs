@@ -9,8 +9,6 @@ mod ng_common;
 use curvature_common::{EXACT, check, dense_solve, rel_err};
 use nalgebra::DMatrix;
 use ng_common::*;
-use std::path::Path;
-use std::process::Command;
 use tekfac::curvature::exact::per_example_gradients;
 use tekfac::curvature::{Damping, DampingSettings, Variant, network_damping};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
@@ -483,7 +481,8 @@ fn six_optimizers_train_on_a_real_mnist_slice() {
 }
 
 /// `train_loss` of every `step` row of a run's `metrics.csv`, as written (6 decimals).
-fn csv_losses(dir: &Path) -> Vec<String> {
+#[cfg(feature = "cli")]
+fn csv_losses(dir: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -496,6 +495,7 @@ fn csv_losses(dir: &Path) -> Vec<String> {
 }
 
 /// `(train_loss, grad_norm, update_norm)` of every step line of `--json` output (full precision).
+#[cfg(feature = "cli")]
 fn json_losses(stdout: &[u8]) -> Vec<(f64, f64, f64)> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -508,6 +508,7 @@ fn json_losses(stdout: &[u8]) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
+#[cfg(feature = "cli")] // runs the `tekfac` binary
 #[test]
 fn tekfac_losses_are_bit_identical_with_one_and_two_threads() {
     let Some(data_dir) = std::env::var_os("TEKFAC_DATA_DIR") else {
@@ -517,7 +518,7 @@ fn tekfac_losses_are_bit_identical_with_one_and_two_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |threads: &str| {
         let out = tmp.path().join(format!("threads-{threads}"));
-        let result = Command::new(env!("CARGO_BIN_EXE_tekfac"))
+        let result = std::process::Command::new(env!("CARGO_BIN_EXE_tekfac"))
             .env("TEKFAC_DATA_DIR", &data_dir)
             .args(["train", "--dataset", "mnist", "--train-limit", "2000"])
             .args([

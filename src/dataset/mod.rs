@@ -9,7 +9,8 @@
 //! - **Where data comes from**: [`locate`](mod@locate) searches an explicit folder, `$TEKFAC_DATA_DIR/<name>/`,
 //!   `./data/<name>/`, then the data set's own extra folder (the Debian package path for
 //!   Fashion-MNIST, the source tree for the embedded subset), and lists them all when it fails.
-//!   [`download::download`] fetches the four files of MNIST or Fashion-MNIST from public mirrors.
+//!   `download::download` (feature `download`, on by default) fetches the four files of MNIST
+//!   or Fashion-MNIST from public mirrors.
 //! - **What is trusted**: nothing in a file. The IDX reader checks the header against the real
 //!   length before reading, caps decompression, and returns an error naming the file and the
 //!   problem; the loaders check that images and labels agree; the SHA-256 of each known file's
@@ -39,6 +40,7 @@
 pub mod augment;
 pub mod batches;
 pub mod checksum;
+#[cfg(feature = "download")]
 pub mod download;
 pub mod idx;
 pub mod kind;
