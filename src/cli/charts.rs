@@ -1,7 +1,7 @@
 //! Charts (plotters, pure Rust): line charts of training curves as SVG and PNG, and heatmaps
 //! of Fisher blocks as PNG.
 //!
-//! Text is drawn with an embedded font (`src/cli/fonts/DejaVuSansMono.ttf`, registered with
+//! Text is drawn with an embedded font (`assets/fonts/DejaVuSansMono.ttf`, registered with
 //! plotters' `ab_glyph` feature), so no system font library is needed.
 
 use nalgebra::DMatrix;
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use tekfac::{Error, Result};
 
-/// DejaVu Sans Mono (Bitstream Vera licence, `src/cli/fonts/LICENSE`).
-static FONT: &[u8] = include_bytes!("../../src/cli/fonts/DejaVuSansMono.ttf");
+/// DejaVu Sans Mono (Bitstream Vera licence, `assets/fonts/LICENSE`).
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// One labelled line of a chart: `(x, y)` points in order.
