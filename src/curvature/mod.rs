@@ -63,6 +63,9 @@
 //! | `block.rs` | `CurvatureBlock` |
 //! | `state.rs` | checkpoint arrays |
 //! | `exact.rs` | brute-force Fisher, vec/Kronecker helpers (the test oracle) |
+//! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 |
+//! | `fast_factors.rs` | `factors.rs` in f32 GEMMs (f64 results) |
+//! | `fast_correction.rs` | `correction.rs` in f32 GEMMs (f64 results) |
 //!
 //! ```
 //! use tekfac::curvature::{CurvatureBlock, Damping, Variant};
@@ -92,6 +95,9 @@ mod damping;
 pub mod exact;
 mod factors;
 mod fast;
+mod fast_correction;
+mod fast_factors;
+mod fast_stats;
 mod rows;
 mod state;
 mod variant;
@@ -103,6 +109,9 @@ pub use correction::corrected_batch;
 pub use damping::{Damping, DampingSettings, DenseInCnn, beta, network_damping, trace_adaptive};
 pub use factors::KroneckerFactors;
 pub use fast::FastBasis;
-pub use rows::{CaptureRows, matrix_from_tensor};
+pub use fast_correction::{fast_corrected, fast_corrected_batch};
+pub use fast_factors::{fast_factors, fast_kfac, fast_tkfac};
+pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, gram, gram_with};
+pub use rows::{CaptureRows, RowLayout, matrix_from_tensor};
 pub use state::StateArray;
 pub use variant::Variant;

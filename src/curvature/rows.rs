@@ -29,43 +29,19 @@ impl CaptureRows {
     /// Errors when `a` or a `g` is not rank 2, when the row counts differ, when there is no
     /// sweep or no row, or when the rows do not split into whole examples.
     pub fn from_capture<F: Float>(capture: &LayerCapture<F>) -> Result<Self> {
+        let layout = RowLayout::of(capture)?;
         const OP: &str = "curvature capture";
         let a = matrix_from_tensor(&capture.a, OP)?;
-        let locations = capture.rows_per_example;
-        if capture.g.is_empty() {
-            return Err(Error::invalid(
-                OP,
-                "the capture holds no backpropagated sweep",
-            ));
-        }
-        if a.nrows() == 0 || locations == 0 || a.nrows() % locations != 0 {
-            let msg = format!(
-                "{} rows do not split into examples of {locations}",
-                a.nrows()
-            );
-            return Err(Error::invalid(OP, msg));
-        }
         let g = capture
             .g
             .iter()
-            .map(|g| {
-                let m = matrix_from_tensor(g, OP)?;
-                if m.nrows() != a.nrows() {
-                    let why = "a and g row counts differ";
-                    return Err(shape_error(OP, why, capture.a.shape(), g.shape()));
-                }
-                Ok(m)
-            })
+            .map(|g| matrix_from_tensor(g, OP))
             .collect::<Result<Vec<_>>>()?;
-        if g.windows(2).any(|w| w[0].ncols() != w[1].ncols()) {
-            return Err(Error::invalid(OP, "sweeps have different output widths"));
-        }
-        let examples = a.nrows() / locations;
         Ok(CaptureRows {
             a,
             g,
-            examples,
-            locations,
+            examples: layout.examples,
+            locations: layout.locations,
         })
     }
 
@@ -92,6 +68,63 @@ impl CaptureRows {
             return Err(shape_error(op, why, Shape::new(&[d_out, d_in_bar])?, got));
         }
         Ok(())
+    }
+}
+
+/// The row structure of a capture, checked: `R = N·T` rows of `ā: [R, d_in']` and of every
+/// sweep's `g: [R, d_out]`. Shared by the f64 rows above and the f32 statistics path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLayout {
+    /// `R = N·T`.
+    pub rows: usize,
+    /// `d_in'`.
+    pub d_in_bar: usize,
+    /// `d_out`.
+    pub d_out: usize,
+    /// `N`, the number of examples.
+    pub examples: usize,
+    /// `T`, rows per example.
+    pub locations: usize,
+}
+
+impl RowLayout {
+    /// Checks a capture's shapes.
+    ///
+    /// Errors when `a` or a `g` is not rank 2, when the row counts differ, when there is no
+    /// sweep or no row, when the sweeps differ in width, or when the rows do not split into
+    /// whole examples.
+    pub fn of<F: Float>(capture: &LayerCapture<F>) -> Result<Self> {
+        const OP: &str = "curvature capture";
+        let (rows, d_in_bar) = capture.a.shape().dims2(OP)?;
+        let locations = capture.rows_per_example;
+        let Some(first) = capture.g.first() else {
+            return Err(Error::invalid(
+                OP,
+                "the capture holds no backpropagated sweep",
+            ));
+        };
+        if rows == 0 || locations == 0 || rows % locations != 0 {
+            let msg = format!("{rows} rows do not split into examples of {locations}");
+            return Err(Error::invalid(OP, msg));
+        }
+        let (_, d_out) = first.shape().dims2(OP)?;
+        for g in &capture.g {
+            let (g_rows, g_cols) = g.shape().dims2(OP)?;
+            if g_rows != rows {
+                let why = "a and g row counts differ";
+                return Err(shape_error(OP, why, capture.a.shape(), g.shape()));
+            }
+            if g_cols != d_out {
+                return Err(Error::invalid(OP, "sweeps have different output widths"));
+            }
+        }
+        Ok(RowLayout {
+            rows,
+            d_in_bar,
+            d_out,
+            examples: rows / locations,
+            locations,
+        })
     }
 }
 

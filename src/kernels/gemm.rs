@@ -130,3 +130,72 @@ pub fn matmul<F: Float>(a: &Tensor<F>, ta: bool, b: &Tensor<F>, tb: bool) -> Res
     gemm_into(F::ONE, a, bm, F::ZERO, out.data_mut());
     Ok(out)
 }
+
+/// `c ← α·op(a[:, a_cols])·op(b[:, b_cols]) + β·c`: the same product on column ranges of the
+/// stored row-major matrices, read in place through their row stride (no copy). A gram `XᵀX`
+/// split into column panels multiplies only its upper block triangle this way.
+///
+/// # Panics
+/// When a range leaves its matrix, or the inner dimensions or `c`'s length do not match
+/// (callers check shapes first; reaching this panic is a bug).
+pub fn gemm_columns_into<F: Float>(
+    alpha: F,
+    a: MatRef<'_, F>,
+    a_cols: std::ops::Range<usize>,
+    b: MatRef<'_, F>,
+    b_cols: std::ops::Range<usize>,
+    beta: F,
+    c: &mut [F],
+) {
+    assert!(
+        a_cols.end <= a.cols && b_cols.end <= b.cols && !a_cols.is_empty() && !b_cols.is_empty(),
+        "gemm_columns_into: column ranges must be non-empty and inside their matrices"
+    );
+    let panel = |x: &MatRef<'_, F>, cols: &std::ops::Range<usize>| {
+        let width = cols.end - cols.start;
+        let (rows, cols_of_op) = if x.t {
+            (width, x.rows)
+        } else {
+            (x.rows, width)
+        };
+        let (rs, cs) = x.strides();
+        (rows, cols_of_op, rs, cs)
+    };
+    let (m, k, rsa, csa) = panel(&a, &a_cols);
+    let (k2, n, rsb, csb) = panel(&b, &b_cols);
+    assert_eq!(k, k2, "gemm_columns_into: inner dimensions must agree");
+    assert_eq!(
+        c.len(),
+        m * n,
+        "gemm_columns_into: output buffer must be m * n"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.iter_mut().for_each(|x| *x = beta * *x);
+        return;
+    }
+    // SAFETY: a column range `c0..c1` of a row-major `rows × cols` buffer starts at `data[c0]`
+    // and reads `data[r·cols + c0 + j]` for `r < rows`, `j < c1 − c0`: inside the buffer
+    // because `c1 ≤ cols` (asserted) and `data.len() = rows·cols` (MatRef::new); the strides
+    // are those of the whole matrix. `c` is a distinct `m × n` &mut borrow.
+    unsafe {
+        F::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr().add(a_cols.start),
+            rsa,
+            csa,
+            b.data.as_ptr().add(b_cols.start),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The batch estimate of EKFAC's `s*` (spec §4.1) and TEKFAC's `Θ` (spec §6.2 Eq. 3.2), formed
+//! from the f32 rows with f32 GEMMs summed in f64: the f32 twin of `correction.rs`.
+//!
+//! ```text
+//! batch = (1/N) Σ_n Σ_s (Q_Gᵀ DW_{n,s} Q_A)^∘2 = (1/N) Σ_n Σ_s (ĝ_{s,n}ᵀ â_n)^∘2    [d_out, d_in']
+//! â = ā Q_A,  ĝ_s = g_s Q_G                      (rows rotated once, in f32)
+//! dense (T = 1):  (1/N) Σ_s (ĝ_s^∘2)ᵀ (â^∘2)      one GEMM per block of rows and sweep
+//! conv  (T > 1):  (1/N) Σ_n Σ_s (ĝ_{s,n}ᵀ â_n)^∘2  one [d_out, T]·[T, d_in'] GEMM per example,
+//!                                                  cross-location terms kept (spec §1.6)
+//! ```
+//!
+//! The rows are rotated one block of whole examples (about [`ROW_BLOCK`] rows) at a time, so
+//! the rotated rows stay small and cache-resident; each block's result is added in f64. The
+//! sums are formed transposed, `[d_in', d_out]` row-major, which is the column-major storage
+//! of the `[d_out, d_in']` result. The basis comes as row-major f32 copies of `Q_A`
+//! (`[d_in', d_in']`) and `Q_G` (`[d_out, d_out]`).
+
+use super::fast_stats::{FastRows, ROW_BLOCK, row_blocks};
+use super::rows::RowLayout;
+use crate::autograd::LayerCapture;
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{MatRef, gemm_into};
+use nalgebra::DMatrix;
+
+/// `(1/N) Σ_n Σ_s (Q_Gᵀ DW_{n,s} Q_A)^∘2` of an f32 capture, `[d_out, d_in']` (EKFAC §3.2,
+/// TEKFAC Eq. 3.2); the f32 twin of [`corrected_batch`](super::corrected_batch).
+///
+/// Errors on a malformed capture (as [`FastRows::from_capture`]) and when `q_a` is not
+/// `d_in'²` or `q_g` not `d_out²` long.
+pub fn fast_corrected_batch(
+    capture: &LayerCapture<f32>,
+    q_a: &[f32],
+    q_g: &[f32],
+) -> Result<DMatrix<f64>> {
+    let rows = FastRows::from_capture(capture)?;
+    let l = rows.layout;
+    if q_a.len() != l.d_in_bar * l.d_in_bar || q_g.len() != l.d_out * l.d_out {
+        let msg = format!(
+            "basis of {} and {} entries for a [{}, {}] capture (need d_in'² = {} and d_out² = {})",
+            q_a.len(),
+            q_g.len(),
+            l.d_out,
+            l.d_in_bar,
+            l.d_in_bar * l.d_in_bar,
+            l.d_out * l.d_out
+        );
+        return Err(Error::invalid("fast_corrected_batch", msg));
+    }
+    Ok(fast_corrected(&rows, q_a, q_g))
+}
+
+/// [`fast_corrected_batch`] on checked rows.
+///
+/// # Panics
+/// When `q_a`, `q_g` do not fit the rows' widths (checked by [`fast_corrected_batch`]).
+pub fn fast_corrected(rows: &FastRows<'_>, q_a: &[f32], q_g: &[f32]) -> DMatrix<f64> {
+    let l = rows.layout;
+    let (d_in, d_out, t) = (l.d_in_bar, l.d_out, l.locations);
+    let block_rows = (ROW_BLOCK / t).max(1) * t;
+    let mut sum = vec![0.0f64; d_out * d_in];
+    let mut a_hat = vec![0f32; block_rows * d_in];
+    let mut g_hat = vec![0f32; block_rows * d_out];
+    let mut dw = vec![0f32; d_out * d_in];
+    for (a, r) in row_blocks(rows.a, d_in, block_rows) {
+        let b = r.len();
+        let a_hat = &mut a_hat[..b * d_in];
+        rotate(a, q_a, d_in, a_hat);
+        if t == 1 {
+            a_hat.iter_mut().for_each(|x| *x *= *x);
+        }
+        for g in &rows.g {
+            let g_hat = &mut g_hat[..b * d_out];
+            rotate(&g[r.start * d_out..r.end * d_out], q_g, d_out, g_hat);
+            if t == 1 {
+                rank_one_block(a_hat, g_hat, l, &mut dw, &mut sum);
+            } else {
+                per_example_block(a_hat, g_hat, l, &mut dw, &mut sum);
+            }
+        }
+    }
+    // NOTE: `sum` is `[d_in', d_out]` row-major, i.e. the column-major `[d_out, d_in']`.
+    let mut batch = DMatrix::from_vec(d_out, d_in, sum);
+    batch /= l.examples as f64;
+    batch
+}
+
+/// `x̂ = x Q` for a row-major block `x: [b, d]` and `q: [d, d]`.
+fn rotate(x: &[f32], q: &[f32], d: usize, out: &mut [f32]) {
+    let b = x.len() / d;
+    let (x, q) = (MatRef::new(x, b, d, false), MatRef::new(q, d, d, false));
+    gemm_into(1.0, x, q, 0.0, out);
+}
+
+/// Dense rows: `sumᵀ += (ĝ^∘2)ᵀ (â^∘2)`, with `a_sq = â^∘2` already squared; `g_hat` is
+/// squared here.
+fn rank_one_block(a_sq: &[f32], g_hat: &mut [f32], l: RowLayout, dw: &mut [f32], sum: &mut [f64]) {
+    let b = a_sq.len() / l.d_in_bar;
+    g_hat.iter_mut().for_each(|x| *x *= *x);
+    let (a_sq_t, g_sq) = (
+        MatRef::new(a_sq, b, l.d_in_bar, true),
+        MatRef::new(g_hat, b, l.d_out, false),
+    );
+    gemm_into(1.0, a_sq_t, g_sq, 0.0, dw);
+    sum.iter_mut()
+        .zip(dw.iter())
+        .for_each(|(s, &x)| *s += f64::from(x));
+}
+
+/// Conv rows: `sumᵀ += Σ_n (ĝ_nᵀ â_n)^∘2` over the whole examples of the block, each rotated
+/// per-example gradient squared in f64.
+fn per_example_block(a_hat: &[f32], g_hat: &[f32], l: RowLayout, dw: &mut [f32], sum: &mut [f64]) {
+    let (t, d_in, d_out) = (l.locations, l.d_in_bar, l.d_out);
+    let examples = a_hat
+        .chunks_exact(t * d_in)
+        .zip(g_hat.chunks_exact(t * d_out));
+    for (a_n, g_n) in examples {
+        let (a_n_t, g_n) = (
+            MatRef::new(a_n, t, d_in, true),
+            MatRef::new(g_n, t, d_out, false),
+        );
+        gemm_into(1.0, a_n_t, g_n, 0.0, dw);
+        sum.iter_mut().zip(dw.iter()).for_each(|(s, &x)| {
+            let x = f64::from(x);
+            *s += x * x;
+        });
+    }
+}

@@ -1,0 +1,224 @@
+//! The f32 statistics path (issue 16, lever 3): the batch estimates of `factors.rs` and
+//! `correction.rs`, formed with f32 GEMMs straight on the captured f32 rows and summed in f64,
+//! so a block can blend them into its f64 running averages. The f64 path stays the teaching
+//! code and the test oracle; `tests/curvature_fast_stats.rs` pins this one to it.
+//!
+//! Every statistic is a sum over the `R = N·T` captured rows (`T = 1` for dense layers):
+//!
+//! ```text
+//! Σ_r w_r x_r x_rᵀ   =  Σ_blocks  Xᵀ_b diag(w_b) X_b        f32 GEMM per block, + into f64
+//! ```
+//!
+//! * The rows are cut into blocks of [`ROW_BLOCK`] rows; each block's product is one f32 GEMM
+//!   (matrixmultiply accumulates ≤ 256 products in registers, then into the f32 block result),
+//!   and the block results are added in f64. An f32 sum of `k` terms carries a relative
+//!   error of order `√k·u` (`u = 2⁻²⁴ ≈ 6e-8`), so the 8192 rows of the CNN's conv2 never form
+//!   one long f32 sum.
+//! * A gram `XᵀX` is symmetric: it is split into column panels of at least [`PANEL`] columns
+//!   and only the upper block triangle is multiplied (`p(p+1)/2` of `p²` panel products: 2/3
+//!   of the FLOPs for conv2's 801 columns), then mirrored. The diagonal panels are symmetrised
+//!   `(M + Mᵀ)/2` like the f64 path, so the result is exactly symmetric.
+//! * Row norms `‖x_r‖²` (TKFAC's weights) are summed in f64.
+//!
+//! | file | job |
+//! |---|---|
+//! | `fast_stats.rs` | [`FastRows`] (the capture as f32 slices), the blocked gram |
+//! | `fast_factors.rs` | `A, G` or `δ, δΦ, δΨ` (the f32 twin of `factors.rs`) |
+//! | `fast_correction.rs` | `s*`/`Θ` batch (the f32 twin of `correction.rs`) |
+
+use super::rows::RowLayout;
+use crate::autograd::LayerCapture;
+use crate::error::Result;
+use crate::kernels::gemm::{MatRef, gemm_columns_into};
+use nalgebra::DMatrix;
+use std::ops::Range;
+
+/// Rows per f32 GEMM before its result is added into the f64 total.
+pub const ROW_BLOCK: usize = 1024;
+
+/// The narrowest column panel of a split gram (narrower panels would slow the GEMMs down).
+pub const PANEL: usize = 256;
+
+/// A capture's rows as borrowed row-major f32 slices, with its checked layout.
+#[derive(Clone, Debug)]
+pub struct FastRows<'c> {
+    /// `ā`, `[R, d_in']` row-major.
+    pub a: &'c [f32],
+    /// One `g`, `[R, d_out]` row-major, per backpropagated sweep.
+    pub g: Vec<&'c [f32]>,
+    /// Rows, widths, examples `N` and locations `T`.
+    pub layout: RowLayout,
+}
+
+impl<'c> FastRows<'c> {
+    /// Checks the capture's shapes (the same errors as
+    /// [`CaptureRows::from_capture`](super::CaptureRows::from_capture)) and borrows its rows.
+    pub fn from_capture(capture: &'c LayerCapture<f32>) -> Result<Self> {
+        let layout = RowLayout::of(capture)?;
+        Ok(FastRows {
+            a: capture.a.data(),
+            g: capture.g.iter().map(|g| g.data()).collect(),
+            layout,
+        })
+    }
+
+    /// `‖ā_r‖²` for every row, summed in f64.
+    pub fn a_norms_sq(&self) -> Vec<f64> {
+        row_norms_sq(self.a, self.layout.d_in_bar)
+    }
+
+    /// `Σ_s ‖g_{s,r}‖²` for every row, summed in f64.
+    pub fn g_norms_sq(&self) -> Vec<f64> {
+        let mut sum = vec![0.0; self.layout.rows];
+        for g in &self.g {
+            let norms = row_norms_sq(g, self.layout.d_out);
+            sum.iter_mut().zip(norms).for_each(|(s, x)| *s += x);
+        }
+        sum
+    }
+}
+
+/// `‖x_r‖²` of each row of a row-major `[R, cols]` buffer, in f64.
+fn row_norms_sq(x: &[f32], cols: usize) -> Vec<f64> {
+    x.chunks_exact(cols)
+        .map(|row| row.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+        .collect()
+}
+
+/// How [`gram`] cuts its work: rows per f32 GEMM and the narrowest column panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GramSplit {
+    /// Rows per f32 GEMM before the result is added in f64.
+    pub row_block: usize,
+    /// The narrowest column panel.
+    pub panel: usize,
+}
+
+impl GramSplit {
+    /// [`ROW_BLOCK`] rows, panels of at least [`PANEL`] columns.
+    pub const DEFAULT: GramSplit = GramSplit {
+        row_block: ROW_BLOCK,
+        panel: PANEL,
+    };
+    /// One f32 GEMM over all rows and columns (the benchmark's and tests' comparison).
+    pub const WHOLE: GramSplit = GramSplit {
+        row_block: usize::MAX,
+        panel: usize::MAX,
+    };
+}
+
+/// `scale · Σ_{x ∈ xs} Σ_r w_r x_r x_rᵀ` (`w_r = 1` without `weights`), `[cols, cols]`, for
+/// row-major `[R, cols]` buffers: f32 GEMMs over [`ROW_BLOCK`] rows, the upper block triangle
+/// only, summed in f64 (module docs). The f32 form of `factors.rs`' `aᵀa` and `weighted_gram`.
+///
+/// # Panics
+/// When a buffer is not `R·cols` long for the `R` of `weights` (callers check shapes).
+pub fn gram(xs: &[&[f32]], cols: usize, weights: Option<&[f64]>, scale: f64) -> DMatrix<f64> {
+    gram_with(xs, cols, weights, scale, GramSplit::DEFAULT)
+}
+
+/// [`gram`] with a chosen [`GramSplit`].
+pub fn gram_with(
+    xs: &[&[f32]],
+    cols: usize,
+    weights: Option<&[f64]>,
+    scale: f64,
+    split: GramSplit,
+) -> DMatrix<f64> {
+    let panels = panels(cols, split.panel);
+    let pairs: Vec<(usize, usize)> = (0..panels.len())
+        .flat_map(|i| (i..panels.len()).map(move |j| (i, j)))
+        .collect();
+    let widest = panels.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut scratch = vec![0f32; widest * widest];
+    let mut full = vec![0.0f64; cols * cols];
+    let mut scaled = Vec::new();
+    for x in xs {
+        for (block, r) in row_blocks(x, cols, split.row_block) {
+            let left = match weights {
+                None => block,
+                Some(w) => scale_rows(&mut scaled, block, cols, &w[r]),
+            };
+            let rows = block.len() / cols;
+            let lt = MatRef::new(left, rows, cols, true);
+            let right = MatRef::new(block, rows, cols, false);
+            for &(i, j) in &pairs {
+                let (pi, pj) = (panels[i].clone(), panels[j].clone());
+                let out = &mut scratch[..pi.len() * pj.len()];
+                gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
+                for (row, r) in out.chunks_exact(pj.len()).zip(pi) {
+                    let dst = &mut full[r * cols + pj.start..r * cols + pj.end];
+                    dst.iter_mut()
+                        .zip(row)
+                        .for_each(|(s, &x)| *s += f64::from(x));
+                }
+            }
+        }
+    }
+    symmetrise(&mut full, cols, &panels, scale);
+    // NOTE: symmetric, so the row-major buffer is also its column-major storage.
+    DMatrix::from_vec(cols, cols, full)
+}
+
+/// Column panels of at least `panel` columns (one panel for narrow matrices).
+fn panels(cols: usize, panel: usize) -> Vec<Range<usize>> {
+    let count = (cols / panel.max(1)).max(1);
+    (0..count)
+        .map(|p| p * cols / count..(p + 1) * cols / count)
+        .collect()
+}
+
+/// Consecutive blocks of at most `row_block` whole rows of a row-major `[R, cols]` buffer, with
+/// their row ranges.
+pub fn row_blocks(
+    x: &[f32],
+    cols: usize,
+    row_block: usize,
+) -> impl Iterator<Item = (&[f32], Range<usize>)> {
+    let step = row_block.max(1);
+    x.chunks(step.saturating_mul(cols).max(1))
+        .enumerate()
+        .map(move |(b, chunk)| {
+            let start = b.saturating_mul(step);
+            (chunk, start..start + chunk.len() / cols)
+        })
+}
+
+/// `diag(w) x` for a block of rows, into `out` (resized); returns the scaled block.
+fn scale_rows<'s>(out: &'s mut Vec<f32>, block: &[f32], cols: usize, w: &[f64]) -> &'s [f32] {
+    out.clear();
+    for (row, &w) in block.chunks_exact(cols).zip(w) {
+        let w = w as f32;
+        out.extend(row.iter().map(|&v| v * w));
+    }
+    out
+}
+
+/// Completes a row-major `[cols, cols]` buffer holding the upper panel blocks and scales it:
+/// diagonal blocks are symmetrised `(M + Mᵀ)/2`, off-diagonal ones mirrored, in 32 × 32 tiles
+/// so that the transposed accesses stay in cache.
+fn symmetrise(full: &mut [f64], cols: usize, panels: &[Range<usize>], scale: f64) {
+    const TILE: usize = 32;
+    let panel_of: Vec<usize> = panels
+        .iter()
+        .enumerate()
+        .flat_map(|(p, r)| r.clone().map(move |_| p))
+        .collect();
+    (0..cols).for_each(|r| full[r * cols + r] *= scale);
+    for r0 in (0..cols).step_by(TILE) {
+        for c0 in (r0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(cols) {
+                for c in c0.max(r + 1)..(c0 + TILE).min(cols) {
+                    let upper = full[r * cols + c];
+                    let x = if panel_of[r] == panel_of[c] {
+                        0.5 * (upper + full[c * cols + r])
+                    } else {
+                        upper
+                    };
+                    full[r * cols + c] = x * scale;
+                    full[c * cols + r] = x * scale;
+                }
+            }
+        }
+    }
+}
