@@ -6,8 +6,8 @@
 //! Then the whole network's TEKFAC statistics + re-scaling step with the layers on rayon (as
 //! the optimizer runs them) and one after another, and the f32 path's accuracy.
 //!
-//! Run: flock /tmp/tekfac-bench.lock cargo run --release --example bench_stats
-//!      [-- --threads 2] [--model mlp|cnn|both] [--rounds 7]
+//! Run: flock /tmp/tekfac-bench.lock cargo bench --bench stats -- [--threads 2]
+//!      [--model mlp|cnn|both] [--rounds 7]
 //!
 //! Each round times every (layer, step) f64 then f32, back to back; the figures are medians
 //! over rounds and the speed-ups medians of the per-round ratios with their range, so that a
