@@ -45,7 +45,9 @@ pub mod params;
 pub mod tensor;
 pub mod train;
 
-pub use autograd::{BackwardOutput, FisherType, Gradients, LayerCapture, SweepMode, Tape, Var};
+pub use autograd::{
+    BackwardOutput, FisherType, GradientRows, Gradients, LayerCapture, SweepMode, Tape, Var,
+};
 pub use error::{Error, Result};
 pub use params::{LayerId, LayerInfo, LayerKind, ParamId, ParamStore};
 pub use tensor::{Float, Shape, Tensor};

@@ -1,8 +1,9 @@
 //! The shortcuts of the natural-gradient hot path give the same updates as the plain path:
 //! rotating a dense gradient in from its low-rank rows `∇W̄ = gᵀā`, the cached f32 damped
-//! diagonal (dropped when `D` changes), and SGD-momentum for parameters outside every layer.
+//! diagonal of `FastBlock` (rebuilt when `D` or the damping changes), and SGD-momentum for
+//! parameters outside every layer.
 
-use tekfac::curvature::{CurvatureBlock, Damping, Variant};
+use tekfac::curvature::{CurvatureBlock, Damping, FastBasis, FastBlock, Variant};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
 use tekfac::optim::{NaturalGradient, NgConfig, Optimizer};
 use tekfac::tensor::seeded_rng;
@@ -74,11 +75,11 @@ fn update_differences(variant: Variant) -> Vec<f64> {
         fast.step(&mut ps_fast, &pass).unwrap();
         opt.step(&mut ps, &pass).unwrap();
         assert!(
-            opt.blocks()[0].low_rank_pays(32),
+            opt.fast_blocks()[0].low_rank_pays(32),
             "fc1 takes the low-rank way in"
         );
         assert!(
-            !opt.blocks()[1].low_rank_pays(32),
+            !opt.fast_blocks()[1].low_rank_pays(32),
             "fc2 keeps the full rotation"
         );
         let delta = |after: Vec<f32>| -> Vec<f32> {
@@ -121,12 +122,19 @@ fn fc1_capture(pass: &tekfac::BackwardOutput<f32>) -> &tekfac::LayerCapture<f32>
     pass.captures.iter().find(|c| c.layer.0 == 0).unwrap()
 }
 
+/// The hot path of `block` under `damping`.
+fn fast(block: &CurvatureBlock, damping: &Damping) -> FastBlock<f32> {
+    let mut fast = FastBlock::new(block);
+    fast.sync(block, damping).unwrap();
+    fast
+}
+
 #[test]
 fn low_rank_rows_are_the_tape_gradient_and_precondition_alike() {
     for v in Variant::ALL {
         let (block, pass) = fitted_fc1(v);
         let rows = pass.rows.iter().find(|c| c.layer.0 == 0).unwrap();
-        let (a, g) = (rows.a.data(), rows.g[0].data());
+        let (a, g) = (rows.a.data(), rows.g.data());
         let (n, o, i) = (32, 64, 785);
         // gᵀā reproduces [∂L/∂W | ∂L/∂b] exactly (up to f32 rounding).
         let mut grad = vec![0f32; o * i];
@@ -154,20 +162,24 @@ fn low_rank_rows_are_the_tape_gradient_and_precondition_alike() {
             "{v}: rows give the tape gradient"
         );
         let d = Damping::for_variant(v, 0.03);
-        let full = block.precondition_f32(&tape_grad, &d).unwrap();
-        let low = block.precondition_low_rank_f32(a, g, n, &d).unwrap();
+        let hot = fast(&block, &d);
+        let full = hot.precondition(&tape_grad).unwrap();
+        // Rotated in from the rows: (g Q_G)ᵀ(ā Q_A), every variant.
+        let basis = FastBasis::<f32>::new(block.basis().unwrap());
+        let damped = block.damped_eigenvalues(&d).unwrap();
+        let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
+        let low = basis.precondition_low_rank(a, g, n, &damped);
         let err = rel(&low, &full);
         assert!(err < 1e-5, "{v}: low-rank update vs full: {err:.2e}");
-        // Prepared: K-FAC/TKFAC (factored damping) then apply (Ĝ⁻¹gᵀ)(āÂ⁻¹) with no rotation.
-        let mut prepared = block.clone();
-        prepared.prepare(&d).unwrap();
-        let kron = prepared.precondition_low_rank_f32(a, g, n, &d).unwrap();
-        let err = rel(&kron, &full);
+        // The hot path's own choice: K-FAC/TKFAC (factored damping) apply (Ĝ⁻¹gᵀ)(āÂ⁻¹) with
+        // no rotation, EKFAC/TEKFAC rotate in from the rows.
+        let chosen = hot.precondition_low_rank(a, g, n).unwrap();
+        let err = rel(&chosen, &full);
         assert!(
             err < 1e-5,
-            "{v}: prepared low-rank update vs full: {err:.2e}"
+            "{v}: hot-path low-rank update vs full: {err:.2e}"
         );
-        assert!(block.precondition_low_rank_f32(&a[1..], g, n, &d).is_err());
+        assert!(hot.precondition_low_rank(&a[1..], g, n).is_err());
     }
 }
 
@@ -179,29 +191,25 @@ fn cached_damped_diagonal_follows_rescaling_and_damping() {
             .map(|k| ((k % 13) as f32 - 6.0) * 0.01)
             .collect();
         let d = Damping::Additive(0.03);
-        let mut cached = block.clone();
-        cached.prepare(&d).unwrap();
-        assert_eq!(
-            cached.precondition_f32(&grad, &d).unwrap(),
-            block.precondition_f32(&grad, &d).unwrap(),
-            "{v}: the cache holds the same diagonal"
-        );
+        let mut cached = fast(&block, &d);
+        let before = cached.precondition(&grad).unwrap();
         // Re-scaling changes D: the cache must not survive it.
-        let mut fresh = block.clone();
-        cached.rescale(fc1_capture(&pass)).unwrap();
-        fresh.rescale(fc1_capture(&pass)).unwrap();
-        let (a, b) = (
-            cached.precondition_f32(&grad, &d).unwrap(),
-            fresh.precondition_f32(&grad, &d).unwrap(),
-        );
-        assert_eq!(a, b, "{v}: after rescale");
-        assert!(rel(&a, &block.precondition_f32(&grad, &d).unwrap()) > 1e-6);
-        // Another λ is not served from the cache of the first.
-        cached.prepare(&d).unwrap();
-        let other = Damping::Additive(0.5);
+        let mut rescaled = block.clone();
+        rescaled.rescale(fc1_capture(&pass)).unwrap();
+        cached.sync(&rescaled, &d).unwrap();
+        let after = cached.precondition(&grad).unwrap();
         assert_eq!(
-            cached.precondition_f32(&grad, &other).unwrap(),
-            fresh.precondition_f32(&grad, &other).unwrap(),
+            after,
+            fast(&rescaled, &d).precondition(&grad).unwrap(),
+            "{v}: after rescale"
+        );
+        assert!(rel(&after, &before) > 1e-6, "{v}: re-scaling moved D");
+        // Another λ is not served from the cache of the first.
+        let other = Damping::Additive(0.5);
+        cached.sync(&rescaled, &other).unwrap();
+        assert_eq!(
+            cached.precondition(&grad).unwrap(),
+            fast(&rescaled, &other).precondition(&grad).unwrap(),
             "{v}: another damping"
         );
     }

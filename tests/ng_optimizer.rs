@@ -10,7 +10,7 @@ use curvature_common::{EXACT, check, dense_solve, rel_err};
 use nalgebra::DMatrix;
 use ng_common::*;
 use tekfac::curvature::exact::per_example_gradients;
-use tekfac::curvature::{Damping, DampingSettings, Variant, network_damping};
+use tekfac::curvature::{Damping, DampingSettings, FastBlock, Variant, network_damping};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
 use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig};
@@ -43,7 +43,9 @@ fn precondition_f32_agrees_with_f64_every_variant() {
             dampings.extend(network_damping(v, &DampingSettings::default(), blocks));
             for d in dampings {
                 let want = block.precondition(&grad, &d).unwrap();
-                let got = block.precondition_f32(&grad32, &d).unwrap();
+                let mut hot = FastBlock::<f32>::new(&block);
+                hot.sync(&block, &d).unwrap();
+                let got = hot.precondition(&grad32).unwrap();
                 let got = DMatrix::from_row_slice(info.d_out, info.d_in_bar(), &got);
                 let got = got.map(f64::from);
                 let err = rel_err(&got, &want);

@@ -2,7 +2,7 @@
 //! op's own file. Also the public entry points `backward`, `backward_with`, `backward_from` and
 //! the re-entrant `sweep` that lets one forward feed several backward sweeps.
 
-use super::capture::{FisherType, LayerCapture};
+use super::capture::{FisherType, GradientRows, LayerCapture};
 use super::gradients::Gradients;
 use super::op::Op;
 use super::tape::{Tape, Var};
@@ -50,9 +50,9 @@ pub struct BackwardOutput<F: Float = f32> {
     /// Per-layer curvature rows, empty unless a Fisher type was requested.
     pub captures: Vec<LayerCapture<F>>,
     /// Dense layers' gradient rows from the true-label sweep, empty unless requested
-    /// ([`Tape::backward_full`]): one `g` tensor `dY` (not batch-scaled), so that
-    /// `∂L/∂W̄ = gᵀ·ā` exactly — the low-rank form the natural-gradient optimizers rotate.
-    pub rows: Vec<LayerCapture<F>>,
+    /// ([`Tape::backward_full`]): `∂L/∂W̄ = gᵀ·ā` exactly, the low-rank form the
+    /// natural-gradient optimizers rotate.
+    pub rows: Vec<GradientRows<F>>,
 }
 
 /// State of one reverse sweep: pending node gradients, results, and the capture sink.
@@ -71,7 +71,7 @@ pub(crate) struct Sweep<'s, 'p, F: Float> {
     /// Dense layers also record their gradient rows `(ā, dY)` (see [`BackwardOutput::rows`]).
     pub(crate) gradient_rows: bool,
     /// Where those rows go.
-    pub(crate) rows: Vec<LayerCapture<F>>,
+    pub(crate) rows: Vec<GradientRows<F>>,
 }
 
 impl<'s, 'p, F: Float> Sweep<'s, 'p, F> {
@@ -230,7 +230,7 @@ impl<'p, F: Float> Tape<'p, F> {
         mode: (SweepMode, bool, bool),
         batch_scale: F,
         captures: &mut Vec<LayerCapture<F>>,
-    ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
+    ) -> Result<(Gradients<F>, Vec<GradientRows<F>>)> {
         if !self.is_recording() {
             return Err(Error::Autograd(
                 "this tape was built with Tape::no_grad and recorded no graph".into(),

@@ -100,3 +100,27 @@ impl<F: Float> LayerCapture<F> {
         self.a.dims()[0] / self.rows_per_example.max(1)
     }
 }
+
+/// A dense layer's true-label gradient in its low-rank form: `∂L/∂W̄ = gᵀ·ā` exactly, with
+/// `ā = [x | 1]` and `g = dY`, the gradient of the mean loss (not batch-scaled).
+///
+/// The natural-gradient optimizers rotate a dense layer's gradient into the Kronecker eigenbasis
+/// from these rows when that is cheaper than from the gathered `[d_out, d_in']` gradient
+/// (`Q_Gᵀ gᵀā Q_A = (g Q_G)ᵀ(ā Q_A)`). Handed out next to the gradients when the optimizer asks
+/// for them ([`crate::Tape::backward_full`]).
+#[derive(Clone, Debug)]
+pub struct GradientRows<F: Float = f32> {
+    /// The layer (curvature block).
+    pub layer: LayerId,
+    /// `[rows, d_in (+1)]`: the inputs ā, trailing 1 when the layer has a bias.
+    pub a: Tensor<F>,
+    /// `[rows, d_out]`: `dY`, the upstream gradient of the mean loss.
+    pub g: Tensor<F>,
+}
+
+impl<F: Float> GradientRows<F> {
+    /// Number of rows (examples).
+    pub fn rows(&self) -> usize {
+        self.a.dims()[0]
+    }
+}

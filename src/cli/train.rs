@@ -90,6 +90,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     return Err(stopped(e, run.path(), saved.as_ref()));
                 }
             };
+            for event in &stats.events {
+                bar.suspend(|| eprintln!("warning: step {}: {event}", pos.step));
+            }
             pos.step += 1;
             pos.batch += 1;
             pos.epoch_loss.add(stats.loss);

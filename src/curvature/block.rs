@@ -22,7 +22,6 @@ use super::basis::{BasisFailure, KroneckerBasis};
 use super::correction::corrected_batch;
 use super::damping::{Damping, trace_adaptive};
 use super::factors::KroneckerFactors;
-use super::fast::FastBasis;
 use super::rows::CaptureRows;
 use super::variant::Variant;
 use crate::autograd::LayerCapture;
@@ -47,21 +46,10 @@ pub struct CurvatureBlock {
     pub(super) basis_trace_scale: f64,
     /// `s*` or `Θ`, `[d_out, d_in']` (EKFAC/TEKFAC only).
     pub(super) corrected: MovingAverage<DMatrix<f64>>,
-    /// f32 copies of the basis for the training hot path (kept in step with `basis`).
-    pub(super) fast: Option<FastBasis>,
-    /// What the last [`prepare`](Self::prepare) built for the f32 paths; dropped whenever
-    /// `D` changes.
-    pub(super) damped_f32: Option<Prepared>,
-}
-
-/// The f32 preconditioning data of one damping, kept between refreshes.
-#[derive(Clone, Debug)]
-pub(super) struct Prepared {
-    damping: Damping,
-    /// The damped diagonal, row-major `[d_out, d_in']`.
-    damped: Vec<f32>,
-    /// For a factored damping (K-FAC, TKFAC): `Ĝ⁻¹` `[d_out]²` and `Â⁻¹` `[d_in']²`, row-major.
-    inverses: Option<(Vec<f32>, Vec<f32>)>,
+    /// Bumped whenever the basis or the diagonal `D` changes (see [`revision`](Self::revision)).
+    revision: u64,
+    /// Bumped whenever the basis changes.
+    basis_revision: u64,
 }
 
 impl CurvatureBlock {
@@ -80,8 +68,8 @@ impl CurvatureBlock {
             basis: None,
             basis_trace_scale: 1.0,
             corrected: MovingAverage::new(decay),
-            fast: None,
-            damped_f32: None,
+            revision: 0,
+            basis_revision: 0,
         }
     }
 
@@ -154,9 +142,8 @@ impl CurvatureBlock {
                     self.corrected
                         .reseed(basis.eigenvalue_products(factors.trace_scale));
                 }
-                self.fast = Some(FastBasis::new(&basis));
                 self.basis = Some(basis);
-                self.damped_f32 = None;
+                self.basis_changed();
                 Ok(())
             }
             Err(BasisFailure::NonFinite) => {
@@ -190,7 +177,7 @@ impl CurvatureBlock {
             return Err(Error::NonFinite { what, step: None });
         }
         self.corrected.update(batch);
-        self.damped_f32 = None;
+        self.revision += 1;
         Ok(())
     }
 
@@ -254,31 +241,6 @@ impl CurvatureBlock {
         Ok(basis.rotate_out(&scaled))
     }
 
-    /// Builds and keeps the f32 damped diagonal for `damping`, so that the f32 paths below do
-    /// not rebuild it every step (it changes only on refresh, re-scaling or a new λ).
-    pub fn prepare(&mut self, damping: &Damping) -> Result<()> {
-        if matches!(&self.damped_f32, Some(p) if p.damping == *damping) {
-            return Ok(());
-        }
-        let damped = self.damped_eigenvalues(damping)?;
-        let damped: Vec<f32> = damped.transpose().iter().map(|&x| x as f32).collect();
-        // NOTE: a factored damping inverts as `Ĝ⁻¹ ⊗ Â⁻¹`, so a low-rank gradient needs no
-        // rotation at all: U = (Ĝ⁻¹gᵀ)(āÂ⁻¹) (see `fast.rs`).
-        let inverses = match (self.split(), self.fast.as_ref()) {
-            (Some((u, v)), Some(fast)) => damping.factored(&u, &v).map(|(du, dv)| {
-                let to32 = |d: &DVector<f64>| d.iter().map(|&x| x as f32).collect::<Vec<_>>();
-                fast.inverse_factors(&to32(&du), &to32(&dv))
-            }),
-            _ => None,
-        };
-        self.damped_f32 = Some(Prepared {
-            damping: *damping,
-            damped,
-            inverses,
-        });
-        Ok(())
-    }
-
     /// `(u, v) = (d_g, d_a)/√trace_scale` with `D = u vᵀ` (uncorrected variants), else `None`.
     fn split(&self) -> Option<(DVector<f64>, DVector<f64>)> {
         if self.variant.corrects_eigenvalues() {
@@ -290,71 +252,30 @@ impl CurvatureBlock {
         Some((unsplit(&basis.d_g), unsplit(&basis.d_a)))
     }
 
-    /// [`precondition`](Self::precondition) in f32 on a row-major `[d_out, d_in']` slice: the
-    /// training hot path (see `fast.rs`).
-    pub fn precondition_f32(&self, grad: &[f32], damping: &Damping) -> Result<Vec<f32>> {
-        const OP: &str = "CurvatureBlock::precondition_f32";
-        if grad.len() != self.d_out * self.d_in_bar {
-            let got = Shape::new(&[grad.len()])?;
-            return Err(self.shape_error(OP, "gradient length differs from the block's", got));
-        }
-        let (fast, damped) = self.fast_parts(damping, OP)?;
-        Ok(fast.precondition(grad, &damped))
+    /// The damped factor diagonals `(du, dv)` of a factored damping, whose outer product is the
+    /// damped diagonal: the inverse of the damped block is then `Ĝ⁻¹ ⊗ Â⁻¹` with
+    /// `Ĝ⁻¹ = Q_G diag(1/du) Q_Gᵀ`, `Â⁻¹ = Q_A diag(1/dv) Q_Aᵀ`. `None` for an additive damping,
+    /// a corrected variant (EKFAC, TEKFAC), an invalid λ, or before the first refresh.
+    pub fn damped_factors(&self, damping: &Damping) -> Option<(DVector<f64>, DVector<f64>)> {
+        let (u, v) = self.split()?;
+        damping.factored(&u, &v)
     }
 
-    /// The same update for a gradient in its low-rank form `∇W̄ = gᵀ ā` (`a`: `[rows, d_in']`,
-    /// `g`: `[rows, d_out]`, row-major f32), without forming `∇W̄` (see `fast.rs`).
-    pub fn precondition_low_rank_f32(
-        &self,
-        a: &[f32],
-        g: &[f32],
-        rows: usize,
-        damping: &Damping,
-    ) -> Result<Vec<f32>> {
-        const OP: &str = "CurvatureBlock::precondition_low_rank_f32";
-        if a.len() != rows * self.d_in_bar || g.len() != rows * self.d_out {
-            let got = Shape::new(&[rows, a.len() / rows.max(1), g.len() / rows.max(1)])?;
-            return Err(self.shape_error(OP, "rows of ā and g differ from the block's", got));
-        }
-        if let Some(Prepared {
-            damping: d,
-            inverses: Some((inv_g, inv_a)),
-            ..
-        }) = &self.damped_f32
-            && d == damping
-        {
-            let fast = self.fast.as_ref().expect("prepared blocks have a basis");
-            return Ok(fast.precondition_kronecker_low_rank(a, g, rows, inv_g, inv_a));
-        }
-        let (fast, damped) = self.fast_parts(damping, OP)?;
-        Ok(fast.precondition_low_rank(a, g, rows, &damped))
+    /// A counter that changes whenever the basis or the diagonal `D` changes (refresh,
+    /// re-scaling, restore), so a cache built from the block knows when to rebuild.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
-    /// True when the low-rank form with `rows` rows is the cheaper way in (after a refresh).
-    pub fn low_rank_pays(&self, rows: usize) -> bool {
-        self.fast.as_ref().is_some_and(|f| f.low_rank_pays(rows))
+    /// A counter that changes whenever the basis changes (refresh, restore).
+    pub fn basis_revision(&self) -> u64 {
+        self.basis_revision
     }
 
-    /// The f32 basis and damped diagonal (cached by [`prepare`](Self::prepare) or built now).
-    fn fast_parts(
-        &self,
-        damping: &Damping,
-        op: &'static str,
-    ) -> Result<(&FastBasis, std::borrow::Cow<'_, [f32]>)> {
-        let fast = self.fast.as_ref().ok_or_else(|| {
-            Error::invalid(
-                op,
-                format!("layer {}: refresh() runs before precondition", self.name),
-            )
-        })?;
-        let damped = match &self.damped_f32 {
-            Some(p) if p.damping == *damping => std::borrow::Cow::Borrowed(p.damped.as_slice()),
-            _ => {
-                let damped = self.damped_eigenvalues(damping)?;
-                std::borrow::Cow::Owned(damped.transpose().iter().map(|&x| x as f32).collect())
-            }
-        };
-        Ok((fast, damped))
+    /// Records that the basis (and with it `D`) changed.
+    pub(super) fn basis_changed(&mut self) {
+        self.basis_revision += 1;
+        self.revision += 1;
     }
 
     /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).

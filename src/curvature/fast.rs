@@ -1,33 +1,40 @@
-//! The training hot path of preconditioning: the same rotation as
-//! [`CurvatureBlock::precondition`](super::CurvatureBlock::precondition), in f32 through
-//! matrixmultiply, on row-major slices straight from the parameter tensors.
+//! The training hot path of preconditioning, apart from the readable f64 block: the same update
+//! as [`CurvatureBlock::precondition`](super::CurvatureBlock::precondition), in the training
+//! precision `F` through matrixmultiply, on row-major slices straight from the parameter tensors.
 //!
 //! ```text
-//! U = Q_G [ (Q_Gᵀ ∇W̄ Q_A) ⊘ damped(D) ] Q_Aᵀ        four GEMMs, f32; state stays f64
+//! U = Q_G [ (Q_Gᵀ ∇W̄ Q_A) ⊘ damped(D) ] Q_Aᵀ        four GEMMs in F; the state stays f64
 //! Q_Gᵀ ∇W̄ Q_A = (g Q_G)ᵀ (ā Q_A)                      when ∇W̄ = gᵀ ā has few rows (dense)
+//! U = Ĝ⁻¹ ∇W̄ Â⁻¹ = (g Ĝ⁻¹)ᵀ (ā Â⁻¹)                    factored damping (K-FAC, TKFAC), no rotation
 //! ```
 //!
-//! The eigenvectors are copied to f32 once per eigenbasis refresh. Tests pin this path to the
-//! f64 one (relative error ≈ 1e-6).
+//! [`FastBasis`] holds `F` copies of the eigenvectors and the GEMM kernels. [`FastBlock`] is one
+//! layer's hot-path state: the basis, the damped diagonal and, for a factored damping, the
+//! inverse damped factors, rebuilt from the f64 [`CurvatureBlock`] only when its basis, its
+//! diagonal or the damping changed ([`FastBlock::sync`]). Tests pin every path here to the f64
+//! one (`tests/ng_fast_paths.rs`).
 
-use super::basis::KroneckerBasis;
+use super::block::CurvatureBlock;
+use super::damping::Damping;
+use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::tensor::{Float, Shape};
 
-/// Row-major f32 copies of a basis's eigenvectors.
+/// Row-major `F` copies of a basis's eigenvectors.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FastBasis {
-    q_a: Vec<f32>,
-    q_g: Vec<f32>,
+pub struct FastBasis<F: Float = f32> {
+    q_a: Vec<F>,
+    q_g: Vec<F>,
     d_out: usize,
     d_in: usize,
 }
 
-impl FastBasis {
-    /// Copies `basis`'s `Q_A` and `Q_G` to row-major f32.
-    pub fn new(basis: &KroneckerBasis) -> Self {
+impl<F: Float> FastBasis<F> {
+    /// Copies `basis`'s `Q_A` and `Q_G` to row-major `F`.
+    pub fn new(basis: &super::basis::KroneckerBasis) -> Self {
         let (d_out, d_in) = basis.dims();
-        let rows = |m: &nalgebra::DMatrix<f64>| -> Vec<f32> {
-            m.transpose().iter().map(|&x| x as f32).collect()
+        let rows = |m: &nalgebra::DMatrix<f64>| -> Vec<F> {
+            m.transpose().iter().map(|&x| F::from_f64(x)).collect()
         };
         FastBasis {
             q_a: rows(&basis.q_a),
@@ -46,28 +53,18 @@ impl FastBasis {
     ///
     /// # Panics
     /// When `grad` or `damped` is not `d_out·d_in'` long (the caller checks shapes).
-    pub fn precondition(&self, grad: &[f32], damped: &[f32]) -> Vec<f32> {
+    pub fn precondition(&self, grad: &[F], damped: &[F]) -> Vec<F> {
         let (o, i) = (self.d_out, self.d_in);
         assert!(
             grad.len() == o * i && damped.len() == o * i,
             "FastBasis::precondition: shapes are checked by the caller"
         );
-        let mut tmp = vec![0f32; o * i];
-        let mut x = vec![0f32; o * i];
-        gemm_into(
-            1.0,
-            self.q_g(true),
-            MatRef::new(grad, o, i, false),
-            0.0,
-            &mut tmp,
-        );
-        gemm_into(
-            1.0,
-            MatRef::new(&tmp, o, i, false),
-            self.q_a(false),
-            0.0,
-            &mut x,
-        );
+        let mut tmp = vec![F::ZERO; o * i];
+        let mut x = vec![F::ZERO; o * i];
+        let grad = MatRef::new(grad, o, i, false);
+        gemm_into(F::ONE, self.q_g(true), grad, F::ZERO, &mut tmp);
+        let tmp_ref = MatRef::new(&tmp, o, i, false);
+        gemm_into(F::ONE, tmp_ref, self.q_a(false), F::ZERO, &mut x);
         self.scale_and_rotate_out(x, tmp, damped)
     }
 
@@ -79,59 +76,42 @@ impl FastBasis {
     ///
     /// # Panics
     /// When the slices do not match `rows` and the basis (the caller checks shapes).
-    pub fn precondition_low_rank(
-        &self,
-        a: &[f32],
-        g: &[f32],
-        rows: usize,
-        damped: &[f32],
-    ) -> Vec<f32> {
+    pub fn precondition_low_rank(&self, a: &[F], g: &[F], rows: usize, damped: &[F]) -> Vec<F> {
         let (o, i) = (self.d_out, self.d_in);
         assert!(
             a.len() == rows * i && g.len() == rows * o && damped.len() == o * i,
             "FastBasis::precondition_low_rank: shapes are checked by the caller"
         );
-        let mut gq = vec![0f32; rows * o];
-        let mut aq = vec![0f32; rows * i];
-        gemm_into(
-            1.0,
-            MatRef::new(g, rows, o, false),
-            self.q_g(false),
-            0.0,
-            &mut gq,
-        );
-        gemm_into(
-            1.0,
-            MatRef::new(a, rows, i, false),
-            self.q_a(false),
-            0.0,
-            &mut aq,
-        );
-        let mut x = vec![0f32; o * i];
-        gemm_into(
-            1.0,
+        let mut gq = vec![F::ZERO; rows * o];
+        let mut aq = vec![F::ZERO; rows * i];
+        let g = MatRef::new(g, rows, o, false);
+        gemm_into(F::ONE, g, self.q_g(false), F::ZERO, &mut gq);
+        let a = MatRef::new(a, rows, i, false);
+        gemm_into(F::ONE, a, self.q_a(false), F::ZERO, &mut aq);
+        let mut x = vec![F::ZERO; o * i];
+        let (gq, aq) = (
             MatRef::new(&gq, rows, o, true),
             MatRef::new(&aq, rows, i, false),
-            0.0,
-            &mut x,
         );
-        self.scale_and_rotate_out(x, vec![0f32; o * i], damped)
+        gemm_into(F::ONE, gq, aq, F::ZERO, &mut x);
+        self.scale_and_rotate_out(x, vec![F::ZERO; o * i], damped)
     }
 
-    /// `(Q_G diag(1/du) Q_Gᵀ, Q_A diag(1/dv) Q_Aᵀ)`, row-major f32: the inverses of the damped
-    /// factors of a factored damping (`du`, `dv` from `Damping::factored`).
-    pub fn inverse_factors(&self, du: &[f32], dv: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let inverse = |q: &[f32], n: usize, d: &[f32]| -> Vec<f32> {
+    /// `(Q_G diag(1/du) Q_Gᵀ, Q_A diag(1/dv) Q_Aᵀ)`, row-major: the inverses of the damped
+    /// factors of a factored damping (`du`, `dv` from
+    /// [`CurvatureBlock::damped_factors`](super::CurvatureBlock::damped_factors)).
+    pub fn inverse_factors(&self, du: &[F], dv: &[F]) -> (Vec<F>, Vec<F>) {
+        let inverse = |q: &[F], n: usize, d: &[F]| -> Vec<F> {
             let mut scaled = q.to_vec();
             for row in scaled.chunks_exact_mut(n) {
-                row.iter_mut().zip(d).for_each(|(x, d)| *x /= d);
+                row.iter_mut().zip(d).for_each(|(x, &d)| *x /= d);
             }
-            let mut out = vec![0f32; n * n];
+            let mut out = vec![F::ZERO; n * n];
             let (qs, qt) = (
                 MatRef::new(&scaled, n, n, false),
                 MatRef::new(q, n, n, true),
             );
-            gemm_into(1.0, qs, qt, 0.0, &mut out);
+            gemm_into(F::ONE, qs, qt, F::ZERO, &mut out);
             out
         };
         (
@@ -147,31 +127,41 @@ impl FastBasis {
     /// When the slices do not match `rows` and the basis (the caller checks shapes).
     pub fn precondition_kronecker_low_rank(
         &self,
-        a: &[f32],
-        g: &[f32],
+        a: &[F],
+        g: &[F],
         rows: usize,
-        inv_g: &[f32],
-        inv_a: &[f32],
-    ) -> Vec<f32> {
+        inv_g: &[F],
+        inv_a: &[F],
+    ) -> Vec<F> {
         let (o, i) = (self.d_out, self.d_in);
         assert!(
             a.len() == rows * i && g.len() == rows * o && inv_g.len() == o * o,
             "FastBasis::precondition_kronecker_low_rank: shapes are checked by the caller"
         );
-        let mut gi = vec![0f32; rows * o];
-        let mut ai = vec![0f32; rows * i];
+        let mut gi = vec![F::ZERO; rows * o];
+        let mut ai = vec![F::ZERO; rows * i];
         let inv_g = MatRef::new(inv_g, o, o, false);
-        gemm_into(1.0, MatRef::new(g, rows, o, false), inv_g, 0.0, &mut gi);
-        let inv_a = MatRef::new(inv_a, i, i, false);
-        gemm_into(1.0, MatRef::new(a, rows, i, false), inv_a, 0.0, &mut ai);
-        let mut u = vec![0f32; o * i];
         gemm_into(
-            1.0,
+            F::ONE,
+            MatRef::new(g, rows, o, false),
+            inv_g,
+            F::ZERO,
+            &mut gi,
+        );
+        let inv_a = MatRef::new(inv_a, i, i, false);
+        gemm_into(
+            F::ONE,
+            MatRef::new(a, rows, i, false),
+            inv_a,
+            F::ZERO,
+            &mut ai,
+        );
+        let mut u = vec![F::ZERO; o * i];
+        let (gi, ai) = (
             MatRef::new(&gi, rows, o, true),
             MatRef::new(&ai, rows, i, false),
-            0.0,
-            &mut u,
         );
+        gemm_into(F::ONE, gi, ai, F::ZERO, &mut u);
         u
     }
 
@@ -183,31 +173,164 @@ impl FastBasis {
     }
 
     /// `Q_G (x ⊘ damped) Q_Aᵀ`, with `tmp` as scratch of the same size.
-    fn scale_and_rotate_out(&self, mut x: Vec<f32>, mut tmp: Vec<f32>, damped: &[f32]) -> Vec<f32> {
+    fn scale_and_rotate_out(&self, mut x: Vec<F>, mut tmp: Vec<F>, damped: &[F]) -> Vec<F> {
         let (o, i) = (self.d_out, self.d_in);
-        x.iter_mut().zip(damped).for_each(|(x, d)| *x /= d);
-        gemm_into(
-            1.0,
-            self.q_g(false),
-            MatRef::new(&x, o, i, false),
-            0.0,
-            &mut tmp,
-        );
-        gemm_into(
-            1.0,
-            MatRef::new(&tmp, o, i, false),
-            self.q_a(true),
-            0.0,
-            &mut x,
-        );
+        x.iter_mut().zip(damped).for_each(|(x, &d)| *x /= d);
+        let x_ref = MatRef::new(&x, o, i, false);
+        gemm_into(F::ONE, self.q_g(false), x_ref, F::ZERO, &mut tmp);
+        let tmp_ref = MatRef::new(&tmp, o, i, false);
+        gemm_into(F::ONE, tmp_ref, self.q_a(true), F::ZERO, &mut x);
         x
     }
 
-    fn q_g(&self, transposed: bool) -> MatRef<'_, f32> {
+    fn q_g(&self, transposed: bool) -> MatRef<'_, F> {
         MatRef::new(&self.q_g, self.d_out, self.d_out, transposed)
     }
 
-    fn q_a(&self, transposed: bool) -> MatRef<'_, f32> {
+    fn q_a(&self, transposed: bool) -> MatRef<'_, F> {
         MatRef::new(&self.q_a, self.d_in, self.d_in, transposed)
+    }
+}
+
+/// One layer's hot-path state, kept in step with its f64 [`CurvatureBlock`] by
+/// [`sync`](Self::sync): the basis in `F`, the damped diagonal, and the inverse damped factors
+/// of a factored damping.
+#[derive(Clone, Debug)]
+pub struct FastBlock<F: Float = f32> {
+    name: String,
+    d_out: usize,
+    d_in_bar: usize,
+    basis: Option<FastBasis<F>>,
+    /// The block revision the basis was copied at.
+    basis_revision: Option<u64>,
+    prepared: Option<Prepared<F>>,
+}
+
+/// What one damping needs on the hot path, built at one block revision.
+#[derive(Clone, Debug)]
+struct Prepared<F> {
+    damping: Damping,
+    revision: u64,
+    /// The damped diagonal, row-major `[d_out, d_in']`.
+    damped: Vec<F>,
+    /// For a factored damping (K-FAC, TKFAC): `Ĝ⁻¹` `[d_out]²` and `Â⁻¹` `[d_in']²`, row-major.
+    inverses: Option<(Vec<F>, Vec<F>)>,
+}
+
+impl<F: Float> FastBlock<F> {
+    /// An empty hot path for `block` (nothing to precondition with before its first refresh).
+    pub fn new(block: &CurvatureBlock) -> Self {
+        let (d_out, d_in_bar) = block.dims();
+        FastBlock {
+            name: block.name().to_string(),
+            d_out,
+            d_in_bar,
+            basis: None,
+            basis_revision: None,
+            prepared: None,
+        }
+    }
+
+    /// Brings the hot path up to date with `block` under `damping`: copies the basis after a
+    /// refresh, and rebuilds the damped diagonal (and a factored damping's inverse factors)
+    /// whenever the block's diagonal or the damping changed. Cheap when nothing changed.
+    ///
+    /// Errors like [`CurvatureBlock::damped_eigenvalues`] (no basis yet, invalid λ, a damped
+    /// entry that is not positive).
+    pub fn sync(&mut self, block: &CurvatureBlock, damping: &Damping) -> Result<()> {
+        let revision = block.revision();
+        if matches!(&self.prepared, Some(p) if p.revision == revision && p.damping == *damping) {
+            return Ok(());
+        }
+        if self.basis_revision != Some(block.basis_revision()) {
+            self.basis = block.basis().map(FastBasis::new);
+            self.basis_revision = Some(block.basis_revision());
+        }
+        let damped = block.damped_eigenvalues(damping)?;
+        let damped: Vec<F> = damped.transpose().iter().map(|&x| F::from_f64(x)).collect();
+        // NOTE: a factored damping inverts as `Ĝ⁻¹ ⊗ Â⁻¹`, so a low-rank gradient needs no
+        // rotation at all: U = (Ĝ⁻¹gᵀ)(āÂ⁻¹).
+        let inverses = match (block.damped_factors(damping), self.basis.as_ref()) {
+            (Some((du, dv)), Some(basis)) => {
+                let cast = |d: &nalgebra::DVector<f64>| -> Vec<F> {
+                    d.iter().map(|&x| F::from_f64(x)).collect()
+                };
+                Some(basis.inverse_factors(&cast(&du), &cast(&dv)))
+            }
+            _ => None,
+        };
+        self.prepared = Some(Prepared {
+            damping: *damping,
+            revision,
+            damped,
+            inverses,
+        });
+        Ok(())
+    }
+
+    /// `(d_out, d_in')`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.d_out, self.d_in_bar)
+    }
+
+    /// The damping the last [`sync`](Self::sync) prepared, `None` before the first.
+    pub fn damping(&self) -> Option<Damping> {
+        self.prepared.as_ref().map(|p| p.damping)
+    }
+
+    /// `U = Q_G [(Q_Gᵀ ∇W̄ Q_A) ⊘ damped(D)] Q_Aᵀ` on a row-major `[d_out, d_in']` gradient.
+    pub fn precondition(&self, grad: &[F]) -> Result<Vec<F>> {
+        const OP: &str = "FastBlock::precondition";
+        if grad.len() != self.d_out * self.d_in_bar {
+            let got = Shape::new(&[grad.len()])?;
+            return Err(self.shape_error(OP, "gradient length differs from the block's", got));
+        }
+        let (basis, prepared) = self.ready(OP)?;
+        Ok(basis.precondition(grad, &prepared.damped))
+    }
+
+    /// The same update for a gradient in its low-rank form `∇W̄ = gᵀ ā` (`a`: `[rows, d_in']`,
+    /// `g`: `[rows, d_out]`, row-major), without forming `∇W̄`: through the inverse damped
+    /// factors when the damping is factored, else rotated in from the rows.
+    pub fn precondition_low_rank(&self, a: &[F], g: &[F], rows: usize) -> Result<Vec<F>> {
+        const OP: &str = "FastBlock::precondition_low_rank";
+        if a.len() != rows * self.d_in_bar || g.len() != rows * self.d_out {
+            let got = Shape::new(&[rows, a.len() / rows.max(1), g.len() / rows.max(1)])?;
+            return Err(self.shape_error(OP, "rows of ā and g differ from the block's", got));
+        }
+        let (basis, prepared) = self.ready(OP)?;
+        Ok(match &prepared.inverses {
+            Some((inv_g, inv_a)) => basis.precondition_kronecker_low_rank(a, g, rows, inv_g, inv_a),
+            None => basis.precondition_low_rank(a, g, rows, &prepared.damped),
+        })
+    }
+
+    /// True when the low-rank form with `rows` rows is the cheaper way in (after a refresh).
+    pub fn low_rank_pays(&self, rows: usize) -> bool {
+        self.basis.as_ref().is_some_and(|b| b.low_rank_pays(rows))
+    }
+
+    fn ready(&self, op: &'static str) -> Result<(&FastBasis<F>, &Prepared<F>)> {
+        match (&self.basis, &self.prepared) {
+            (Some(basis), Some(prepared)) => Ok((basis, prepared)),
+            _ => {
+                let msg = format!(
+                    "layer {}: sync() after the block's first refresh runs before precondition",
+                    self.name
+                );
+                Err(Error::invalid(op, msg))
+            }
+        }
+    }
+
+    fn shape_error(&self, op: &'static str, why: &'static str, got: Shape) -> Error {
+        // NOTE: block dims are at most rank 2, so Shape::new cannot fail here.
+        let left = Shape::new(&[self.d_out, self.d_in_bar]).expect("rank-2 shape");
+        Error::ShapeMismatch {
+            op,
+            why,
+            left,
+            right: got,
+        }
     }
 }

@@ -108,7 +108,7 @@ pub use block::CurvatureBlock;
 pub use correction::corrected_batch;
 pub use damping::{Damping, DampingSettings, DenseInCnn, beta, network_damping, trace_adaptive};
 pub use factors::KroneckerFactors;
-pub use fast::FastBasis;
+pub use fast::{FastBasis, FastBlock};
 pub use fast_correction::{fast_corrected, fast_corrected_batch};
 pub use fast_factors::{fast_factors, fast_kfac, fast_tkfac};
 pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, gram, gram_with};

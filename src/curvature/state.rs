@@ -149,9 +149,8 @@ impl CurvatureBlock {
         factors.into_iter().for_each(|f| self.factors.reseed(f));
         self.corrected.reset();
         corrected.into_iter().for_each(|c| self.corrected.reseed(c));
-        self.fast = basis.as_ref().map(super::fast::FastBasis::new);
-        self.damped_f32 = None;
         (self.basis, self.basis_trace_scale) = (basis, basis_trace_scale);
+        self.basis_changed();
         Ok(())
     }
 }

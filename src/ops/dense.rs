@@ -6,7 +6,7 @@
 //! size makes every captured row a per-example gradient, as the Fisher `E[vec(DW) vec(DW)ᵀ]` needs.
 
 use crate::autograd::op::Op;
-use crate::autograd::{LayerCapture, Sweep, Tape, Var};
+use crate::autograd::{GradientRows, Sweep, Tape, Var};
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, gemm_into};
 use crate::params::LayerId;
@@ -107,12 +107,8 @@ pub(crate) fn dense_backward<F: Float>(
     }
     if let (true, Some(layer)) = (sw.gradient_rows, layer) {
         let a = homogeneous(vx, b.is_some());
-        sw.rows.push(LayerCapture {
-            layer,
-            a,
-            g: vec![g.clone()],
-            rows_per_example: 1,
-        });
+        let g = g.clone();
+        sw.rows.push(GradientRows { layer, a, g });
     }
     if let (true, Some(layer)) = (sw.mode.capture, layer) {
         let scale = sw.batch_scale;

@@ -34,6 +34,39 @@ pub struct StepStats {
     pub time_eigen: f64,
     /// Seconds spent preconditioning.
     pub time_precondition: f64,
+    /// What the step skipped or changed on its own, for the front end to report.
+    pub events: Vec<StepEvent>,
+}
+
+/// Something an optimizer step did on its own that the user should hear about. The library
+/// never prints: the CLI prints these as warnings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepEvent {
+    /// A curvature update of one layer failed and was skipped; the previous basis or diagonal
+    /// stays in use and training goes on (spec §1.9).
+    CurvatureSkipped {
+        /// `"eigenbasis refresh"` or `"re-scaling"`.
+        what: &'static str,
+        /// The layer's name.
+        layer: String,
+        /// Why (the error's message).
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for StepEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepEvent::CurvatureSkipped {
+                what,
+                layer,
+                reason,
+            } => write!(
+                f,
+                "{what} of {layer} skipped, previous values kept ({reason})"
+            ),
+        }
+    }
 }
 
 impl StepStats {

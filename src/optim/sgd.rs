@@ -113,7 +113,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 /// NOTE: lanes of 8 with independent partial sums keep the loop vectorised. It stays on one
 /// thread: splitting it (rayon or a scoped thread) competes with matrixmultiply's thread pool
 /// on 2 cores and made the whole step slower (docs/PERFORMANCE.md).
-fn sgd_update<F: Float>(
+pub(crate) fn sgd_update<F: Float>(
     theta: &mut [F],
     m: &mut [F],
     g: &[F],

@@ -1,0 +1,87 @@
+//! Checkpoint state of [`NaturalGradient`]: the step counter and variant as metadata, each
+//! block's f64 state (`ng.<layer>.<array>`, see `curvature/state.rs`), and the momentum buffers
+//! (`ng.<layer>.momentum`, `ng.loose.<param>.momentum`) in the training precision.
+
+use super::NaturalGradient;
+use crate::checkpoint::TensorDict;
+use crate::curvature::{CurvatureBlock, StateArray};
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+
+impl<F: Float> NaturalGradient<F> {
+    /// Writes everything needed to continue bit-identically.
+    pub(super) fn save(&self, dict: &mut TensorDict) {
+        dict.meta.insert("ng.step".into(), self.step.to_string());
+        dict.meta
+            .insert("ng.variant".into(), format!("{:?}", self.variant));
+        for ((l, b), m) in self.layers.iter().zip(&self.blocks).zip(&self.momentum) {
+            for a in b.state() {
+                dict.put_f64(&format!("ng.{}.{}", l.name, a.name), &a.shape, &a.data);
+            }
+            if let Some(m) = m {
+                dict.put_tensor(&format!("ng.{}.momentum", l.name), &vector(m));
+            }
+        }
+        for ((_, name), m) in self.loose.iter().zip(&self.loose_momentum) {
+            if let Some(m) = m {
+                dict.put_tensor(&format!("ng.loose.{name}.momentum"), &vector(m));
+            }
+        }
+    }
+
+    /// Restores what [`save`](Self::save) wrote; errors on a different variant, a missing step
+    /// counter, or an array that does not fit its block.
+    pub(super) fn load(&mut self, dict: &TensorDict) -> Result<()> {
+        let variant = dict
+            .meta
+            .get("ng.variant")
+            .ok_or_else(|| Error::Checkpoint("missing ng.variant".into()))?;
+        if *variant != format!("{:?}", self.variant) {
+            return Err(Error::Checkpoint(format!(
+                "checkpoint was written by {variant}, not {:?}",
+                self.variant
+            )));
+        }
+        let step = dict
+            .meta
+            .get("ng.step")
+            .ok_or_else(|| Error::Checkpoint("missing ng.step".into()))?;
+        self.step = step
+            .parse()
+            .map_err(|_| Error::Checkpoint(format!("bad ng.step `{step}`")))?;
+        for ((l, b), m) in self
+            .layers
+            .iter()
+            .zip(self.blocks.iter_mut())
+            .zip(self.momentum.iter_mut())
+        {
+            let arrays = CurvatureBlock::STATE_NAMES
+                .iter()
+                .filter_map(|&name| {
+                    let key = format!("ng.{}.{name}", l.name);
+                    dict.contains(&key).then(|| {
+                        dict.f64s(&key)
+                            .map(|(shape, data)| StateArray { name, shape, data })
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b.restore(&arrays)?;
+            *m = optional_vector(dict, &format!("ng.{}.momentum", l.name))?;
+        }
+        for ((_, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
+            *m = optional_vector(dict, &format!("ng.loose.{name}.momentum"))?;
+        }
+        Ok(())
+    }
+}
+
+fn vector<F: Float>(v: &[F]) -> Tensor<F> {
+    Tensor::from_vec(v.to_vec(), &[v.len()]).expect("a vector")
+}
+
+fn optional_vector<F: Float>(dict: &TensorDict, key: &str) -> Result<Option<Vec<F>>> {
+    if !dict.contains(key) {
+        return Ok(None);
+    }
+    Ok(Some(dict.tensor::<F>(key)?.into_vec()))
+}
