@@ -18,7 +18,9 @@ use tekfac::curvature::Variant;
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::kernels::gemm::{MatRef, gemm_into};
 use tekfac::nn::{Cnn, Mlp, Module};
-use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig};
+use tekfac::optim::{
+    Adam, AdamConfig, DampingPolicy, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig,
+};
 use tekfac::tensor::{Float, seeded_rng};
 use tekfac::train::{Task, train_step};
 use tekfac::{LayerKind, ParamStore, Tensor};
@@ -68,7 +70,7 @@ const KFAC_JAX: Intervals = Intervals {
     scale: 1,
 };
 
-fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals, cnn: bool) -> Box<dyn Optimizer> {
+fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals) -> Box<dyn Optimizer> {
     let variant = match name {
         "sgd" => {
             return Box::new(Sgd::new(SgdConfig {
@@ -83,13 +85,8 @@ fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals, cnn: bool) -> Box<
             .find(|v| v.name() == other)
             .expect("a variant"),
     };
-    // NOTE: the CLI's defaults (src/cli/optimizer.rs): K-FAC/TKFAC take 0.1 on the CNN.
-    let damping = match variant {
-        Variant::Kfac | Variant::Tkfac if !cnn => 0.03,
-        _ => 0.1,
-    };
+    // NOTE: the library's (and the CLI's) default λ, tuned per variant and network.
     let config = NgConfig {
-        damping,
         stats_interval: iv.stats,
         eigen_interval: iv.eigen,
         scale_interval: iv.scale,
@@ -123,7 +120,7 @@ fn time_steps(
 ) -> Result<Timing, String> {
     let mut ps = ParamStore::<f32>::seeded(0);
     let model = model(model_name, &mut ps);
-    let mut opt = optimizer(opt_name, &ps, iv, model_name == "cnn");
+    let mut opt = optimizer(opt_name, &ps, iv);
     let mut t = Timing {
         total: 0.0,
         stats: 0.0,
@@ -305,7 +302,7 @@ fn eigen_table(m: &str, data: &Dataset) {
             stats_interval: iv.stats,
             eigen_interval: 1000,
             scale_interval: 1000,
-            damping: 0.1,
+            damping: DampingPolicy::with_lambda(0.1),
             ..Default::default()
         },
         &ps,

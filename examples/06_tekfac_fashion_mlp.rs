@@ -26,15 +26,14 @@ fn main() -> Result<()> {
 
     let mut params = ParamStore::<f32>::seeded(0);
     let model = Mlp::new(&mut params, train.pixels(), train.classes())?; // 784-512-256-10
-    let config = NgConfig {
-        lr: 0.01,
-        damping: 0.1,          // λ, added to Θ; the CLI's tuned default for TEKFAC
-        ..NgConfig::default()  // momentum 0.9, EMA decay 0.95, intervals 10/100/10, sampled Fisher
-    };
+    // The defaults of `tekfac train`: lr 0.01, λ tuned per variant (0.1 for TEKFAC, added to Θ),
+    // momentum 0.9, EMA decay 0.95, intervals 10/100/10, sampled Fisher.
+    let config = NgConfig::default();
+    let tekfac = NaturalGradient::new(Variant::Tekfac, config.clone(), &params)?;
     println!(
         "TEKFAC: lr {}, λ {}, momentum {}, EMA decay {}, intervals {}/{}/{}, {:?} Fisher",
         config.lr,
-        config.damping,
+        tekfac.lambda(),
         config.momentum,
         config.decay,
         config.stats_interval,
@@ -42,15 +41,13 @@ fn main() -> Result<()> {
         config.scale_interval,
         config.fisher
     );
-    let mut tekfac = NaturalGradient::new(Variant::Tekfac, config, &params)?;
+    let mut tekfac = tekfac;
     for block in tekfac.blocks() {
         let (d_out, d_in_bar) = block.dims();
         println!("block {}: W̄ [{d_out} × {d_in_bar}]", block.name());
     }
 
-    // NOTE: NaturalGradient implements Optimizer<f32> and Optimizer<f64>; the loop names the one
-    // it uses (a model trained in f32), so `opt.fisher()` is unambiguous.
-    let opt: &mut dyn Optimizer<f32> = &mut tekfac;
+    let opt: &mut dyn Optimizer = &mut tekfac;
     let clock = Instant::now();
     let mut step = 0u64;
     for epoch in 0..2 {

@@ -20,7 +20,7 @@
 use std::time::Instant;
 use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::{Cnn, Module};
-use tekfac::optim::{NaturalGradient, NgConfig, Optimizer, Variant};
+use tekfac::optim::{DampingPolicy, NaturalGradient, NgConfig, Optimizer, Variant};
 use tekfac::train::{Task, evaluate};
 use tekfac::{ParamStore, Result, Tape};
 
@@ -36,9 +36,12 @@ fn main() -> Result<()> {
     let model = Cnn::new(&mut params, train.classes())?;
     let config = NgConfig {
         lr: 0.01,
-        damping: 0.1,                       // λ of the dense layers, and the conv floor
-        conv_damping_floor: 1e-3,           // ϑ of Eq. 3.5 (the paper's value is unknown)
-        conv_damping_at_least_lambda: true, // the default: λ_conv = max(Eq. 3.5, λ)
+        damping: DampingPolicy {
+            lambda: Some(0.1),          // λ of the dense layers, and the conv floor
+            conv_floor: 1e-3,           // ϑ of Eq. 3.5 (the paper's value is unknown)
+            conv_at_least_lambda: true, // the default: λ_conv = max(Eq. 3.5, λ)
+            ..DampingPolicy::default()
+        },
         ..NgConfig::default()
     };
     let mut tekfac = NaturalGradient::new(Variant::Tekfac, config.clone(), &params)?;
@@ -59,14 +62,14 @@ fn main() -> Result<()> {
             let x = tape.input(batch.images);
             let logits = model.forward(&mut tape, x)?;
             let loss = tape.cross_entropy(logits, &batch.labels)?;
-            let opt: &mut dyn Optimizer<f32> = &mut tekfac; // the f32 view (see 06)
+            let opt: &mut dyn Optimizer = &mut tekfac;
             let pass = tape.backward_full(loss, opt.fisher(), opt.gradient_rows())?;
             let stats = opt.step(&mut params, &pass)?;
             if step % 20 == 0 || step + 1 == STEPS {
                 // The damping each block used this step, and the literal Eq. 3.5 of the conv
                 // blocks: max(ΣΘ, ϑ)/dim Θ.
                 let used: Vec<String> = stats
-                    .damping
+                    .lambda
                     .iter()
                     .map(|(name, l)| format!("{name} {l:.0e}"))
                     .collect();
@@ -75,7 +78,7 @@ fn main() -> Result<()> {
                         format!(
                             "{} {:.0e}",
                             b.name(),
-                            b.trace_adaptive_damping(config.conv_damping_floor)
+                            b.trace_adaptive_damping(config.damping.conv_floor)
                         )
                     })
                     .collect();

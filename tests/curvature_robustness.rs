@@ -5,10 +5,8 @@ mod curvature_common;
 
 use curvature_common::*;
 use nalgebra::DMatrix;
-use tekfac::curvature::{
-    CurvatureBlock, Damping, DampingSettings, DenseInCnn, KroneckerFactors, Variant,
-    network_damping, trace_adaptive,
-};
+use tekfac::curvature::{CurvatureBlock, Damping, KroneckerFactors, Variant, trace_adaptive};
+use tekfac::optim::{DampingPolicy, DenseInCnn, default_lambda};
 use tekfac::{Error, LayerCapture};
 
 fn with_nan(c: &LayerCapture<f64>) -> LayerCapture<f64> {
@@ -210,15 +208,36 @@ fn misuse_is_reported_as_errors() {
 }
 
 #[test]
-fn network_damping_follows_the_project_defaults() {
+fn damping_policy_follows_the_project_defaults() {
     let conv_capture = random_capture(38, 3, 4, 2, 2, 1);
     let dense_capture = random_capture(39, 3, 1, 3, 2, 1);
     let blocks_of = |v| vec![fitted(v, &conv_capture), fitted(v, &dense_capture)];
-    let settings = DampingSettings::default();
+    let defaults = DampingPolicy::default();
     assert_eq!(
-        (settings.lambda, settings.conv_floor, settings.dense_in_cnn),
-        (1e-3, 1e-3, DenseInCnn::Fixed)
+        (defaults.lambda, defaults.conv_floor, defaults.dense_in_cnn),
+        (None, 1e-3, DenseInCnn::Fixed)
     );
+    // λ unset: the tuned default of the variant and network (0.03 K-FAC/TKFAC on dense nets).
+    for (v, dense, conv) in [
+        (Variant::Kfac, 0.03, 0.1),
+        (Variant::Tkfac, 0.03, 0.1),
+        (Variant::Ekfac, 0.1, 0.1),
+        (Variant::Tekfac, 0.1, 0.1),
+    ] {
+        assert_eq!(
+            (default_lambda(v, false), default_lambda(v, true)),
+            (dense, conv)
+        );
+        let blocks = blocks_of(v);
+        assert_eq!(
+            defaults.per_block(v, &blocks[1..])[0].lambda(),
+            dense,
+            "{v}"
+        );
+        let with_conv = defaults.per_block(v, &blocks);
+        assert!(with_conv[1].lambda() >= conv, "{v}");
+    }
+    let settings = DampingPolicy::with_lambda(1e-3);
     let tekfac = blocks_of(Variant::Tekfac);
     let conv_lambda = tekfac[0].eigenvalues().unwrap().sum() / 6.0;
     check(
@@ -236,14 +255,11 @@ fn network_damping_follows_the_project_defaults() {
         (DenseInCnn::Beta, conv_lambda),
         (DenseInCnn::BetaTimesLambda, conv_lambda * 1e-3),
     ] {
-        let d = network_damping(
-            Variant::Tekfac,
-            &DampingSettings {
-                dense_in_cnn: rule,
-                ..settings
-            },
-            &tekfac,
-        );
+        let policy = DampingPolicy {
+            dense_in_cnn: rule,
+            ..settings
+        };
+        let d = policy.per_block(Variant::Tekfac, &tekfac);
         check(
             &format!("{rule:?}: conv λ"),
             rel_err_scalar(d[0].lambda(), conv_lambda),
@@ -257,25 +273,22 @@ fn network_damping_follows_the_project_defaults() {
         assert!(d.iter().all(|x| !x.is_factored()));
     }
     // Without conv layers β plays no role; other variants use their own mode everywhere.
-    let dense_only = network_damping(
-        Variant::Tekfac,
-        &DampingSettings {
-            dense_in_cnn: DenseInCnn::Beta,
-            ..settings
-        },
-        &tekfac[1..],
-    );
+    let beta = DampingPolicy {
+        dense_in_cnn: DenseInCnn::Beta,
+        ..settings
+    };
+    let dense_only = beta.per_block(Variant::Tekfac, &tekfac[1..]);
     assert_eq!(dense_only, vec![Damping::Additive(1e-3)]);
     assert_eq!(
-        network_damping(Variant::Kfac, &settings, &blocks_of(Variant::Kfac)),
+        settings.per_block(Variant::Kfac, &blocks_of(Variant::Kfac)),
         vec![Damping::FactoredTikhonov(1e-3); 2]
     );
     assert_eq!(
-        network_damping(Variant::Tkfac, &settings, &blocks_of(Variant::Tkfac)),
+        settings.per_block(Variant::Tkfac, &blocks_of(Variant::Tkfac)),
         vec![Damping::TkfacNormal(1e-3); 2]
     );
     assert_eq!(
-        network_damping(Variant::Ekfac, &settings, &blocks_of(Variant::Ekfac)),
+        settings.per_block(Variant::Ekfac, &blocks_of(Variant::Ekfac)),
         vec![Damping::Additive(1e-3); 2]
     );
 }

@@ -5,10 +5,10 @@
 mod ng_common;
 
 use ng_common::*;
-use tekfac::curvature::{Damping, DampingSettings, DenseInCnn, Variant, network_damping};
+use tekfac::curvature::{Damping, Variant};
 use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::Cnn;
-use tekfac::optim::{NaturalGradient, NgConfig};
+use tekfac::optim::{DampingPolicy, DenseInCnn, NaturalGradient, NgConfig};
 use tekfac::train::{Task, train_step};
 use tekfac::{FisherType, ParamStore};
 
@@ -25,38 +25,39 @@ fn conv_damping_is_the_mean_eigenvalue_floored_at_lambda() {
     let (o, i) = conv.dims();
     let mean = conv.eigenvalues().unwrap().sum() / (o * i) as f64;
     assert!(mean > 0.0);
-    let lambda_of = |settings: &DampingSettings| -> Vec<f64> {
-        network_damping(Variant::Tekfac, settings, &blocks)
+    let lambda_of = |policy: &DampingPolicy| -> Vec<f64> {
+        policy
+            .per_block(Variant::Tekfac, &blocks)
             .iter()
             .map(Damping::lambda)
             .collect()
     };
     // λ below the mean eigenvalue: both rules give Eq. 3.5's mean(Θ).
-    let low = DampingSettings {
-        lambda: mean / 10.0,
+    let low = DampingPolicy {
+        lambda: Some(mean / 10.0),
         conv_floor: 0.0,
         conv_at_least_lambda: true,
         dense_in_cnn: DenseInCnn::Fixed,
     };
-    let literal = DampingSettings {
+    let literal = DampingPolicy {
         conv_at_least_lambda: false,
         ..low
     };
     assert_eq!(lambda_of(&low), vec![mean, mean / 10.0]);
     assert_eq!(lambda_of(&literal), vec![mean, mean / 10.0]);
     // λ above it: the floor takes over, the literal rule keeps mean(Θ).
-    let high = DampingSettings {
-        lambda: mean * 10.0,
+    let high = DampingPolicy {
+        lambda: Some(mean * 10.0),
         ..low
     };
-    let high_literal = DampingSettings {
+    let high_literal = DampingPolicy {
         conv_at_least_lambda: false,
         ..high
     };
     assert_eq!(lambda_of(&high), vec![mean * 10.0, mean * 10.0]);
     assert_eq!(lambda_of(&high_literal), vec![mean, mean * 10.0]);
     // ϑ still floors the trace: max(ΣΘ, ϑ)/dim Θ.
-    let theta = DampingSettings {
+    let theta = DampingPolicy {
         conv_floor: mean * (o * i) as f64 * 3.0,
         ..literal
     };
@@ -67,7 +68,7 @@ fn conv_damping_is_the_mean_eigenvalue_floored_at_lambda() {
         3.0 * mean
     );
     // β: dense layers of a CNN take the (floored) conv λ.
-    let beta = DampingSettings {
+    let beta = DampingPolicy {
         dense_in_cnn: DenseInCnn::Beta,
         ..high
     };
@@ -83,11 +84,8 @@ fn tekfac_trains_the_cnn_preset_with_the_cli_defaults() {
         .take(768);
     let mut ps = ParamStore::<f32>::seeded(0);
     let model = Cnn::new(&mut ps, 10).unwrap();
-    let config = NgConfig {
-        lr: 0.01,
-        damping: 0.1,
-        ..Default::default()
-    };
+    let config = NgConfig::default();
+    assert_eq!((config.lr, config.damping.lambda), (0.01, None));
     let mut opt = NaturalGradient::new(Variant::Tekfac, config, &ps).unwrap();
     let mut losses = Vec::new();
     for (step, b) in data.batches(64, 0, 0, LastBatch::Drop).unwrap().enumerate() {

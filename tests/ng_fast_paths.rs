@@ -5,7 +5,7 @@
 
 use tekfac::curvature::{CurvatureBlock, Damping, FastBasis, FastBlock, Variant};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
-use tekfac::optim::{NaturalGradient, NgConfig, Optimizer};
+use tekfac::optim::{DampingPolicy, NaturalGradient, NgConfig, Optimizer};
 use tekfac::tensor::seeded_rng;
 use tekfac::{FisherType, ParamStore, Tape, Tensor};
 
@@ -44,7 +44,7 @@ fn update_differences(variant: Variant) -> Vec<f64> {
     let model = mlp(&mut ps);
     let config = NgConfig {
         lr: 0.05,
-        damping: 0.03,
+        damping: DampingPolicy::with_lambda(0.03),
         stats_interval: 1,
         eigen_interval: 2,
         scale_interval: 1,
@@ -229,7 +229,7 @@ fn parameters_outside_layers_get_sgd_momentum() {
     let config = NgConfig {
         lr: 0.1,
         momentum: 0.5,
-        damping: 0.1,
+        damping: DampingPolicy::with_lambda(0.1),
         fisher: FisherType::Empirical,
         ..Default::default()
     };

@@ -22,9 +22,8 @@ use tekfac::LayerCapture;
 use tekfac::curvature::exact::{
     exact_fisher, kron_rows, partial_traces, per_example_gradients, vec_rows,
 };
-use tekfac::curvature::{
-    CurvatureBlock, Damping, DampingSettings, KroneckerFactors, Variant, network_damping,
-};
+use tekfac::curvature::{CurvatureBlock, Damping, KroneckerFactors, Variant};
+use tekfac::optim::DampingPolicy;
 
 /// `(1/N) Σ_n Σ_s DW_{n,s}ᵀ DW_{n,s}` and `(1/N) Σ_n Σ_s DW_{n,s} DW_{n,s}ᵀ`.
 fn exact_partial_traces(c: &LayerCapture<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
@@ -374,7 +373,7 @@ fn identity_13_precondition_is_a_dense_solve_real_layers() {
             let blocks = std::slice::from_ref(&block);
             let mut dampings = modes(v, 1e-3);
             dampings.extend(modes(v, 0.3));
-            dampings.extend(network_damping(v, &DampingSettings::default(), blocks));
+            dampings.extend(DampingPolicy::with_lambda(1e-3).per_block(v, blocks));
             for d in dampings {
                 let solved = dense_solve(&block.to_dense_damped(&d).unwrap(), &grad);
                 check(

@@ -19,10 +19,11 @@ use nalgebra::DMatrix;
 use ng_common::*;
 use tekfac::curvature::exact::{exact_fisher, kron_rows, per_example_gradients};
 use tekfac::curvature::{
-    CaptureRows, CurvatureBlock, Damping, DampingSettings, KroneckerBasis, KroneckerFactors,
-    MovingAverage, Variant, corrected_batch, network_damping,
+    CaptureRows, CurvatureBlock, Damping, KroneckerBasis, KroneckerFactors, MovingAverage, Variant,
+    corrected_batch,
 };
 use tekfac::nn::{Activation, Conv2d, Linear, Module, Sequential};
+use tekfac::optim::DampingPolicy;
 use tekfac::{FisherType, LayerCapture, LayerInfo, LayerKind, ParamStore, Tape, Tensor};
 
 /// Identity 2's margin: K-FAC's trace must miss tr F by more than the project's negative-control
@@ -370,7 +371,7 @@ fn identity_10_degenerate_ekfac_equals_tekfac_real_layers() {
             );
             let mut lambdas = vec![1e-3, 1e-1];
             if case.is_conv() {
-                lambdas.push(ekfac.trace_adaptive_damping(DampingSettings::default().conv_floor));
+                lambdas.push(ekfac.trace_adaptive_damping(DampingPolicy::DEFAULT.conv_floor));
             }
             for lambda in lambdas {
                 let d = Damping::Additive(lambda);
@@ -974,7 +975,7 @@ fn identity_18_scale_bookkeeping_real_conv() {
                     rel_err_scalar(tekfac.eigenvalues().unwrap().sum(), e_dw2),
                     EXACT,
                 );
-                let floor = DampingSettings::default().conv_floor;
+                let floor = DampingPolicy::DEFAULT.conv_floor;
                 let numel = (d_out * d_in_bar) as f64;
                 assert!(e_dw2 > floor, "[18] {name}: the floor would hide the scale");
                 check(
@@ -984,10 +985,10 @@ fn identity_18_scale_bookkeeping_real_conv() {
                 );
                 if conv {
                     let blocks = std::slice::from_ref(&tekfac);
-                    let d = network_damping(Variant::Tekfac, &DampingSettings::default(), blocks);
+                    let d = DampingPolicy::with_lambda(1e-3).per_block(Variant::Tekfac, blocks);
                     match d[..] {
                         [Damping::Additive(l)] => check(
-                            &format!("[18] {name}: network_damping(conv) = E‖DW‖²/numel"),
+                            &format!("[18] {name}: per_block(conv) = E‖DW‖²/numel"),
                             rel_err_scalar(l, e_dw2 / numel),
                             EXACT,
                         ),

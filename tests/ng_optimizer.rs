@@ -10,10 +10,12 @@ use curvature_common::{EXACT, check, dense_solve, rel_err};
 use nalgebra::DMatrix;
 use ng_common::*;
 use tekfac::curvature::exact::per_example_gradients;
-use tekfac::curvature::{Damping, DampingSettings, FastBlock, Variant, network_damping};
+use tekfac::curvature::{Damping, FastBlock, Variant};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
-use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig};
+use tekfac::optim::{
+    Adam, AdamConfig, DampingPolicy, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig,
+};
 use tekfac::tensor::seeded_rng;
 use tekfac::train::{Task, train_step};
 use tekfac::{Error, FisherType, ParamStore, Tensor};
@@ -40,7 +42,7 @@ fn precondition_f32_agrees_with_f64_every_variant() {
                 Damping::Additive(1e-3),
             ];
             let blocks = std::slice::from_ref(&block);
-            dampings.extend(network_damping(v, &DampingSettings::default(), blocks));
+            dampings.extend(DampingPolicy::with_lambda(1e-3).per_block(v, blocks));
             for d in dampings {
                 let want = block.precondition(&grad, &d).unwrap();
                 let mut hot = FastBlock::<f32>::new(&block);
@@ -66,7 +68,7 @@ fn precondition_f32_agrees_with_f64_every_variant() {
 fn exact_step_config(momentum: f64, weight_decay: f64) -> NgConfig {
     NgConfig {
         lr: 0.1,
-        damping: 0.05,
+        damping: DampingPolicy::with_lambda(0.05),
         momentum,
         decay: 0.0,
         stats_interval: 1,
@@ -81,7 +83,7 @@ fn exact_step_config(momentum: f64, weight_decay: f64) -> NgConfig {
 
 /// Runs 3 steps of `variant` on `net` and checks each parameter change against
 /// `−η·m`, `m ← μm + unvec((F̂ + damping)⁻¹ vec(∇W̄ + wd·W̄))`, with F̂ and the damping taken
-/// from the optimizer's blocks (`to_dense_damped`, `network_damping`) and solved densely in f64.
+/// from the optimizer's blocks (`to_dense_damped`, `dampings`) and solved densely in f64.
 fn check_steps(label: &str, mut net: Net, variant: Variant, config: NgConfig) {
     let mut opt = NaturalGradient::new(variant, config.clone(), &net.ps).unwrap();
     let layers = net.ps.layers().to_vec();
@@ -93,7 +95,7 @@ fn check_steps(label: &str, mut net: Net, variant: Variant, config: NgConfig) {
         let out = net.pass(&net.input(4, 40 + step), fisher);
         let stats = opt.step(&mut net.ps, &out).unwrap();
         let blocks = opt.blocks();
-        let dampings = network_damping(variant, &config.damping_settings(), blocks);
+        let dampings = config.damping.per_block(variant, blocks);
         for (i, info) in layers.iter().enumerate() {
             let name = format!("{label} {variant} step {step} {}", info.name);
             // The optimizer's block is this step's capture alone (decay 0, refresh every step).
@@ -106,7 +108,7 @@ fn check_steps(label: &str, mut net: Net, variant: Variant, config: NgConfig) {
                 ),
                 EXACT,
             );
-            assert_eq!(stats.damping[i].1, dampings[i].lambda(), "logged damping");
+            assert_eq!(stats.lambda[i].1, dampings[i].lambda(), "logged λ");
             let g = grad_block(&out.grads, info, &net.ps) + &before[i] * config.weight_decay;
             let u = dense_solve(&blocks[i].to_dense_damped(&dampings[i]).unwrap(), &g);
             let m = match &momentum[i] {
@@ -247,7 +249,7 @@ fn nan_capture_keeps_the_previous_basis_and_the_weights_finite() {
         let after = param_block(&fc1, &net.ps);
         assert!(after.iter().all(|x| x.is_finite()), "{v}: weights finite");
         // The step was preconditioned with the kept block.
-        let d = network_damping(v, &config.damping_settings(), std::slice::from_ref(&kept));
+        let d = config.damping.per_block(v, std::slice::from_ref(&kept));
         let g = grad_block(&out.grads, &fc1, &net.ps);
         let want = kept.precondition(&g, &d[0]).unwrap() * -config.lr;
         check(
@@ -337,8 +339,10 @@ fn singular_factor_gives_a_finite_update() {
     for v in Variant::ALL {
         let (mut net, x) = border_zero_net();
         let config = NgConfig {
-            damping: 0.0,
-            conv_damping_floor: 0.0,
+            damping: DampingPolicy {
+                conv_floor: 0.0,
+                ..DampingPolicy::with_lambda(0.0)
+            },
             ..exact_step_config(0.0, 0.0)
         };
         let mut opt = NaturalGradient::new(v, config, &net.ps).unwrap();
@@ -428,7 +432,7 @@ fn six_optimizers_train_on_a_real_mnist_slice() {
     };
     let ng = NgConfig {
         lr: 0.01,
-        damping: 0.03,
+        damping: DampingPolicy::with_lambda(0.03),
         momentum: 0.9,
         decay: 0.95,
         stats_interval: 10,

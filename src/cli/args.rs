@@ -1,9 +1,11 @@
 //! Command-line arguments of `tekfac` (clap derive). Every hyperparameter of the optimizers is a
-//! flag; defaults are the project defaults documented in docs/math.md.
+//! flag; defaults are the library's own (`NgConfig::DEFAULT`, `SgdConfig`, `AdamConfig`,
+//! `default_lambda`), documented in docs/math.md.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use tekfac::optim::{DampingPolicy, NgConfig};
 
 /// Second-order optimisation (K-FAC, EKFAC, TKFAC, TEKFAC) from scratch, on real data.
 #[derive(Parser, Debug)]
@@ -292,7 +294,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr: Option<f64>,
     /// Momentum (heavy-ball; on the preconditioned step for natural-gradient methods).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.momentum)]
     pub momentum: f64,
     /// Damping λ of the curvature blocks (default: 0.03 for kfac and tkfac, whose factored
     /// damping adds cross terms, on the MLP and autoencoder, 0.1 on the CNN; 0.1 for ekfac and
@@ -300,16 +302,16 @@ pub struct TrainArgs {
     #[arg(long)]
     pub damping: Option<f64>,
     /// Update curvature statistics every N steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.stats_interval)]
     pub stats_interval: u64,
     /// Recompute eigenbases every N steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.eigen_interval)]
     pub eigen_interval: u64,
     /// Re-estimate s* / Θ every N steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.scale_interval)]
     pub scale_interval: u64,
     /// EMA decay ρ of the running averages.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.decay)]
     pub ema_decay: f64,
     /// Fisher type of the curvature statistics.
     #[arg(long, value_enum, default_value = "sampled")]
@@ -322,12 +324,12 @@ pub struct TrainArgs {
     pub kl_clip: Option<f64>,
     /// TEKFAC conv layers: ϑ, the trace floor of λ = max(ΣΘ, ϑ)/dim Θ (Eq. 3.5; the paper's
     /// value is unknown).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DampingPolicy::DEFAULT.conv_floor)]
     #[serde(default = "default_conv_floor")]
     pub conv_damping_floor: f64,
     /// TEKFAC conv layers: also floor λ at --damping (true), or use Eq. 3.5 literally (false;
     /// its λ ≈ mean(Θ) is tiny on real conv layers and diverged with the defaults).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = DampingPolicy::DEFAULT.conv_at_least_lambda, action = clap::ArgAction::Set)]
     #[serde(default = "yes")]
     pub conv_damping_at_least_lambda: bool,
     /// TEKFAC dense layers inside a CNN: fixed --damping, or β (the largest conv λ), or β·λ.
@@ -335,7 +337,7 @@ pub struct TrainArgs {
     #[serde(default)]
     pub dense_in_cnn: DenseInCnnName,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = NgConfig::DEFAULT.weight_decay)]
     pub weight_decay: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value = "constant")]

@@ -1,31 +1,32 @@
-//! Building the optimizer named on the command line from its flags.
+//! Building the optimizer named on the command line from its flags. Every default comes from
+//! the library (`SgdConfig`, `AdamConfig`, `NgConfig`, `default_lambda`), so `tekfac train` and
+//! a library user get the same optimizer from the same settings.
 
 use super::args::{DenseInCnnName, FisherName, ModelName, OptimizerName, TrainArgs};
 use tekfac::FisherType;
 use tekfac::optim::{
-    Adam, AdamConfig, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant,
+    Adam, AdamConfig, DampingPolicy, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd,
+    SgdConfig, Variant, default_lambda,
 };
 use tekfac::{ParamStore, Result};
 
-/// Default learning rate of each optimizer when `--lr` is absent.
+/// Default learning rate of each optimizer when `--lr` is absent: the library's.
 pub fn default_lr(name: OptimizerName) -> f64 {
     match name {
-        OptimizerName::Sgd => 0.05,
-        OptimizerName::Adam => 1e-3,
-        _ => 0.01,
+        OptimizerName::Sgd => SgdConfig::default().lr,
+        OptimizerName::Adam => AdamConfig::default().lr,
+        _ => NgConfig::DEFAULT.lr,
     }
 }
 
-/// Default damping λ of each natural-gradient optimizer when `--damping` is absent, tuned on
-/// the embedded Fashion-MNIST subset (docs/RESULTS.md): the spec's 1e-3 diverges within the
-/// first ten steps there, while the factors still come from a single batch. K-FAC and TKFAC
-/// take 0.03 on the MLP but 0.1 on the CNN, where 0.03 diverged by step 23 (their factored
-/// damping splits √λ over conv factors of very different scales).
-pub fn default_damping(name: OptimizerName, model: ModelName) -> f64 {
-    match (name, model) {
-        (OptimizerName::Kfac | OptimizerName::Tkfac, ModelName::Cnn) => 0.1,
-        (OptimizerName::Kfac | OptimizerName::Tkfac, _) => 0.03,
-        _ => 0.1,
+/// The curvature variant of a natural-gradient optimizer name (`None` for SGD and Adam).
+fn variant(name: OptimizerName) -> Option<Variant> {
+    match name {
+        OptimizerName::Sgd | OptimizerName::Adam => None,
+        OptimizerName::Kfac => Some(Variant::Kfac),
+        OptimizerName::Ekfac => Some(Variant::Ekfac),
+        OptimizerName::Tkfac => Some(Variant::Tkfac),
+        OptimizerName::Tekfac => Some(Variant::Tekfac),
     }
 }
 
@@ -34,17 +35,15 @@ pub fn lr(args: &TrainArgs) -> f64 {
     args.lr.unwrap_or_else(|| default_lr(args.optimizer))
 }
 
-/// The damping λ a natural-gradient run uses: `--damping`, else the default for the optimizer
-/// and model (`None` for SGD and Adam, which have none).
+/// The damping λ a natural-gradient run uses: `--damping`, else the library's tuned default for
+/// the variant and model (`None` for SGD and Adam, which have none).
 pub fn damping(args: &TrainArgs) -> Option<f64> {
-    let natural = !matches!(args.optimizer, OptimizerName::Sgd | OptimizerName::Adam);
-    natural.then(|| ng_damping(args))
-}
-
-/// `--damping`, else the default for the optimizer and model.
-fn ng_damping(args: &TrainArgs) -> f64 {
-    args.damping
-        .unwrap_or_else(|| default_damping(args.optimizer, args.model))
+    let variant = variant(args.optimizer)?;
+    let has_conv = matches!(args.model, ModelName::Cnn);
+    Some(
+        args.damping
+            .unwrap_or_else(|| default_lambda(variant, has_conv)),
+    )
 }
 
 /// The Fisher type selected by `--fisher` / `--fisher-samples` (sampling seeded from `--seed`).
@@ -62,32 +61,21 @@ pub fn fisher(args: &TrainArgs) -> FisherType {
 /// The optimizer with every hyperparameter taken from the flags.
 pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optimizer<f32>>> {
     let lr = lr(args);
-    let variant = match args.optimizer {
-        OptimizerName::Sgd => {
-            let c = SgdConfig {
-                lr,
-                momentum: args.momentum,
-                nesterov: false,
-                weight_decay: args.weight_decay,
-            };
-            return Ok(Box::new(Sgd::new(c)));
-        }
-        OptimizerName::Adam => {
-            let c = AdamConfig {
-                lr,
-                weight_decay: args.weight_decay,
-                ..Default::default()
-            };
-            return Ok(Box::new(Adam::new(c)));
-        }
-        OptimizerName::Kfac => Variant::Kfac,
-        OptimizerName::Ekfac => Variant::Ekfac,
-        OptimizerName::Tkfac => Variant::Tkfac,
-        OptimizerName::Tekfac => Variant::Tekfac,
+    let Some(variant) = variant(args.optimizer) else {
+        return Ok(first_order(args, lr));
     };
     let config = NgConfig {
         lr,
-        damping: ng_damping(args),
+        damping: DampingPolicy {
+            lambda: damping(args),
+            conv_floor: args.conv_damping_floor,
+            conv_at_least_lambda: args.conv_damping_at_least_lambda,
+            dense_in_cnn: match args.dense_in_cnn {
+                DenseInCnnName::Fixed => DenseInCnn::Fixed,
+                DenseInCnnName::Beta => DenseInCnn::Beta,
+                DenseInCnnName::BetaTimesLambda => DenseInCnn::BetaTimesLambda,
+            },
+        },
         momentum: args.momentum,
         decay: args.ema_decay,
         stats_interval: args.stats_interval,
@@ -96,14 +84,30 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
         kl_clip: args.kl_clip,
         weight_decay: args.weight_decay,
         fisher: fisher(args),
-        conv_damping_floor: args.conv_damping_floor,
-        conv_damping_at_least_lambda: args.conv_damping_at_least_lambda,
-        dense_in_cnn: match args.dense_in_cnn {
-            DenseInCnnName::Fixed => DenseInCnn::Fixed,
-            DenseInCnnName::Beta => DenseInCnn::Beta,
-            DenseInCnnName::BetaTimesLambda => DenseInCnn::BetaTimesLambda,
-        },
         low_rank: true,
     };
     Ok(Box::new(NaturalGradient::new(variant, config, params)?))
+}
+
+/// SGD or Adam from the flags.
+fn first_order(args: &TrainArgs, lr: f64) -> Box<dyn Optimizer<f32>> {
+    match args.optimizer {
+        OptimizerName::Sgd => {
+            let c = SgdConfig {
+                lr,
+                momentum: args.momentum,
+                nesterov: false,
+                weight_decay: args.weight_decay,
+            };
+            Box::new(Sgd::new(c))
+        }
+        _ => {
+            let c = AdamConfig {
+                lr,
+                weight_decay: args.weight_decay,
+                ..Default::default()
+            };
+            Box::new(Adam::new(c))
+        }
+    }
 }

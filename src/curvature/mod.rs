@@ -47,8 +47,8 @@
 //! # A block's life
 //!
 //! `observe` (statistics EMA) → `refresh` (eigenbasis, re-seed) → `rescale` (EKFAC/TEKFAC) →
-//! `precondition`. Each runs on its own schedule, decided by the optimizer (spec §1.3); the
-//! damping of each block comes from [`network_damping`] (spec §1.7). `state`/`restore` export
+//! `precondition`. Each runs on its own schedule, decided by the optimizer (spec §1.3), which
+//! also decides the damping of each block (`optim::DampingPolicy`, spec §1.7). `state`/`restore` export
 //! the block as named f64 arrays for checkpoints ([`StateArray`]).
 //!
 //! | file | job |
@@ -59,8 +59,9 @@
 //! | `average.rs` | convex EMA, first observation initialises |
 //! | `basis.rs` | eigendecompositions, rotations, `Q diag Qᵀ` |
 //! | `correction.rs` | `s*`/`Θ` batch estimate (switch 2) |
-//! | `damping.rs` | damping modes, Eq. 3.5, the β rule |
-//! | `block.rs` | `CurvatureBlock` |
+//! | `damping.rs` | damping modes and their damped diagonals, Eq. 3.5 of one block |
+//! | `block.rs` | `CurvatureBlock`: the readable f64 spec path |
+//! | `fast.rs` | `FastBlock`: the same preconditioning in the training precision (hot path) |
 //! | `state.rs` | checkpoint arrays |
 //! | `exact.rs` | brute-force Fisher, vec/Kronecker helpers (the test oracle) |
 //! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 |
@@ -106,7 +107,7 @@ pub use average::{Blend, MovingAverage};
 pub use basis::{BasisFailure, KroneckerBasis};
 pub use block::CurvatureBlock;
 pub use correction::corrected_batch;
-pub use damping::{Damping, DampingSettings, DenseInCnn, beta, network_damping, trace_adaptive};
+pub use damping::{Damping, trace_adaptive};
 pub use factors::KroneckerFactors;
 pub use fast::{FastBasis, FastBlock};
 pub use fast_correction::{fast_corrected, fast_corrected_batch};

@@ -7,7 +7,9 @@ mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
-pub use natural::{DenseInCnn, NaturalGradient, NgConfig, Variant};
+pub use natural::{
+    DampingPolicy, DenseInCnn, NaturalGradient, NgConfig, Variant, beta, default_lambda,
+};
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 
@@ -26,8 +28,8 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// ‖Δθ‖ of the applied update.
     pub update_norm: f64,
-    /// Damping λ per curvature block (`(layer name, λ)`), empty for first-order methods.
-    pub damping: Vec<(String, f64)>,
+    /// λ per curvature block (`(layer name, λ)`), empty for first-order methods.
+    pub lambda: Vec<(String, f64)>,
     /// Seconds spent on curvature statistics (factors and re-scaling).
     pub time_stats: f64,
     /// Seconds spent on eigendecompositions.
@@ -89,7 +91,7 @@ impl StepStats {
 ///
 /// ```
 /// use tekfac::nn::{Activation, Linear, Module, Sequential};
-/// use tekfac::optim::{NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant};
+/// use tekfac::optim::{DampingPolicy, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant};
 /// use tekfac::{ParamStore, Tape, Tensor};
 ///
 /// let x = Tensor::<f32>::from_vec((0..32).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect(), &[8, 4])?;
@@ -103,7 +105,8 @@ impl StepStats {
 ///     let mut opt: Box<dyn Optimizer> = match name {
 ///         "sgd" => Box::new(Sgd::new(SgdConfig { lr: 0.5, ..Default::default() })),
 ///         _ => {
-///             let config = NgConfig { lr: 0.05, damping: 0.1, ..NgConfig::default() };
+///             let damping = DampingPolicy::with_lambda(0.1);
+///             let config = NgConfig { lr: 0.05, damping, ..NgConfig::default() };
 ///             Box::new(NaturalGradient::new(Variant::Tekfac, config, &params)?)
 ///         }
 ///     };

@@ -11,7 +11,7 @@ use crate::tensor::{Float, Tensor};
 /// Hyperparameters of [`Sgd`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
-    /// Learning rate η (usual: 0.01–0.1).
+    /// Learning rate η (0.05, the default of `tekfac train`; usual: 0.01–0.1).
     pub lr: f64,
     /// Momentum μ (usual: 0.9; 0 = plain gradient descent).
     pub momentum: f64,
@@ -24,7 +24,7 @@ pub struct SgdConfig {
 impl Default for SgdConfig {
     fn default() -> Self {
         SgdConfig {
-            lr: 0.01,
+            lr: 0.05,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 0.0,

@@ -1,17 +1,18 @@
 //! Hyperparameters of the natural-gradient optimizers, with the project defaults of
-//! `docs/math.md` (spec §1). Every field but `low_rank` (an exact shortcut, not a
-//! hyperparameter) is a CLI flag of `tekfac train`.
+//! `docs/math.md` (spec §1). They are the defaults of `tekfac train` too: the CLI reads them from
+//! [`NgConfig::DEFAULT`]. Every field but `low_rank` (an exact shortcut, not a hyperparameter) is
+//! a CLI flag.
 
+use super::damping::DampingPolicy;
 use crate::autograd::FisherType;
-use crate::curvature::{DampingSettings, DenseInCnn};
 
 /// Settings shared by K-FAC, EKFAC, TKFAC and TEKFAC.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NgConfig {
-    /// Learning rate η (usual: 1e-3 … 1e-1 with momentum 0.9).
+    /// Learning rate η (0.01; usual: 1e-3 … 1e-1 with momentum 0.9).
     pub lr: f64,
-    /// Damping λ (usual: 1e-3 … 1e-1): additive on s*/Θ, Tikhonov for K-FAC/TKFAC.
-    pub damping: f64,
+    /// How each block is damped: λ (tuned per variant when `None`), TEKFAC's conv rule.
+    pub damping: DampingPolicy,
     /// Heavy-ball momentum μ on the preconditioned step (0.9).
     pub momentum: f64,
     /// EMA decay ρ of every running average: `new = ρ·old + (1−ρ)·batch` (0.95).
@@ -28,46 +29,30 @@ pub struct NgConfig {
     pub weight_decay: f64,
     /// Labels behind the curvature statistics (spec §1.1; default: sampled, k = 1).
     pub fisher: FisherType,
-    /// ϑ, the floor of TEKFAC's trace-adaptive conv damping `λ = max(ΣΘ, ϑ)/dim Θ` (1e-3).
-    pub conv_damping_floor: f64,
-    /// Floor TEKFAC's conv damping at `damping` too (true; false = the literal Eq. 3.5).
-    pub conv_damping_at_least_lambda: bool,
-    /// Damping of dense layers inside a CNN under TEKFAC.
-    pub dense_in_cnn: DenseInCnn,
     /// Rotate a dense layer's gradient into the eigenbasis from its low-rank form
     /// `∇W̄ = gᵀā` when that is cheaper (same update up to rounding; needs weight decay 0).
     pub low_rank: bool,
 }
 
 impl NgConfig {
-    /// The damping part of the settings, as the curvature blocks take it.
-    pub fn damping_settings(&self) -> DampingSettings {
-        DampingSettings {
-            lambda: self.damping,
-            conv_floor: self.conv_damping_floor,
-            conv_at_least_lambda: self.conv_damping_at_least_lambda,
-            dense_in_cnn: self.dense_in_cnn,
-        }
-    }
+    /// The project defaults (field docs), shared with the CLI.
+    pub const DEFAULT: NgConfig = NgConfig {
+        lr: 0.01,
+        damping: DampingPolicy::DEFAULT,
+        momentum: 0.9,
+        decay: 0.95,
+        stats_interval: 10,
+        eigen_interval: 100,
+        scale_interval: 10,
+        kl_clip: None,
+        weight_decay: 0.0,
+        fisher: FisherType::Sampled { k: 1, seed: 0 },
+        low_rank: true,
+    };
 }
 
 impl Default for NgConfig {
     fn default() -> Self {
-        NgConfig {
-            lr: 0.01,
-            damping: 1e-3,
-            momentum: 0.9,
-            decay: 0.95,
-            stats_interval: 10,
-            eigen_interval: 100,
-            scale_interval: 10,
-            kl_clip: None,
-            weight_decay: 0.0,
-            fisher: FisherType::Sampled { k: 1, seed: 0 },
-            conv_damping_floor: 1e-3,
-            conv_damping_at_least_lambda: true,
-            dense_in_cnn: DenseInCnn::Fixed,
-            low_rank: true,
-        }
+        Self::DEFAULT
     }
 }

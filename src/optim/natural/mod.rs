@@ -18,17 +18,19 @@
 
 mod config;
 mod curvature;
+mod damping;
 mod layout;
 mod state;
 mod update;
 
-pub use crate::curvature::{DenseInCnn, Variant};
+pub use crate::curvature::Variant;
 pub use config::NgConfig;
+pub use damping::{DampingPolicy, DenseInCnn, beta, default_lambda};
 
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, FastBlock, network_damping};
+use crate::curvature::{CurvatureBlock, Damping, FastBlock};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
@@ -98,6 +100,17 @@ impl<F: Float> NaturalGradient<F> {
     /// The curvature block of each layer (for inspection and tests).
     pub fn blocks(&self) -> &[CurvatureBlock] {
         &self.blocks
+    }
+
+    /// `λ` of this run: the configured one, or the tuned default of the variant and network.
+    pub fn lambda(&self) -> f64 {
+        let has_conv = self.blocks.iter().any(CurvatureBlock::is_conv);
+        self.config.damping.lambda(self.variant, has_conv)
+    }
+
+    /// The damping of every block under the current curvature (spec §1.7, `damping.rs`).
+    pub fn dampings(&self) -> Vec<Damping> {
+        self.config.damping.per_block(self.variant, &self.blocks)
     }
 
     /// The hot path of each layer (for tests).
@@ -176,13 +189,13 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
         let mut stats = StepStats::first_order(pass, 0.0);
         self.check_captures(pass)?;
         self.update_curvature(pass, &mut stats)?;
-        let dampings = network_damping(self.variant, &self.config.damping_settings(), &self.blocks);
+        let dampings = self.dampings();
         let updates = self.precondition_all(params, pass, &dampings, &mut stats)?;
         let nu = self.kl_clip_factor(params, pass, &updates)?;
         let mut update_sq = self.apply_momentum(params, updates, nu);
         update_sq += self.step_loose(params, pass);
         stats.update_norm = update_sq.sqrt();
-        stats.damping = self
+        stats.lambda = self
             .layers
             .iter()
             .zip(&dampings)
