@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod cli_common;
-use cli_common::{assert_usage_error, tekfac, text, tmp};
+use cli_common::{assert_usage_error, latest_checkpoint, tekfac, text, tmp};
 
 /// `(step, train_loss)` of every step row of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<(u64, String)> {
@@ -42,13 +42,12 @@ fn train_then_eval_on_the_embedded_subset() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    for f in [
-        "config.json",
-        "metrics.csv",
-        "weights.safetensors",
-        "optimizer.safetensors",
-    ] {
+    for f in ["config.json", "metrics.csv", "checkpoints/epoch-2-step-200"] {
         assert!(out.join(f).exists(), "{f} missing");
+    }
+    let checkpoint = latest_checkpoint(&out);
+    for f in ["weights.safetensors", "optimizer.safetensors", "manifest.json"] {
+        assert!(checkpoint.join(f).exists(), "{f} missing");
     }
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(
@@ -113,17 +112,24 @@ fn resume_continues_bit_identically() {
     run(&straight, "48", false);
     run(&split, "22", false);
     run(&split, "48", true);
-    assert_eq!(step_losses(&straight).len(), 9);
-    assert_eq!(step_losses(&straight), step_losses(&split));
+    // Rows at 5, 10, …, 45, and at --max-steps 48 the mean of steps 46–48.
+    assert_eq!(step_losses(&straight).len(), 10);
+    // The stop at 22 logged the mean of steps 21–22 too; the resumed run's row at 25 still
+    // covers 21–25, as the straight run's does.
+    let mut resumed = step_losses(&split);
+    let stop = resumed.iter().position(|r| r.0 == 22).expect("a row at the stop");
+    resumed.remove(stop);
+    assert_eq!(step_losses(&straight), resumed);
     assert_eq!(losses(&straight, "epoch,").len(), 1);
     assert_eq!(losses(&straight, "epoch,"), losses(&split, "epoch,"));
-    let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
-    assert!(weights(&straight) == weights(&split), "weights differ");
-    // The optimizer state must match exactly, apart from the wall-clock seconds.
+    let file = |d: &Path, f: &str| std::fs::read(latest_checkpoint(d).join(f)).unwrap();
+    assert!(
+        file(&straight, "weights.safetensors") == file(&split, "weights.safetensors"),
+        "weights differ"
+    );
+    // NOTE: compared as dicts: safetensors writes the metadata in HashMap order.
     let state = |d: &Path| {
-        let mut s = tekfac::checkpoint::read_dict(&d.join("optimizer.safetensors")).unwrap();
-        s.meta.remove("seconds");
-        s
+        tekfac::checkpoint::read_dict(&latest_checkpoint(d).join("optimizer.safetensors")).unwrap()
     };
     assert!(state(&straight) == state(&split), "optimizer state differs");
     std::fs::remove_dir_all(straight).unwrap();
@@ -224,7 +230,7 @@ fn divergence_stops_cleanly_and_keeps_the_checkpoint() {
         msg.contains("non-finite") && msg.contains("at step") && msg.contains("layer fc"),
         "{msg}"
     );
-    let weights = out.join("weights.safetensors");
+    let weights = latest_checkpoint(&out).join("weights.safetensors");
     let mut params = tekfac::ParamStore::<f32>::seeded(0);
     tekfac::nn::presets::Mlp::new(&mut params, 784, 10).unwrap();
     tekfac::checkpoint::load_params(&weights, &mut params).expect("the last checkpoint loads");

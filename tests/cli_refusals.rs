@@ -126,6 +126,19 @@ fn every_refused_setting_exits_2_names_the_flag_and_touches_nothing() {
     let no_test = format!("idx:{}", no_test.display());
     let data_refusals: &[(&[&str], &str)] =
         &[(&["--dataset", &no_test, "--batch-size", "10"], "--dataset")];
+    let run = existing.to_str().unwrap();
+    let resume_refusals: &[(&[&str], &str)] = &[
+        (&["--resume", run], "--epochs"),
+        (&["--resume", run, "--epochs", "0"], "--epochs"),
+        (&["--resume", run, "--epochs", "2", "--lr", "0.5"], "--lr"),
+        (&["--resume", run, "--epochs", "2", "--model", "cnn"], "--model"),
+        (&["--resume", run, "--epochs", "2", "--max-steps", "5"], "--max-steps"),
+        (&["--reset-optimizer"], "--resume"),
+    ];
+    for (args, needle) in resume_refusals {
+        assert_refused("train", args, needle, &existing);
+    }
+    assert_refused("train", &["--resume", run], "--out", &fresh);
     let tables = [
         ("train", TRAIN_REFUSALS),
         ("compare", COMPARE_REFUSALS),

@@ -76,7 +76,31 @@ impl TensorDict {
         );
     }
 
-    /// Reads a tensor that must have been stored in element type `F`.
+    /// The names of the stored tensors, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
+    }
+
+    /// Removes a tensor; returns whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.entries.remove(name).is_some()
+    }
+
+    /// Reads a tensor of element type `F` that must have exactly `shape` (the checked read of
+    /// restored state: a tensor cut short or reshaped is refused with its name).
+    pub fn tensor_shaped<F: Float>(&self, name: &str, shape: &[usize]) -> Result<Tensor<F>> {
+        let t = self.tensor::<F>(name)?;
+        if t.dims() != shape {
+            return Err(Error::Checkpoint(format!(
+                "`{name}` has shape {:?}, expected {shape:?}",
+                t.dims()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Reads a tensor that must have been stored in element type `F` and hold only finite
+    /// values.
     pub fn tensor<F: Float>(&self, name: &str) -> Result<Tensor<F>> {
         let e = self.entry(name)?;
         let want = if F::DTYPE == "f32" {
@@ -102,10 +126,13 @@ impl TensorDict {
                 .map(|b| F::from_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))))
                 .collect(),
         };
+        if let Some(i) = data.iter().position(|x| !x.to_f64().is_finite()) {
+            return Err(non_finite(name, i));
+        }
         Tensor::from_vec(data, &e.shape)
     }
 
-    /// Reads an f64 buffer and its shape.
+    /// Reads an f64 buffer and its shape; refuses a non-finite value.
     pub fn f64s(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
         let e = self.entry(name)?;
         if e.dtype != Dtype::F64 {
@@ -118,7 +145,10 @@ impl TensorDict {
             .bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
+            .collect::<Vec<f64>>();
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(non_finite(name, i));
+        }
         Ok((e.shape.clone(), data))
     }
 
@@ -134,16 +164,38 @@ impl TensorDict {
     }
 }
 
+/// The refusal of a non-finite value at flat index `i` of tensor `name`.
+fn non_finite(name: &str, i: usize) -> Error {
+    Error::Checkpoint(format!(
+        "`{name}` holds a non-finite value (NaN or ±Inf) at index {i}"
+    ))
+}
+
+impl TensorDict {
+    /// The dict as the bytes of a safetensors file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let views = self
+            .entries
+            .iter()
+            .map(|(k, e)| {
+                TensorView::new(e.dtype, e.shape.clone(), &e.bytes).map(|v| (k.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Checkpoint(e.to_string()))
+    }
+
+    /// Parses the bytes of a safetensors file; `source` names it in errors.
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<TensorDict> {
+        parse(bytes, source)
+    }
+}
+
 /// Writes `dict` to `path` as safetensors, atomically.
 pub fn write_dict(path: &Path, dict: &TensorDict) -> Result<()> {
-    let views = dict
-        .entries
-        .iter()
-        .map(|(k, e)| TensorView::new(e.dtype, e.shape.clone(), &e.bytes).map(|v| (k.clone(), v)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
-    let meta: HashMap<String, String> = dict.meta.clone().into_iter().collect();
-    let bytes = safetensors::serialize(views, Some(meta))
+    let bytes = dict
+        .to_bytes()
         .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
@@ -151,14 +203,16 @@ pub fn write_dict(path: &Path, dict: &TensorDict) -> Result<()> {
 /// Reads a safetensors file written by [`write_dict`] (or by Python's `safetensors`).
 pub fn read_dict(path: &Path) -> Result<TensorDict> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(&bytes, &path.display().to_string())
+}
+
+/// The dict in the bytes of a safetensors file.
+fn parse(bytes: &[u8], source: &str) -> Result<TensorDict> {
     let bad = |e: safetensors::SafeTensorError| {
-        Error::Checkpoint(format!(
-            "{} is not a valid safetensors file: {e}",
-            path.display()
-        ))
+        Error::Checkpoint(format!("{source} is not a valid safetensors file: {e}"))
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(bad)?;
     let mut dict = TensorDict::default();
     if let Some(meta) = header.metadata() {
         dict.meta = meta.clone().into_iter().collect();
@@ -166,8 +220,7 @@ pub fn read_dict(path: &Path) -> Result<TensorDict> {
     for (name, view) in st.tensors() {
         if !matches!(view.dtype(), Dtype::F32 | Dtype::F64) {
             return Err(Error::Checkpoint(format!(
-                "{}: `{name}` has unsupported dtype {:?}",
-                path.display(),
+                "{source}: `{name}` has unsupported dtype {:?}",
                 view.dtype()
             )));
         }

@@ -54,7 +54,18 @@ pub fn save_params<F: Float>(
 /// element type do not match the model exactly, or that holds a NaN or infinity.
 pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<TensorDict> {
     let dict = read_dict(path)?;
-    let bad = |msg: String| Error::Checkpoint(format!("{}: {msg}", path.display()));
+    load_params_from(&dict, params, &path.display().to_string())?;
+    Ok(dict)
+}
+
+/// [`load_params`] from a dict already read; `source` names it in errors. Nothing is changed
+/// unless every parameter is there, with its shape and finite values.
+pub fn load_params_from<F: Float>(
+    dict: &TensorDict,
+    params: &mut ParamStore<F>,
+    source: &str,
+) -> Result<()> {
+    let bad = |msg: String| Error::Checkpoint(format!("{source}: {msg}"));
     if dict.len() != params.len() {
         return Err(bad(format!(
             "holds {} tensors, the model has {} parameters",
@@ -62,22 +73,16 @@ pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<
             params.len()
         )));
     }
-    for id in params.ids().collect::<Vec<_>>() {
-        let name = params.name(id).to_string();
-        let t = dict.tensor::<F>(&name).map_err(|e| bad(e.to_string()))?;
-        if t.dims() != params.get(id).dims() {
-            return Err(bad(format!(
-                "`{name}` has shape {:?}, the model expects {:?}",
-                t.dims(),
-                params.get(id).dims()
-            )));
-        }
-        if !t.all_finite() {
-            return Err(bad(format!(
-                "`{name}` holds a non-finite value (NaN or ±Inf)"
-            )));
-        }
+    let mut loaded = Vec::with_capacity(params.len());
+    for id in params.ids() {
+        let name = params.name(id);
+        let t = dict
+            .tensor_shaped::<F>(name, params.get(id).dims())
+            .map_err(|e| bad(e.to_string().trim_start_matches("checkpoint: ").to_string()))?;
+        loaded.push((id, t));
+    }
+    for (id, t) in loaded {
         *params.get_mut(id) = t;
     }
-    Ok(dict)
+    Ok(())
 }

@@ -390,12 +390,20 @@ pub struct TrainArgs {
     /// Run directory for config.json, metrics.csv, charts and checkpoints.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
-    /// Continue the run in this directory from its last checkpoint, with its config.json
-    /// (only --epochs, --max-steps, --threads, --log-every, --checkpoint-every, --quiet and
-    /// --json are taken from the command line).
+    /// Continue the run in this directory from its newest checkpoint, with the settings of its
+    /// config.json. Flags given on the command line may change --epochs, --log-every,
+    /// --checkpoint-every, --data-dir and --no-verify; --max-steps, --threads, --quiet, --json
+    /// and --reset-optimizer apply to this invocation; any other flag must repeat the saved value.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Also write the checkpoint every N steps (0: only at the end of each epoch).
+    /// With --resume: restore the weights and the position but start the optimizer afresh
+    /// (momentum and curvature statistics from zero), e.g. when its saved state is damaged.
+    #[arg(long, requires = "resume")]
+    #[serde(default)]
+    pub reset_optimizer: bool,
+    /// Also write a checkpoint every N steps (0: only at the end of each epoch). Checkpoints
+    /// are folders under <out>/checkpoints/, each written completely before it replaces the
+    /// previous one.
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
     /// Log metrics (a `step` row of metrics.csv: the mean loss of the last N steps) every N steps.

@@ -5,7 +5,9 @@
 //! that need the data (the batch size against the training set) are in [`against_data`].
 
 use super::args::{CompareArgs, InspectArgs, OptimizerName, TrainArgs};
+use std::path::Path;
 use tekfac::dataset::Dataset;
+use tekfac::train::Position;
 use tekfac::{Error, Result};
 
 /// The refusal of `value` for `flag`, with the `allowed` range in words.
@@ -134,6 +136,33 @@ pub fn against_data(a: &TrainArgs, train: &Dataset, eval: &Dataset) -> Result<()
                 "the {} split of {} holds no examples, so there is nothing to evaluate on",
                 a.eval_split(),
                 a.dataset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks of a resumed run against the position of its checkpoint: something must be left
+/// to train.
+pub fn resumable(a: &TrainArgs, pos: &Position, dir: &Path) -> Result<()> {
+    let dir = dir.display();
+    if a.epochs <= pos.epoch {
+        return Err(Error::invalid(
+            "--epochs",
+            format!(
+                "the run in {dir} has completed {} epochs and is set to {}; give --epochs N \
+                 with N > {} to train it further",
+                pos.epoch, a.epochs, pos.epoch
+            ),
+        ));
+    }
+    if a.max_steps > 0 && a.max_steps <= pos.step {
+        return Err(Error::invalid(
+            "--max-steps",
+            format!(
+                "{} is not past step {} where the run in {dir} stands; give a larger limit, \
+                 or 0 for none",
+                a.max_steps, pos.step
             ),
         ));
     }

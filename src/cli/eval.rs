@@ -2,12 +2,11 @@
 
 use super::args::{EvalArgs, SplitName, TrainArgs};
 use super::{data, models, run_dir, say};
-use tekfac::checkpoint::load_params;
 use tekfac::dataset::{self, DataSource, Dataset, Split};
-use tekfac::train::{Task, evaluate};
+use tekfac::train::{Checkpoints, Task, evaluate};
 use tekfac::{Error, ParamStore, Result};
 
-/// Loads the run's config and weights, evaluates, prints one line.
+/// Loads the run's config and the weights of its newest checkpoint, evaluates, prints one line.
 pub fn run(a: EvalArgs) -> Result<()> {
     let args = run_dir::load_config(&a.run)?;
     tekfac::set_threads(0);
@@ -31,7 +30,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     let mut params = ParamStore::<f32>::seeded(args.seed);
     let (model, task) = models::build(&args, &mut params, data.pixels(), data.classes())?;
-    load_params(&a.run.join("weights.safetensors"), &mut params)?;
+    let Some(checkpoint) = Checkpoints::new(&a.run).latest()? else {
+        return Err(Error::Checkpoint(format!(
+            "{} holds no checkpoint yet (its run stopped before the first one)",
+            a.run.display()
+        )));
+    };
+    checkpoint.load_weights(&mut params)?;
     let (loss, acc) = evaluate(
         model.as_ref(),
         task,

@@ -9,11 +9,13 @@ mod eval;
 mod inspect;
 mod models;
 mod optimizer;
+mod resume;
 mod run_dir;
 mod train;
 
 use args::{Cli, Command, DownloadArgs};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use tekfac::dataset::download::Progress;
@@ -22,7 +24,9 @@ use tekfac::{Error, Result};
 /// Parses the command line and runs the subcommand; `cargo run --release` with no arguments is
 /// `tekfac train` with its defaults.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let explicit = explicit_flags(&matches);
     // NOTE: training allocates and frees the same large buffers every step; keep them mapped.
     tekfac::tensor::retain_freed_memory();
     let command =
@@ -32,7 +36,7 @@ pub fn main() -> ExitCode {
                 None => unreachable!("`train` parses to a command"),
             });
     let result = match command {
-        Command::Train(a) => train::run(*a),
+        Command::Train(a) => train::run(*a, &explicit),
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download(a),
         Command::Compare(a) => compare::run(*a),
@@ -55,6 +59,18 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The flags of the subcommand that were given on the command line (clap ids, e.g.
+/// `max_steps`), as opposed to defaults.
+fn explicit_flags(matches: &ArgMatches) -> Vec<String> {
+    let Some((_, sub)) = matches.subcommand() else {
+        return Vec::new();
+    };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 /// Prints one line on stdout; a closed stdout (`tekfac train --json | head -1`) is an error

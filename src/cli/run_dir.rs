@@ -1,144 +1,85 @@
-//! A run directory: `config.json` (everything to reproduce the run), `metrics.csv`, charts, and
-//! the checkpoint (`weights.safetensors` + `optimizer.safetensors`, written atomically).
+//! A run folder as the CLI lays it out: `config.json` (everything to reproduce the run),
+//! `metrics.csv`, the charts, and `checkpoints/` (written by [`tekfac::train::Checkpoints`]).
+//!
+//! Opening a folder takes its lock (one writer at a time) and removes what a killed run left:
+//! temporary files and folders, and checkpoints older than the newest. A new run in an old
+//! folder also removes the old run's checkpoints and charts, so nothing in the folder belongs
+//! to another run.
 
 use super::args::TrainArgs;
 use super::charts::{self, Curves};
 use super::say;
 use std::path::{Path, PathBuf};
-use tekfac::checkpoint::{
-    TensorDict, load_params, read_dict, save_params, write_atomic, write_dict,
-};
-use tekfac::optim::Optimizer;
-use tekfac::train::{MetricsCsv, Row};
-use tekfac::{Error, ParamStore, Result};
+use tekfac::checkpoint::write_atomic;
+use tekfac::train::{Checkpoint, Checkpoints, MetricsCsv, Position, Row, RunLock, read_metrics};
+use tekfac::{Error, Result};
 
-/// Where training stands: what a checkpoint must restore to continue bit-identically.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Position {
-    /// Completed epochs.
-    pub epoch: usize,
-    /// Batches done in the current epoch.
-    pub batch: usize,
-    /// Global steps done.
-    pub step: u64,
-    /// Training seconds so far (for wall-clock charts across resumes).
-    pub seconds: f64,
-    /// Sum and count of the batch losses of the current epoch (its `epoch` row is their mean).
-    pub epoch_loss: LossSum,
-    /// Sum and count of the batch losses since the last `step` row (its `train_loss`).
-    pub window_loss: LossSum,
-}
-
-/// A running sum of batch losses, for a mean that survives a resume.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LossSum {
-    /// Sum of the losses.
-    pub sum: f64,
-    /// Number of losses.
-    pub count: usize,
-}
-
-impl LossSum {
-    /// Adds one batch loss.
-    pub fn add(&mut self, loss: f64) {
-        self.sum += loss;
-        self.count += 1;
-    }
-
-    /// The mean so far, and a reset (NaN when nothing was added).
-    pub fn take_mean(&mut self) -> f64 {
-        let mean = self.sum / self.count as f64;
-        *self = LossSum::default();
-        mean
-    }
-}
-
-impl Position {
-    /// A copy with the elapsed seconds set.
-    pub fn with_seconds(&self, seconds: f64) -> Self {
-        Position {
-            seconds,
-            ..self.clone()
-        }
-    }
-}
-
-/// An open run directory.
+/// An open run folder, locked for this process.
 pub struct RunDir {
     path: PathBuf,
+    checkpoints: Checkpoints,
+    _lock: RunLock,
 }
 
 impl RunDir {
-    /// Creates the directory and writes `config.json` (kept as is when resuming).
-    pub fn create(path: &Path, args: &TrainArgs, resuming: bool) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        let run = RunDir {
-            path: path.to_path_buf(),
-        };
-        if !resuming {
-            // NOTE: a new run replaces the run that was in the folder; its checkpoint must not
-            // pass for this run's.
-            for stale in ["weights.safetensors", "optimizer.safetensors"] {
-                match std::fs::remove_file(path.join(stale)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::io(path.join(stale), e));
-                    }
-                    _ => {}
+    /// Creates (or reuses) and locks `args.out`, cleans it, and writes `config.json` (with the
+    /// run's `steps_per_epoch`, which places its `step` rows on the epoch axis of the charts).
+    /// `resumed` is the checkpoint a resumed run continues from: it must still be the newest.
+    pub fn open(
+        args: &TrainArgs,
+        resumed: Option<&Checkpoint>,
+        steps_per_epoch: u64,
+    ) -> Result<Self> {
+        let path = args.out.clone();
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let lock = RunLock::acquire(&path)?;
+        let checkpoints = Checkpoints::new(&path);
+        remove_temporaries(&path)?;
+        match resumed {
+            Some(c) => {
+                if checkpoints.latest()?.as_ref() != Some(c) {
+                    return Err(Error::Checkpoint(format!(
+                        "{} changed while this run started; try again",
+                        checkpoints.dir().display()
+                    )));
                 }
+                checkpoints.clean()?;
             }
-            let mut config =
-                serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
-            config["crate_version"] = env!("CARGO_PKG_VERSION").into();
-            let text = serde_json::to_string_pretty(&config)
-                .map_err(|e| Error::Checkpoint(e.to_string()))?;
-            write_atomic(&run.path.join("config.json"), text.as_bytes())?;
+            None => {
+                checkpoints.clear()?;
+                remove_stale_outputs(&path)?;
+            }
         }
-        Ok(run)
+        let mut config =
+            serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        config["crate_version"] = env!("CARGO_PKG_VERSION").into();
+        config["steps_per_epoch"] = steps_per_epoch.into();
+        let text =
+            serde_json::to_string_pretty(&config).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        write_atomic(&path.join("config.json"), text.as_bytes())?;
+        Ok(RunDir {
+            path,
+            checkpoints,
+            _lock: lock,
+        })
     }
 
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The run's checkpoints.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
-    /// `metrics.csv`, appended to when resuming.
-    pub fn metrics(&self, resuming: bool) -> Result<MetricsCsv> {
-        MetricsCsv::open(&self.path.join("metrics.csv"), resuming)
-    }
-
-    /// Writes weights and optimizer state (optimizer first: the weights file marks completion).
-    pub fn save_checkpoint(
-        &self,
-        params: &ParamStore<f32>,
-        opt: &dyn Optimizer<f32>,
-        pos: &Position,
-    ) -> Result<()> {
-        let mut dict = TensorDict::default();
-        opt.save_state(params, &mut dict);
-        for (k, v) in [
-            ("epoch", pos.epoch.to_string()),
-            ("batch", pos.batch.to_string()),
-            ("step", pos.step.to_string()),
-            ("seconds", pos.seconds.to_string()),
-            // NOTE: f64 Display is the shortest string that parses back to the same value.
-            ("epoch_loss_sum", pos.epoch_loss.sum.to_string()),
-            ("epoch_loss_count", pos.epoch_loss.count.to_string()),
-            ("window_loss_sum", pos.window_loss.sum.to_string()),
-            ("window_loss_count", pos.window_loss.count.to_string()),
-        ] {
-            dict.meta.insert(k.into(), v);
+    /// `metrics.csv`: new, or for a run resumed at `pos` the rows up to it.
+    pub fn metrics(&self, resumed_at: Option<&Position>) -> Result<MetricsCsv> {
+        let path = self.path.join("metrics.csv");
+        match resumed_at {
+            Some(pos) => MetricsCsv::resume(&path, pos),
+            None => MetricsCsv::create(&path),
         }
-        write_dict(&self.path.join("optimizer.safetensors"), &dict)?;
-        save_params(
-            &self.path.join("weights.safetensors"),
-            params,
-            &[("step", pos.step.to_string())],
-        )
     }
 
-    /// Writes the run's charts (loss and accuracy against epochs), then prints where
-    /// everything is and what to run next.
-    pub fn finish(&self, args: &TrainArgs) -> Result<()> {
+    /// Writes the run's charts, then prints where everything is and what to run next.
+    pub fn finish(&self, args: &TrainArgs, saved: Option<&Checkpoint>) -> Result<()> {
         let curves = read_curves(&self.path)?;
         charts::write_curves(
             &self.path,
@@ -147,28 +88,64 @@ impl RunDir {
             args.eval_split(),
         )?;
         let dir = self.path.display();
-        let lines = [
-            format!(
-                "run saved in {dir}/ (config.json, metrics.csv, weights.safetensors, loss_vs_epoch.png/.svg)"
-            ),
-            format!(
+        let checkpoint = saved.map_or(String::new(), |c| {
+            let rel = c.path.strip_prefix(&self.path).unwrap_or(&c.path);
+            format!(", checkpoint {}/", rel.display())
+        });
+        note(
+            args,
+            &format!("run saved in {dir}/ (config.json, metrics.csv, charts *_vs_epoch.png/.svg{checkpoint})"),
+        )?;
+        note(
+            args,
+            &format!(
                 "next: tekfac eval --run {dir}   |   tekfac train --dataset {} --optimizer sgd --out runs/sgd   |   tekfac train --help",
                 args.dataset
             ),
-        ];
-        for line in lines {
-            // NOTE: under --json, stdout carries JSON lines only.
-            if args.json {
-                eprintln!("{line}");
-            } else {
-                say(&line)?;
-            }
-        }
-        Ok(())
+        )
     }
 }
 
-/// Reads the `config.json` of a run directory (for `--resume`).
+/// Prints a line for the person at the terminal: on stdout, or on stderr under `--json`
+/// (whose stdout carries JSON lines only).
+pub fn note(args: &TrainArgs, line: &str) -> Result<()> {
+    if args.json {
+        eprintln!("{line}");
+        Ok(())
+    } else {
+        say(line)
+    }
+}
+
+/// Removes the temporary files a killed process left in `dir` (`.<name>.tmp-<pid>…`, from
+/// atomic writes). Call it while holding the lock.
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.is_some_and(|n| n.starts_with('.') && n.contains(".tmp-")) && path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what an earlier run in the folder wrote and this run will not overwrite at once: its
+/// charts, and the checkpoint files of the layout before `checkpoints/`.
+fn remove_stale_outputs(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let chart = name.contains("_vs_") && (name.ends_with(".png") || name.ends_with(".svg"));
+        let old_checkpoint = name == "weights.safetensors" || name == "optimizer.safetensors";
+        if (chart || old_checkpoint) && path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the `config.json` of a run folder (for `--resume` and `eval`).
 pub fn load_config(dir: &Path) -> Result<TrainArgs> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -177,43 +154,6 @@ pub fn load_config(dir: &Path) -> Result<TrainArgs> {
     args.out = dir.to_path_buf();
     args.resume = Some(dir.to_path_buf());
     Ok(args)
-}
-
-/// Restores weights, optimizer state and the position from a run directory.
-pub fn load_checkpoint(
-    dir: &Path,
-    params: &mut ParamStore<f32>,
-    opt: &mut dyn Optimizer<f32>,
-) -> Result<Position> {
-    load_params(&dir.join("weights.safetensors"), params)?;
-    let dict = read_dict(&dir.join("optimizer.safetensors"))?;
-    opt.load_state(params, &dict)?;
-    let get = |k: &str| {
-        dict.meta
-            .get(k)
-            .ok_or_else(|| Error::Checkpoint(format!("optimizer.safetensors lacks `{k}`")))
-    };
-    let bad = |k: &str| Error::Checkpoint(format!("optimizer.safetensors has a malformed `{k}`"));
-    // NOTE: checkpoints written before the running loss sums were kept lack them; they resume
-    // with empty sums (only the first logged means after the resume differ).
-    let sum = |k: &str| -> Result<LossSum> {
-        let (s, c) = (format!("{k}_sum"), format!("{k}_count"));
-        match (dict.meta.get(&s), dict.meta.get(&c)) {
-            (Some(v), Some(n)) => Ok(LossSum {
-                sum: v.parse().map_err(|_| bad(&s))?,
-                count: n.parse().map_err(|_| bad(&c))?,
-            }),
-            _ => Ok(LossSum::default()),
-        }
-    };
-    Ok(Position {
-        epoch: get("epoch")?.parse().map_err(|_| bad("epoch"))?,
-        batch: get("batch")?.parse().map_err(|_| bad("batch"))?,
-        step: get("step")?.parse().map_err(|_| bad("step"))?,
-        seconds: get("seconds")?.parse().map_err(|_| bad("seconds"))?,
-        epoch_loss: sum("epoch_loss")?,
-        window_loss: sum("window_loss")?,
-    })
 }
 
 /// Prints a metrics row as one JSON object when `--json` is on.
@@ -229,49 +169,49 @@ pub fn json_line(args: &TrainArgs, row: &Row) -> Result<()> {
     Ok(())
 }
 
-/// The per-epoch curves of a run directory's `metrics.csv` (its `epoch` rows).
+/// The curves of a run folder's `metrics.csv`: the training loss of the `step` rows at their
+/// fractional epoch `step / steps_per_epoch` (the epoch means when there are none), and the
+/// evaluation after each epoch.
 pub fn read_curves(dir: &Path) -> Result<Curves> {
-    let path = dir.join("metrics.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let bad = |line: &str| Error::Data(format!("{}: malformed row `{line}`", path.display()));
+    let rows = read_metrics(&dir.join("metrics.csv"))?;
     let mut c = Curves::default();
-    // `(step, seconds, mean loss of the window)` of the step rows.
     let mut steps = Vec::new();
-    let mut steps_per_epoch = None;
-    for line in text.lines().skip(1) {
-        // Columns: kind,epoch,step,seconds,train_loss,test_loss,test_accuracy,...
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
-        let (Some(epoch), Some(step), Some(seconds), Some(loss)) = (num(1), num(2), num(3), num(4))
-        else {
-            return Err(bad(line));
-        };
-        c.seconds = c.seconds.max(seconds);
-        match f[0] {
-            "step" => steps.push((step, seconds, loss)),
-            "epoch" => {
-                steps_per_epoch.get_or_insert(step / epoch);
-                c.epoch_train_loss.push(loss);
-                if let Some(test) = num(5) {
-                    c.test_loss_by_epoch.push((epoch, test));
-                    c.test_loss_by_seconds.push((seconds, test));
-                }
-                if let Some(acc) = num(6) {
-                    c.accuracy_by_epoch.push((epoch, acc));
-                    c.accuracy_by_seconds.push((seconds, acc));
-                }
-                c.loss_by_epoch.push((epoch, loss));
-                c.loss_by_seconds.push((seconds, loss));
-            }
-            _ => return Err(bad(line)),
+    for r in &rows {
+        c.seconds = c.seconds.max(r.seconds);
+        let epoch = r.epoch as f64;
+        if r.kind == "step" {
+            steps.push(r);
+            continue;
+        }
+        c.epoch_train_loss.push(r.train_loss);
+        c.loss_by_epoch.push((epoch, r.train_loss));
+        c.loss_by_seconds.push((r.seconds, r.train_loss));
+        if let Some(test) = r.test_loss {
+            c.test_loss_by_epoch.push((epoch, test));
+            c.test_loss_by_seconds.push((r.seconds, test));
+        }
+        if let Some(acc) = r.test_accuracy {
+            c.accuracy_by_epoch.push((epoch, acc));
+            c.accuracy_by_seconds.push((r.seconds, acc));
         }
     }
-    // NOTE: the step rows give the training curve at the logging resolution (the mean of each
-    // window); without them (or before the first epoch ends, when an epoch's length is not
-    // known yet) the curve is the epoch means.
-    if let (Some(spe), false) = (steps_per_epoch, steps.is_empty()) {
-        c.loss_by_epoch = steps.iter().map(|&(s, _, l)| (s / spe, l)).collect();
-        c.loss_by_seconds = steps.iter().map(|&(_, t, l)| (t, l)).collect();
+    let per_epoch = steps_per_epoch(dir)?.or_else(|| {
+        let r = rows.iter().find(|r| r.kind == "epoch" && r.epoch > 0)?;
+        Some(r.step / r.epoch as u64)
+    });
+    if let (Some(spe), false) = (per_epoch, steps.is_empty()) {
+        let spe = spe.max(1) as f64;
+        c.loss_by_epoch = steps.iter().map(|r| (r.step as f64 / spe, r.train_loss)).collect();
+        c.loss_by_seconds = steps.iter().map(|r| (r.seconds, r.train_loss)).collect();
     }
     Ok(c)
+}
+
+/// The `steps_per_epoch` recorded in a run folder's config.json (absent in older runs).
+fn steps_per_epoch(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+    Ok(v["steps_per_epoch"].as_u64())
 }

@@ -15,7 +15,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::{Float, Tensor};
 
@@ -176,15 +176,7 @@ pub(crate) fn load_buffers<F: Float>(
             if !dict.contains(&name) {
                 return Ok(None);
             }
-            let t = dict.tensor::<F>(&name)?;
-            if t.dims() != params.get(id).dims() {
-                return Err(Error::Checkpoint(format!(
-                    "`{name}` has shape {:?}, expected {:?}",
-                    t.dims(),
-                    params.get(id).dims()
-                )));
-            }
-            Ok(Some(t))
+            dict.tensor_shaped::<F>(&name, params.get(id).dims()).map(Some)
         })
         .collect()
 }

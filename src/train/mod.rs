@@ -1,13 +1,21 @@
 //! The training loop pieces shared by the CLI and the examples: one step (forward, loss,
-//! backward with the optimizer's Fisher type, divergence check, update) and evaluation.
+//! backward with the optimizer's Fisher type, divergence check, update) and evaluation; and
+//! the run layer around a loop: its [`Position`], [`Checkpoints`] written as one atomic folder
+//! each, `metrics.csv` ([`MetricsCsv`], [`read_metrics`]) and the [`RunLock`] of a run folder.
 //!
 //! The loop itself stays visible in its callers; these functions only keep the step honest:
 //! a NaN or infinity in the loss, a gradient or the updated weights stops training with an
 //! error naming the step and the first offending parameter, before anything is saved.
 
+mod checkpoints;
 mod metrics;
+mod position;
+mod run_lock;
 
-pub use metrics::{COLUMNS, MetricsCsv, Row};
+pub use checkpoints::{Checkpoint, Checkpoints};
+pub use metrics::{COLUMNS, MetricsCsv, Row, read_metrics};
+pub use position::{LossSum, Position};
+pub use run_lock::RunLock;
 
 use crate::autograd::Tape;
 use crate::error::{Error, Result};

@@ -39,3 +39,12 @@ pub fn assert_usage_error(o: &Output, needle: &str) {
         text(o)
     );
 }
+
+/// The newest checkpoint folder of a run (`<run>/checkpoints/epoch-E-step-S`).
+pub fn latest_checkpoint(run: &std::path::Path) -> PathBuf {
+    tekfac::train::Checkpoints::new(run)
+        .latest()
+        .unwrap()
+        .unwrap_or_else(|| panic!("{} holds no checkpoint", run.display()))
+        .path
+}

@@ -213,8 +213,8 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
         self.save(dict);
     }
 
-    fn load_state(&mut self, _params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
-        self.load(dict)
+    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+        self.load(params, dict)
     }
 }
 

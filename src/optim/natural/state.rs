@@ -6,6 +6,7 @@ use super::NaturalGradient;
 use crate::checkpoint::TensorDict;
 use crate::curvature::{CurvatureBlock, StateArray};
 use crate::error::{Error, Result};
+use crate::params::ParamStore;
 use crate::tensor::{Float, Tensor};
 
 impl<F: Float> NaturalGradient<F> {
@@ -30,8 +31,8 @@ impl<F: Float> NaturalGradient<F> {
     }
 
     /// Restores what [`save`](Self::save) wrote; errors on a different variant, a missing step
-    /// counter, or an array that does not fit its block.
-    pub(super) fn load(&mut self, dict: &TensorDict) -> Result<()> {
+    /// counter, or an array or momentum buffer that does not fit its layer (named in the error).
+    pub(super) fn load(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
         let variant = dict
             .meta
             .get("ng.variant")
@@ -66,10 +67,12 @@ impl<F: Float> NaturalGradient<F> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             b.restore(&arrays)?;
-            *m = optional_vector(dict, &format!("ng.{}.momentum", l.name))?;
+            let len = l.d_out * l.d_in_bar();
+            *m = optional_vector(dict, &format!("ng.{}.momentum", l.name), len)?;
         }
-        for ((_, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
-            *m = optional_vector(dict, &format!("ng.loose.{name}.momentum"))?;
+        for ((id, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
+            let len = params.get(*id).len();
+            *m = optional_vector(dict, &format!("ng.loose.{name}.momentum"), len)?;
         }
         Ok(())
     }
@@ -79,9 +82,11 @@ fn vector<F: Float>(v: &[F]) -> Tensor<F> {
     Tensor::from_vec(v.to_vec(), &[v.len()]).expect("a vector")
 }
 
-fn optional_vector<F: Float>(dict: &TensorDict, key: &str) -> Result<Option<Vec<F>>> {
+/// The vector `key` of length `len`, if the checkpoint holds one; any other shape is an error
+/// naming the tensor.
+fn optional_vector<F: Float>(dict: &TensorDict, key: &str, len: usize) -> Result<Option<Vec<F>>> {
     if !dict.contains(key) {
         return Ok(None);
     }
-    Ok(Some(dict.tensor::<F>(key)?.into_vec()))
+    Ok(Some(dict.tensor_shaped::<F>(key, &[len])?.into_vec()))
 }
