@@ -46,7 +46,11 @@ fn train_then_eval_on_the_embedded_subset() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let checkpoint = latest_checkpoint(&out);
-    for f in ["weights.safetensors", "optimizer.safetensors", "manifest.json"] {
+    for f in [
+        "weights.safetensors",
+        "optimizer.safetensors",
+        "manifest.json",
+    ] {
         assert!(checkpoint.join(f).exists(), "{f} missing");
     }
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
@@ -117,7 +121,10 @@ fn resume_continues_bit_identically() {
     // The stop at 22 logged the mean of steps 21–22 too; the resumed run's row at 25 still
     // covers 21–25, as the straight run's does.
     let mut resumed = step_losses(&split);
-    let stop = resumed.iter().position(|r| r.0 == 22).expect("a row at the stop");
+    let stop = resumed
+        .iter()
+        .position(|r| r.0 == 22)
+        .expect("a row at the stop");
     resumed.remove(stop);
     assert_eq!(step_losses(&straight), resumed);
     assert_eq!(losses(&straight, "epoch,").len(), 1);

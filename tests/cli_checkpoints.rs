@@ -54,7 +54,10 @@ fn assert_same_run(straight: &Path, run: &Path) {
 /// fresh start.
 fn spawn_next(run: &Path) -> std::process::Child {
     let out = run.to_str().unwrap();
-    let mut args = with(&SMALL, &["--epochs", "3", "--checkpoint-every", "2", "--out", out]);
+    let mut args = with(
+        &SMALL,
+        &["--epochs", "3", "--checkpoint-every", "2", "--out", out],
+    );
     if Checkpoints::new(run).latest().unwrap().is_some() {
         args.extend(["--resume", out]);
     }
@@ -68,7 +71,10 @@ fn spawn_next(run: &Path) -> std::process::Child {
 }
 
 /// Waits up to `delay` for the child; `None` when it is still running.
-fn wait_up_to(child: &mut std::process::Child, delay: Duration) -> Option<std::process::ExitStatus> {
+fn wait_up_to(
+    child: &mut std::process::Child,
+    delay: Duration,
+) -> Option<std::process::ExitStatus> {
     let until = Instant::now() + delay;
     while Instant::now() < until {
         if let Some(status) = child.try_wait().unwrap() {
@@ -83,7 +89,10 @@ fn wait_up_to(child: &mut std::process::Child, delay: Duration) -> Option<std::p
 fn sigkill_at_random_moments_never_leaves_a_mixed_checkpoint() {
     use rand::RngExt;
     let (straight, run) = (tmp("kill-straight"), tmp("kill-run"));
-    let o = tekfac(&with(&SMALL, &["--epochs", "3", "--out", straight.to_str().unwrap()]));
+    let o = tekfac(&with(
+        &SMALL,
+        &["--epochs", "3", "--out", straight.to_str().unwrap()],
+    ));
     assert!(o.status.success(), "{}", text(&o));
     let mut rng = tekfac::tensor::seeded_rng(14);
     let (mut kills, mut finished) = (0, 0);
@@ -185,7 +194,11 @@ fn edit_optimizer(run: &Path, edit: impl FnOnce(&mut TensorDict)) {
 fn a_damaged_optimizer_state_is_refused_by_name_unless_reset_on_purpose() {
     let momentum = "ng.fc1.momentum";
     let cases: [(&str, Box<dyn Fn(&mut TensorDict)>, &str); 5] = [
-        ("missing", Box::new(|d| assert!(d.remove(momentum))), momentum),
+        (
+            "missing",
+            Box::new(|d| assert!(d.remove(momentum))),
+            momentum,
+        ),
         (
             "renamed",
             Box::new(|d| {
@@ -228,7 +241,11 @@ fn a_damaged_optimizer_state_is_refused_by_name_unless_reset_on_purpose() {
         edit_optimizer(&run, edit);
         let o = resume(&run, &[]);
         assert_usage_error(&o, needle);
-        assert!(text(&o).contains("--reset-optimizer"), "{what}: {}", text(&o));
+        assert!(
+            text(&o).contains("--reset-optimizer"),
+            "{what}: {}",
+            text(&o)
+        );
         let o = resume(&run, &["--reset-optimizer"]);
         assert!(o.status.success(), "{what}: {}", text(&o));
         assert!(text(&o).contains("restarts from zero"), "{}", text(&o));
@@ -262,7 +279,11 @@ fn a_mixed_checkpoint_is_refused() {
     // The weights of the same step from another run (same names, same step): the hash.
     let manifest = latest_checkpoint(&run).join("manifest.json");
     let text_of = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, text_of.replace("\"step\": \"15\"", "\"step\": \"16\"")).unwrap();
+    std::fs::write(
+        &manifest,
+        text_of.replace("\"step\": \"15\"", "\"step\": \"16\""),
+    )
+    .unwrap();
     assert_usage_error(&resume(&run, &[]), "named for epoch 0 step 15");
     for d in [run, other] {
         std::fs::remove_dir_all(d).unwrap();
@@ -273,7 +294,12 @@ fn a_mixed_checkpoint_is_refused() {
 fn a_checkpoint_stores_every_loss_of_its_epoch() {
     // --checkpoint-every 5 saves at step 15 after adding that step's loss to the epoch's sum.
     let run = tekfac_run("loss-count");
-    let pos = Checkpoints::new(&run).latest().unwrap().unwrap().position().unwrap();
+    let pos = Checkpoints::new(&run)
+        .latest()
+        .unwrap()
+        .unwrap()
+        .position()
+        .unwrap();
     assert_eq!((pos.step, pos.batch, pos.epoch_loss.count), (15, 15, 15));
     // Resumed to the end of the epoch, the epoch row is the mean of all 20 losses, as in a
     // run that was never stopped.
@@ -297,7 +323,10 @@ fn a_checkpoint_stores_every_loss_of_its_epoch() {
     assert!(o.status.success(), "{}", text(&o));
     let epoch_rows = |d: &Path| {
         let rows = read_metrics(&d.join("metrics.csv")).unwrap();
-        rows.into_iter().filter(|r| r.kind == "epoch").map(|r| r.train_loss).collect::<Vec<_>>()
+        rows.into_iter()
+            .filter(|r| r.kind == "epoch")
+            .map(|r| r.train_loss)
+            .collect::<Vec<_>>()
     };
     assert_eq!(epoch_rows(&run), epoch_rows(&straight));
     for d in [run, straight] {
@@ -309,20 +338,40 @@ fn a_checkpoint_stores_every_loss_of_its_epoch() {
 fn a_resume_keeps_the_saved_settings_and_refuses_changed_ones() {
     let run = tmp("saved-settings");
     let out = run.to_str().unwrap();
-    let o = tekfac(&with(&SMALL, &["--epochs", "2", "--max-steps", "30", "--out", out]));
+    let o = tekfac(&with(
+        &SMALL,
+        &["--epochs", "2", "--max-steps", "30", "--out", out],
+    ));
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("stopped at --max-steps 30"), "{}", text(&o));
+    assert!(
+        text(&o).contains("stopped at --max-steps 30"),
+        "{}",
+        text(&o)
+    );
     // No --epochs: the saved 2, not the default 3.
     let o = resume(&run, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let rows = read_metrics(&run.join("metrics.csv")).unwrap();
-    let epochs: Vec<usize> = rows.iter().filter(|r| r.kind == "epoch").map(|r| r.epoch).collect();
+    let epochs: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.kind == "epoch")
+        .map(|r| r.epoch)
+        .collect();
     assert_eq!(epochs, [1, 2]);
     assert_usage_error(&resume(&run, &[]), "--epochs");
-    assert_usage_error(&resume(&run, &["--epochs", "3", "--lr", "0.5"]), "--lr 0.5 differs");
-    assert_usage_error(&resume(&run, &["--epochs", "3", "--out", "/tmp/x"]), "--out");
+    assert_usage_error(
+        &resume(&run, &["--epochs", "3", "--lr", "0.5"]),
+        "--lr 0.5 differs",
+    );
+    assert_usage_error(
+        &resume(&run, &["--epochs", "3", "--out", "/tmp/x"]),
+        "--out",
+    );
     // Repeating a saved value is fine; --epochs may grow.
-    let o = resume(&run, &["--epochs", "3", "--optimizer", "adam", "--batch-size", "20"]);
+    let o = resume(
+        &run,
+        &["--epochs", "3", "--optimizer", "adam", "--batch-size", "20"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     std::fs::remove_dir_all(run).unwrap();
 }
@@ -332,11 +381,21 @@ fn a_second_writer_of_a_run_folder_is_refused() {
     let run = tmp("locked");
     std::fs::create_dir_all(&run).unwrap();
     let lock = RunLock::acquire(&run).unwrap();
-    let o = tekfac(&with(&SMALL, &["--epochs", "1", "--out", run.to_str().unwrap()]));
+    let o = tekfac(&with(
+        &SMALL,
+        &["--epochs", "1", "--out", run.to_str().unwrap()],
+    ));
     assert_usage_error(&o, "in use by another tekfac process");
-    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1, "only the lock file");
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        1,
+        "only the lock file"
+    );
     drop(lock);
-    let o = tekfac(&with(&SMALL, &["--epochs", "1", "--out", run.to_str().unwrap()]));
+    let o = tekfac(&with(
+        &SMALL,
+        &["--epochs", "1", "--out", run.to_str().unwrap()],
+    ));
     assert!(o.status.success(), "{}", text(&o));
     std::fs::remove_dir_all(run).unwrap();
 }

@@ -131,8 +131,14 @@ fn every_refused_setting_exits_2_names_the_flag_and_touches_nothing() {
         (&["--resume", run], "--epochs"),
         (&["--resume", run, "--epochs", "0"], "--epochs"),
         (&["--resume", run, "--epochs", "2", "--lr", "0.5"], "--lr"),
-        (&["--resume", run, "--epochs", "2", "--model", "cnn"], "--model"),
-        (&["--resume", run, "--epochs", "2", "--max-steps", "5"], "--max-steps"),
+        (
+            &["--resume", run, "--epochs", "2", "--model", "cnn"],
+            "--model",
+        ),
+        (
+            &["--resume", run, "--epochs", "2", "--max-steps", "5"],
+            "--max-steps",
+        ),
         (&["--reset-optimizer"], "--resume"),
     ];
     for (args, needle) in resume_refusals {

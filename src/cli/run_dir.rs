@@ -94,7 +94,9 @@ impl RunDir {
         });
         note(
             args,
-            &format!("run saved in {dir}/ (config.json, metrics.csv, charts *_vs_epoch.png/.svg{checkpoint})"),
+            &format!(
+                "run saved in {dir}/ (config.json, metrics.csv, charts *_vs_epoch.png/.svg{checkpoint})"
+            ),
         )?;
         note(
             args,
@@ -135,7 +137,10 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 fn remove_stale_outputs(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let chart = name.contains("_vs_") && (name.ends_with(".png") || name.ends_with(".svg"));
         let old_checkpoint = name == "weights.safetensors" || name == "optimizer.safetensors";
         if (chart || old_checkpoint) && path.is_file() {
@@ -201,7 +206,10 @@ pub fn read_curves(dir: &Path) -> Result<Curves> {
     });
     if let (Some(spe), false) = (per_epoch, steps.is_empty()) {
         let spe = spe.max(1) as f64;
-        c.loss_by_epoch = steps.iter().map(|r| (r.step as f64 / spe, r.train_loss)).collect();
+        c.loss_by_epoch = steps
+            .iter()
+            .map(|r| (r.step as f64 / spe, r.train_loss))
+            .collect();
         c.loss_by_seconds = steps.iter().map(|r| (r.seconds, r.train_loss)).collect();
     }
     Ok(c)

@@ -147,9 +147,16 @@ impl Prepared {
         };
         let metrics = run.metrics(saved.as_ref().map(|_| &pos))?;
         if self.args.reset_optimizer && saved.is_some() {
-            eprintln!("--reset-optimizer: the optimizer state restarts from zero at step {}", pos.step);
+            eprintln!(
+                "--reset-optimizer: the optimizer state restarts from zero at step {}",
+                pos.step
+            );
         }
-        let bar = progress(&self.args, steps_per_epoch * self.args.epochs as u64, pos.step);
+        let bar = progress(
+            &self.args,
+            steps_per_epoch * self.args.epochs as u64,
+            pos.step,
+        );
         Ok(Session {
             schedule: lr_schedule(&self.args, steps_per_epoch),
             base_lr: optimizer::lr(&self.args),
@@ -259,7 +266,8 @@ impl Session {
         let lr = self.base_lr * self.schedule.factor(self.pos.step);
         p.opt.set_lr(lr);
         let mut batch = p.train.batch(indices)?;
-        self.augment.apply(&mut batch.images, p.args.seed, self.pos.step)?;
+        self.augment
+            .apply(&mut batch.images, p.args.seed, self.pos.step)?;
         let stats = train_step(
             p.model.as_ref(),
             p.task,
@@ -279,7 +287,8 @@ impl Session {
         self.pos.window_loss.add(stats.loss);
         self.bar.inc(1);
         let epoch = self.pos.epoch + 1;
-        self.bar.set_message(format!("epoch {epoch} loss {:.4}", stats.loss));
+        self.bar
+            .set_message(format!("epoch {epoch} loss {:.4}", stats.loss));
         self.last = stats;
         Ok(())
     }
@@ -354,7 +363,10 @@ impl Session {
     /// Writes a checkpoint of the current position.
     fn save(&mut self) -> Result<()> {
         let pos = self.pos.with_seconds(self.elapsed());
-        let ckpt = self.run.checkpoints().save(&self.p.params, self.p.opt.as_ref(), &pos)?;
+        let ckpt = self
+            .run
+            .checkpoints()
+            .save(&self.p.params, self.p.opt.as_ref(), &pos)?;
         self.saved = Some(ckpt);
         Ok(())
     }

@@ -176,7 +176,8 @@ pub(crate) fn load_buffers<F: Float>(
             if !dict.contains(&name) {
                 return Ok(None);
             }
-            dict.tensor_shaped::<F>(&name, params.get(id).dims()).map(Some)
+            dict.tensor_shaped::<F>(&name, params.get(id).dims())
+                .map(Some)
         })
         .collect()
 }

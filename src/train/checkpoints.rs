@@ -110,9 +110,7 @@ impl Checkpoints {
         };
         if !done.path.exists() {
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-            let tmp = self
-                .dir
-                .join(format!(".tmp-{name}-{}", std::process::id()));
+            let tmp = self.dir.join(format!(".tmp-{name}-{}", std::process::id()));
             write_folder(&tmp, params, opt, pos).inspect_err(|_| {
                 let _ = std::fs::remove_dir_all(&tmp);
             })?;
@@ -187,11 +185,19 @@ impl Checkpoint {
         if at != Some(self.step.to_string().as_str()) {
             return Err(self.bad(
                 WEIGHTS,
-                &format!("was written at step {}, not {}", at.unwrap_or("?"), self.step),
+                &format!(
+                    "was written at step {}, not {}",
+                    at.unwrap_or("?"),
+                    self.step
+                ),
             ));
         }
         let mut loaded = params.clone();
-        load_params_from(&dict, &mut loaded, &self.file(WEIGHTS).display().to_string())?;
+        load_params_from(
+            &dict,
+            &mut loaded,
+            &self.file(WEIGHTS).display().to_string(),
+        )?;
         self.check_hash(WEIGHTS, &bytes)?;
         *params = loaded;
         Ok(())
@@ -246,10 +252,16 @@ impl Checkpoint {
         let dict = TensorDict::from_bytes(&bytes, &path.display().to_string())?;
         let names = dict.names();
         if let Some(missing) = listed.iter().find(|n| !names.contains(n)) {
-            return Err(self.bad(file, &format!("lacks `{missing}`, which its manifest lists")));
+            return Err(self.bad(
+                file,
+                &format!("lacks `{missing}`, which its manifest lists"),
+            ));
         }
         if let Some(extra) = names.iter().find(|n| !listed.contains(n)) {
-            return Err(self.bad(file, &format!("holds `{extra}`, which its manifest does not list")));
+            return Err(self.bad(
+                file,
+                &format!("holds `{extra}`, which its manifest does not list"),
+            ));
         }
         Ok((bytes, dict))
     }

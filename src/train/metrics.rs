@@ -147,10 +147,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
 fn parse(text: &str, path: &Path) -> Result<Vec<Row>> {
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let columns: HashMap<&str, usize> = header.split(',').enumerate().map(|(i, c)| (c, i)).collect();
-    let bad = |line: &str, why: &str| {
-        Error::Data(format!("{}: {why} in row `{line}`", path.display()))
-    };
+    let columns: HashMap<&str, usize> =
+        header.split(',').enumerate().map(|(i, c)| (c, i)).collect();
+    let bad =
+        |line: &str, why: &str| Error::Data(format!("{}: {why} in row `{line}`", path.display()));
     for needed in ["kind", "epoch", "step", "train_loss"] {
         if !columns.contains_key(needed) {
             return Err(Error::Data(format!(
@@ -162,14 +162,27 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Row>> {
     lines
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
-            let field = |c: &str| columns.get(c).and_then(|&i| f.get(i)).copied().unwrap_or("");
+            let field = |c: &str| {
+                columns
+                    .get(c)
+                    .and_then(|&i| f.get(i))
+                    .copied()
+                    .unwrap_or("")
+            };
             let num = |c: &str| -> Result<Option<f64>> {
                 match field(c) {
                     "" => Ok(None),
-                    s => s.parse().map(Some).map_err(|_| bad(line, &format!("a malformed `{c}`"))),
+                    s => s
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| bad(line, &format!("a malformed `{c}`"))),
                 }
             };
-            let int = |c: &str| field(c).parse::<u64>().map_err(|_| bad(line, &format!("a malformed `{c}`")));
+            let int = |c: &str| {
+                field(c)
+                    .parse::<u64>()
+                    .map_err(|_| bad(line, &format!("a malformed `{c}`")))
+            };
             let kind = match field("kind") {
                 "step" => "step",
                 "epoch" => "epoch",
