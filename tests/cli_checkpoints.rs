@@ -190,10 +190,13 @@ fn edit_optimizer(run: &Path, edit: impl FnOnce(&mut TensorDict)) {
     std::fs::write(&path, dict.to_bytes().unwrap()).unwrap();
 }
 
+/// A change to an optimizer file.
+type Edit = Box<dyn Fn(&mut TensorDict)>;
+
 #[test]
 fn a_damaged_optimizer_state_is_refused_by_name_unless_reset_on_purpose() {
     let momentum = "ng.fc1.momentum";
-    let cases: [(&str, Box<dyn Fn(&mut TensorDict)>, &str); 5] = [
+    let cases: [(&str, Edit, &str); 5] = [
         (
             "missing",
             Box::new(|d| assert!(d.remove(momentum))),
