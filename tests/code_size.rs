@@ -15,7 +15,7 @@ const MAX_FUNCTION_LINES: usize = 80;
 const MAX_TEST_FILE_LINES: usize = 500;
 
 /// Functions over the limit when the check was written (`file::name`); being restructured.
-const KNOWN_FUNCTIONS: [&str; 1] = ["src/cli/train.rs::train"];
+const KNOWN_FUNCTIONS: [&str; 0] = [];
 
 /// Test files over the limit when the check was written; being reorganised (issue 15, §4).
 const KNOWN_TEST_FILES: [&str; 2] = ["tests/ng_identities_real_rest.rs", "tests/ng_optimizer.rs"];
