@@ -279,7 +279,8 @@ impl Session {
         )?;
         for event in &stats.events {
             let step = self.pos.step;
-            self.bar.suspend(|| eprintln!("warning: step {step}: {event}"));
+            self.bar
+                .suspend(|| eprintln!("warning: step {step}: {event}"));
         }
         self.pos.step += 1;
         self.pos.batch += 1;
