@@ -65,6 +65,7 @@ const TRAIN_REFUSALS: &[(&[&str], &str)] = &[
     (&["--holdout", "10000"], "--holdout"),
     (&["--shift", "28"], "--shift"),
     (&["--optimizer", "newton"], "--optimizer"),
+    (&["--classes", "10"], "--classes"),
 ];
 
 const COMPARE_REFUSALS: &[(&[&str], &str)] = &[
@@ -124,8 +125,19 @@ fn every_refused_setting_exits_2_names_the_flag_and_touches_nothing() {
     let fresh = tmp("refusals-fresh");
     let no_test = idx_folder("refusals-no-test", 30, 0);
     let no_test = format!("idx:{}", no_test.display());
-    let data_refusals: &[(&[&str], &str)] =
-        &[(&["--dataset", &no_test, "--batch-size", "10"], "--dataset")];
+    let stray = idx_folder("refusals-stray-label", 30, 10);
+    let mut labels: Vec<u8> = (0..30).map(|i| (i % 3) as u8).collect();
+    labels[5] = 255;
+    let labels = tekfac::dataset::idx::encode_idx(&[30], &labels).unwrap();
+    std::fs::write(stray.join("train-labels-idx1-ubyte"), labels).unwrap();
+    let stray = format!("idx:{}", stray.display());
+    let data_refusals: &[(&[&str], &str)] = &[
+        (&["--dataset", &no_test, "--batch-size", "10"], "--dataset"),
+        (&["--dataset", &stray], "train-labels-idx1-ubyte"),
+        (&["--dataset", &stray, "--classes", "0"], "--classes"),
+        (&["--dataset", &stray, "--classes", "257"], "--classes"),
+        (&["--dataset", &stray, "--classes", "200"], "out of range for 200 classes"),
+    ];
     let run = existing.to_str().unwrap();
     let resume_refusals: &[(&[&str], &str)] = &[
         (&["--resume", run], "--epochs"),

@@ -29,6 +29,7 @@ fn folders_are_searched_in_order_and_all_are_named_on_failure() {
     let unverified = |dir: Option<&Path>| DataSource {
         dir: dir.map(Path::to_path_buf),
         verify: false,
+        classes: None,
     };
     write_split(explicit.path(), 3);
     write_split(&env_root.path().join("fashion-mnist-mini"), 4);

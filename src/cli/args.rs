@@ -135,6 +135,9 @@ pub struct InspectArgs {
     /// Directory holding the dataset's IDX files (searched first).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Number of classes of idx: data (as for `tekfac train`).
+    #[arg(long)]
+    pub classes: Option<usize>,
     /// Small net: mlp (49-H-10) or conv (conv 3×3 1→4, ReLU, dense 100→10).
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: InspectModel,
@@ -280,6 +283,11 @@ pub struct TrainArgs {
     /// Directory holding the dataset's IDX files (searched first).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Number of classes of idx: data, 1 to 256 (default: inferred from the training labels,
+    /// which must then be 0..K-1 with every class present).
+    #[arg(long)]
+    #[serde(default)]
+    pub classes: Option<usize>,
     /// Model preset.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelName,
@@ -426,6 +434,15 @@ impl TrainArgs {
         match self.threads {
             None | Some(0) => super::checks::available_cores(),
             Some(n) => n,
+        }
+    }
+
+    /// Where and how to read `--dataset`: `--data-dir`, `--no-verify`, `--classes`.
+    pub fn data_source(&self) -> tekfac::dataset::DataSource {
+        tekfac::dataset::DataSource {
+            dir: self.data_dir.clone(),
+            verify: !self.no_verify,
+            classes: self.classes,
         }
     }
 

@@ -90,6 +90,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     at_least_one("--epochs", a.epochs as u64)?;
     at_least_one("--batch-size", a.batch_size as u64)?;
     at_least_one("--log-every", a.log_every)?;
+    classes(&a.dataset, a.classes)?;
     if let Some(t) = a.threads {
         let max = max_threads();
         let allowed = format!(
@@ -117,8 +118,23 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     )
 }
 
+/// `--classes K`, when given: 1 to 256, and for `idx:` data only (the named data sets know
+/// their classes).
+fn classes(dataset: &str, classes: Option<usize>) -> Result<()> {
+    let Some(k) = classes else { return Ok(()) };
+    check("--classes", k, (1..=256).contains(&k), "1 to 256")?;
+    if !dataset.starts_with("idx:") {
+        return Err(Error::invalid(
+            "--classes",
+            format!("applies to idx:DIR data only; {dataset} knows its own classes"),
+        ));
+    }
+    Ok(())
+}
+
 /// The flags of `tekfac inspect`.
 pub fn inspect(a: &InspectArgs) -> Result<()> {
+    classes(&a.dataset, a.classes)?;
     at_least_one("--hidden", a.hidden as u64)?;
     at_least_one("--batch-size", a.batch_size as u64)
 }

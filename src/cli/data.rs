@@ -1,17 +1,14 @@
 //! Loading the train and test splits named by `--dataset`, and batching them for evaluation.
 
 use super::args::TrainArgs;
-use tekfac::dataset::{self, DataSource, Dataset, Split};
+use tekfac::dataset::{self, Dataset, Split};
 use tekfac::{Error, Result, Tensor};
 
 /// Train and evaluation splits of `--dataset` (searched as documented in
 /// `tekfac::dataset::locate`): the test split, or under `--holdout N` the last `N` training
 /// examples (the same for every seed). The train split is then cut to `--train-limit` when set.
 pub fn load(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
-    let source = DataSource {
-        dir: args.data_dir.clone(),
-        verify: !args.no_verify,
-    };
+    let source = args.data_source();
     let train = dataset::load(&args.dataset, Split::Train, &source)?;
     let (train, test) = if args.holdout > 0 {
         hold_out(&train, args.holdout)?

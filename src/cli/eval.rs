@@ -12,7 +12,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     tekfac::set_threads(0);
     let source = DataSource {
         dir: a.data_dir.clone().or(args.data_dir.clone()),
-        verify: !args.no_verify,
+        ..args.data_source()
     };
     let (split, data) = match a.split {
         SplitName::Train => (

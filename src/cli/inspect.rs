@@ -127,7 +127,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
 fn load_batch(a: &InspectArgs) -> Result<(Tensor<f64>, Vec<usize>, usize)> {
     let source = DataSource {
         dir: a.data_dir.clone(),
-        verify: true,
+        classes: a.classes,
+        ..DataSource::default()
     };
     let data = dataset::load(&a.dataset, Split::Train, &source)?;
     if (data.rows(), data.cols()) != (28, 28) {

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A file may be gzip-compressed; that is detected from its first two bytes (`1f 8b`), not from
-//! its name. The header is untrusted: before any body byte is read, the size it claims is checked
+//! its name, and read member after member as `zcat` reads it (see [`super::gzip`]); bytes after
+//! the last member are refused. The header is untrusted: before any body byte is read, the size it claims is checked
 //! against what the file can hold (its length, or for gzip the largest possible expansion of its
 //! length), and the body is read through a cap of that size plus one byte into a buffer that
 //! grows only with bytes actually read. A lying header or a gzip bomb therefore cannot make the
@@ -18,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use byteorder::{BigEndian, ByteOrder};
-use flate2::bufread::GzDecoder;
+use super::gzip::{GZIP_MAGIC, JunkAfterStream, Members};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -33,7 +34,6 @@ pub const MAX_DIMS: usize = 4;
 pub const MAX_CONTENT_BYTES: u64 = 1 << 30;
 /// Deflate expands at most about 1032:1, so a gzip file of `m` bytes holds at most this × `m`.
 const MAX_DEFLATE_RATIO: u64 = 1032;
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// A decoded IDX file: its dimensions and its whole decompressed content (header + data), which
 /// is what the checksum table covers.
@@ -105,7 +105,7 @@ fn decode(mut reader: impl BufRead, stored: u64, name: &str) -> Result<IdxFile> 
     let head = reader.fill_buf().map_err(|e| Error::io(name, e))?;
     if head.starts_with(&GZIP_MAGIC) {
         let bound = stored.saturating_mul(MAX_DEFLATE_RATIO);
-        read_content(GzDecoder::new(reader), bound, name, true)
+        read_content(Members::new(reader), bound, name, true)
     } else {
         read_content(reader, stored, name, false)
     }
@@ -240,9 +240,12 @@ fn read_header_part(
     })
 }
 
-/// A read error: from a gzip stream it means corrupt data; otherwise it is plain I/O.
+/// A read error: from a gzip stream it means corrupt data (or junk after it); otherwise it is
+/// plain I/O.
 fn read_error(e: std::io::Error, name: &str, gzip: bool) -> Error {
-    if gzip {
+    if e.get_ref().is_some_and(|inner| inner.is::<JunkAfterStream>()) {
+        Error::Data(format!("{name}: {e}"))
+    } else if gzip {
         Error::Data(format!("{name}: corrupt gzip stream: {e}"))
     } else {
         Error::io(name, e)

@@ -31,6 +31,10 @@ pub struct DataSource {
     pub dir: Option<PathBuf>,
     /// Check each file's SHA-256 against the table (on by default; `--no-verify` turns it off).
     pub verify: bool,
+    /// The number of classes of `idx:` data when the user states it (`--classes`); `None`
+    /// infers it from the training labels, which must then be `0..K−1` with every class
+    /// present (see [`IdxDataset::infer_classes`](super::IdxDataset::infer_classes)).
+    pub classes: Option<usize>,
 }
 
 impl Default for DataSource {
@@ -38,6 +42,7 @@ impl Default for DataSource {
         DataSource {
             dir: None,
             verify: true,
+            classes: None,
         }
     }
 }
@@ -47,7 +52,7 @@ impl DataSource {
     pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
         DataSource {
             dir: Some(dir.into()),
-            verify: true,
+            ..DataSource::default()
         }
     }
 }

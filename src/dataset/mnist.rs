@@ -64,23 +64,86 @@ impl IdxDataset {
         load_files(&files, &format!("{} ({split})", dir.display()), names, None)
     }
 
-    /// The number of classes of the data in `dir`: the largest training label plus one.
+    /// The number of classes of the data in `dir`, from its training labels: `K`, the largest
+    /// label plus one, when the labels are exactly `0..K−1` with every class present. Anything
+    /// else is an error naming the file: one stray label of 255 among digits would otherwise
+    /// build a 256-way classifier. When some classes really have no training example, state
+    /// the number instead ([`DataSource::classes`], `--classes`).
     pub fn infer_classes(dir: &Path) -> Result<usize> {
         let files = locate_in(dir, Split::Train)?;
         let labels = read_idx(&files.labels)?;
-        Ok(labels.data().iter().max().map_or(0, |&m| m as usize + 1))
+        classes_of(labels.data(), &files.labels)
     }
 }
 
+/// `K` for labels that are exactly `0..K−1` with every class present; an error naming `path`
+/// and the classes without an example otherwise.
+fn classes_of(labels: &[u8], path: &Path) -> Result<usize> {
+    let Some(&max) = labels.iter().max() else {
+        return Err(Error::Data(format!(
+            "{}: no labels, so the number of classes cannot be inferred",
+            path.display()
+        )));
+    };
+    let mut seen = [false; 256];
+    labels.iter().for_each(|&l| seen[l as usize] = true);
+    let k = max as usize + 1;
+    let missing: Vec<usize> = (0..k).filter(|&c| !seen[c]).collect();
+    if missing.is_empty() {
+        return Ok(k);
+    }
+    Err(Error::Data(format!(
+        "{}: the labels are not 0..K−1 with every class present: the largest is {max}, but \
+         {} of the {k} classes up to it have no example ({}); if the data really has {k} \
+         classes, state it with --classes {k}",
+        path.display(),
+        missing.len(),
+        ranges(&missing)
+    )))
+}
+
+/// Sorted class numbers as ranges, e.g. `3, 10–254`.
+fn ranges(classes: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < classes.len() {
+        let mut j = i;
+        while j + 1 < classes.len() && classes[j + 1] == classes[j] + 1 {
+            j += 1;
+        }
+        parts.push(match j - i {
+            0 => classes[i].to_string(),
+            1 => format!("{}, {}", classes[i], classes[j]),
+            _ => format!("{}–{}", classes[i], classes[j]),
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
 /// Loads a split of a named data set: `mnist`, `fashion-mnist`, `fashion-mnist-mini`, or
-/// `idx:DIR` for MNIST-format files in `DIR` (classes inferred from its training labels).
+/// `idx:DIR` for MNIST-format files in `DIR`, with [`DataSource::classes`] classes when stated,
+/// else as many as [`IdxDataset::infer_classes`] finds.
 pub fn load(name: &str, split: Split, source: &DataSource) -> Result<Dataset> {
     match name.strip_prefix("idx:") {
         Some(dir) => {
             let dir = Path::new(dir);
-            IdxDataset::load(dir, split, IdxDataset::infer_classes(dir)?)
+            let classes = match source.classes {
+                Some(k) => k,
+                None => IdxDataset::infer_classes(dir)?,
+            };
+            IdxDataset::load(dir, split, classes)
         }
-        None => load_kind(name.parse()?, split, source),
+        None => {
+            let kind: DatasetKind = name.parse()?;
+            match source.classes {
+                Some(k) if k != kind.class_names().len() => Err(Error::Data(format!(
+                    "{kind} has {} classes, not the {k} stated",
+                    kind.class_names().len()
+                ))),
+                _ => load_kind(kind, split, source),
+            }
+        }
     }
 }
 

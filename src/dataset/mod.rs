@@ -32,16 +32,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `kind` (names, splits, classes), `idx` (reader), `checksum` (table), `locate` (search
-//! order), `mnist` (loaders), `labeled` (`Dataset`, `Batch`), `subsets` (slices, validation
-//! split), `batches` (shuffling), `augment` (random flips and shifts of training images),
-//! `download` (mirrors).
+//! Files: `kind` (names, splits, classes), `idx` (reader), `gzip` (members), `checksum`
+//! (table), `locate` (search order), `mnist` (loaders), `labeled` (`Dataset`, `Batch`),
+//! `subsets` (slices, validation split), `batches` (shuffling), `augment` (random flips and
+//! shifts of training images), `download` (mirrors).
 
 pub mod augment;
 pub mod batches;
 pub mod checksum;
 #[cfg(feature = "download")]
 pub mod download;
+mod gzip;
 pub mod idx;
 pub mod kind;
 mod labeled;
