@@ -136,7 +136,10 @@ fn every_refused_setting_exits_2_names_the_flag_and_touches_nothing() {
         (&["--dataset", &stray], "train-labels-idx1-ubyte"),
         (&["--dataset", &stray, "--classes", "0"], "--classes"),
         (&["--dataset", &stray, "--classes", "257"], "--classes"),
-        (&["--dataset", &stray, "--classes", "200"], "out of range for 200 classes"),
+        (
+            &["--dataset", &stray, "--classes", "200"],
+            "out of range for 200 classes",
+        ),
     ];
     let run = existing.to_str().unwrap();
     let resume_refusals: &[(&[&str], &str)] = &[

@@ -3,6 +3,8 @@
 //! eigensolver never sees them. On an MNIST batch, nalgebra's `SymmetricEigen` returns NaN
 //! eigenvectors for the TKFAC `δΦ` of the MLP preset's fc1 when handed the whole matrix.
 
+mod real_data;
+
 use nalgebra::{DMatrix, SymmetricEigen};
 use tekfac::curvature::{KroneckerBasis, KroneckerFactors};
 use tekfac::dataset::{self, DataSource, Split};
@@ -49,12 +51,13 @@ fn zero_rows_are_split_off_exactly() {
     assert!(basis.d_a.iter().all(|&d| d == 0.0));
 }
 
+#[cfg_attr(
+    not(tekfac_real_data),
+    ignore = "needs the real data: set TEKFAC_DATA_DIR"
+)]
 #[test]
 fn mnist_tkfac_factor_gets_a_finite_orthogonal_basis() {
-    if std::env::var_os("TEKFAC_DATA_DIR").is_none() {
-        eprintln!("skipped: TEKFAC_DATA_DIR is not set (CI sets it to ../shared/data)");
-        return;
-    }
+    real_data::dir();
     let data = dataset::load("mnist", Split::Test, &DataSource::default()).unwrap();
     let b = data.batch(&(0..128).collect::<Vec<_>>()).unwrap();
     let mut ps = ParamStore::<f32>::seeded(0);

@@ -12,6 +12,7 @@
 //! a relative error of 1e-4 and a wrong normalisation, layout or cross-location term fail.
 
 mod common;
+mod real_data;
 
 use common::F32_STATS_TOL;
 use nalgebra::DMatrix;
@@ -348,12 +349,13 @@ fn real_fashion_mnist_captures_match_the_f64_path() {
 }
 
 /// MNIST's all-zero border pixels make `A` singular: the same agreement.
+#[cfg_attr(
+    not(tekfac_real_data),
+    ignore = "needs the real data: set TEKFAC_DATA_DIR"
+)]
 #[test]
 fn real_mnist_captures_match_the_f64_path() {
-    if std::env::var_os("TEKFAC_DATA_DIR").is_none() {
-        eprintln!("skipped: TEKFAC_DATA_DIR is not set (CI sets it to ../shared/data)");
-        return;
-    }
+    real_data::dir();
     let data = dataset::load("mnist", Split::Test, &DataSource::default()).unwrap();
     check_presets("mnist", &data, &[FisherType::Sampled { k: 2, seed: 6 }]);
 }

@@ -1,9 +1,11 @@
 //! Download against a small HTTP/1.1 server that the test starts on 127.0.0.1, serving files
 //! from a temp folder. Nothing here contacts any other address.
 
+mod real_data;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -303,14 +305,15 @@ fn missing_files_and_unreachable_mirrors_give_clear_errors() {
     assert!(listing(&dest.path().join("fashion-mnist-mini")).is_empty());
 }
 
+#[cfg_attr(
+    not(tekfac_real_data),
+    ignore = "needs the real data: set TEKFAC_DATA_DIR"
+)]
 #[test]
 fn downloads_real_mnist_from_a_local_mirror() {
-    let Some(data) = std::env::var_os("TEKFAC_DATA_DIR") else {
-        eprintln!("skipped: TEKFAC_DATA_DIR is not set (CI sets it to ../shared/data)");
-        return;
-    };
+    let data = real_data::dir();
     let dest = tempfile::tempdir().unwrap();
-    let server = Server::start(&PathBuf::from(data));
+    let server = Server::start(&data);
     let got = download("mnist", dest.path(), &[&server.url("mnist")], |_| {}).unwrap();
     assert_eq!(
         Mnist::load(Split::Test, &DataSource::from_dir(&got))

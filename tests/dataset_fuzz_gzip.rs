@@ -28,7 +28,13 @@ fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
 /// blocks of every kind).
 fn images(n: usize, rng: &mut Rng) -> Vec<u8> {
     let pixels: Vec<u8> = (0..n * 784)
-        .map(|i| if i % 7 < 3 { 0 } else { rng.random_range(0..=255u8) })
+        .map(|i| {
+            if i % 7 < 3 {
+                0
+            } else {
+                rng.random_range(0..=255u8)
+            }
+        })
         .collect();
     encode_idx(&[n, 28, 28], &pixels).unwrap()
 }
@@ -166,7 +172,10 @@ fn random_label_sets_load_exactly_when_they_name_every_class() {
             (got, _) => panic!("case {case}: labels {labels:?}, stated {stated:?}: {got:?}"),
         }
     }
-    assert!(loaded > 50 && refused > 50, "{loaded} loaded, {refused} refused");
+    assert!(
+        loaded > 50 && refused > 50,
+        "{loaded} loaded, {refused} refused"
+    );
 }
 
 #[test]
@@ -177,7 +186,10 @@ fn one_stray_label_names_the_file_the_gap_and_the_way_out() {
     let err = load(dir.path(), None).unwrap_err().to_string();
     let file = dir.path().join(LABELS).display().to_string();
     assert!(err.contains(&file), "{err}");
-    assert!(err.contains("largest is 255") && err.contains("10–254"), "{err}");
+    assert!(
+        err.contains("largest is 255") && err.contains("10–254"),
+        "{err}"
+    );
     assert!(err.contains("--classes 256"), "{err}");
     assert_eq!(load(dir.path(), Some(256)).unwrap().classes(), 256);
 }

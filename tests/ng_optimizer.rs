@@ -5,6 +5,7 @@
 
 mod curvature_common;
 mod ng_common;
+mod real_data;
 
 use curvature_common::{EXACT, check, dense_solve, rel_err};
 use nalgebra::DMatrix;
@@ -363,15 +364,12 @@ fn singular_factor_gives_a_finite_update() {
     }
 }
 
-/// The MNIST training slice, or `None` (with the reason printed) when `$TEKFAC_DATA_DIR` is unset.
-fn mnist_slice(n: usize) -> Option<Dataset> {
-    if std::env::var_os("TEKFAC_DATA_DIR").is_none() {
-        eprintln!("skipped: TEKFAC_DATA_DIR is not set (it must hold mnist/train-*-ubyte.gz)");
-        return None;
-    }
+/// The first `n` MNIST training examples from `$TEKFAC_DATA_DIR`.
+fn mnist_slice(n: usize) -> Dataset {
+    real_data::dir();
     let train = dataset::load("mnist", Split::Train, &DataSource::default())
         .expect("TEKFAC_DATA_DIR is set but MNIST could not be loaded from it");
-    Some(train.take(n))
+    train.take(n)
 }
 
 /// Flatten + dense 784→64 + ReLU + dense 64→10 (f32, PyTorch's default init).
@@ -415,6 +413,10 @@ fn train_losses(data: &Dataset, make: &dyn Fn(&ParamStore<f32>) -> Box<dyn Optim
     unreachable!("the epochs loop returns")
 }
 
+#[cfg_attr(
+    not(tekfac_real_data),
+    ignore = "needs the real data: set TEKFAC_DATA_DIR"
+)]
 #[test]
 fn six_optimizers_train_on_a_real_mnist_slice() {
     // 2,000 MNIST training images (pixels in [0, 1]), MLP 784-64-10, batch 100, 100 steps
@@ -427,9 +429,7 @@ fn six_optimizers_train_on_a_real_mnist_slice() {
     // λ = 1e-3 diverges here within 30 steps: the first basis comes from a single batch of 100.
     // Pass: mean loss of the last 10 steps below `fraction` × the first step's loss. Measured
     // when written: sgd 0.12, adam 0.20, natural-gradient methods 0.02–0.03.
-    let Some(data) = mnist_slice(2000) else {
-        return;
-    };
+    let data = mnist_slice(2000);
     let ng = NgConfig {
         lr: 0.01,
         damping: DampingPolicy::with_lambda(0.03),
@@ -515,12 +515,13 @@ fn json_losses(stdout: &[u8]) -> Vec<(f64, f64, f64)> {
 }
 
 #[cfg(feature = "cli")] // runs the `tekfac` binary
+#[cfg_attr(
+    not(tekfac_real_data),
+    ignore = "needs the real data: set TEKFAC_DATA_DIR"
+)]
 #[test]
 fn tekfac_losses_are_bit_identical_with_one_and_two_threads() {
-    let Some(data_dir) = std::env::var_os("TEKFAC_DATA_DIR") else {
-        eprintln!("skipped: TEKFAC_DATA_DIR is not set (it must hold mnist/train-*-ubyte.gz)");
-        return;
-    };
+    let data_dir = real_data::dir();
     let tmp = tempfile::tempdir().unwrap();
     let run = |threads: &str| {
         let out = tmp.path().join(format!("threads-{threads}"));

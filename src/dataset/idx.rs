@@ -17,9 +17,9 @@
 //! grows only with bytes actually read. A lying header or a gzip bomb therefore cannot make the
 //! reader allocate more than the file really holds.
 
+use super::gzip::{GZIP_MAGIC, JunkAfterStream, Members};
 use crate::error::{Error, Result};
 use byteorder::{BigEndian, ByteOrder};
-use super::gzip::{GZIP_MAGIC, JunkAfterStream, Members};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -243,7 +243,9 @@ fn read_header_part(
 /// A read error: from a gzip stream it means corrupt data (or junk after it); otherwise it is
 /// plain I/O.
 fn read_error(e: std::io::Error, name: &str, gzip: bool) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<JunkAfterStream>()) {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<JunkAfterStream>())
+    {
         Error::Data(format!("{name}: {e}"))
     } else if gzip {
         Error::Data(format!("{name}: corrupt gzip stream: {e}"))
