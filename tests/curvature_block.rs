@@ -10,7 +10,7 @@ use tekfac::curvature::{Damping, KroneckerFactors, Variant};
 
 /// The damping modes each variant accepts.
 fn modes(v: Variant, lambda: f64) -> Vec<Damping> {
-    let mut m = vec![Damping::Additive(lambda)];
+    let mut m = vec![Damping::Additive(lambda), Damping::FactoredShift(lambda)];
     if !v.corrects_eigenvalues() {
         m.extend([
             Damping::FactoredTikhonov(lambda),
@@ -133,6 +133,7 @@ fn large_damping_turns_precondition_into_gradient_over_lambda() {
                         Damping::Additive(_) => Damping::Additive(lambda),
                         Damping::FactoredTikhonov(_) => Damping::FactoredTikhonov(lambda),
                         Damping::TkfacNormal(_) => Damping::TkfacNormal(lambda),
+                        Damping::FactoredShift(_) => Damping::FactoredShift(lambda),
                     };
                     rel_err(&(block.precondition(&grad, &d).unwrap() * lambda), &grad)
                 })

@@ -8,7 +8,7 @@ use ng_common::*;
 use tekfac::curvature::{Damping, Variant};
 use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::Cnn;
-use tekfac::optim::{DampingPolicy, DenseInCnn, NaturalGradient, NgConfig};
+use tekfac::optim::{DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig};
 use tekfac::train::{Task, train_step};
 use tekfac::{FisherType, ParamStore};
 
@@ -38,6 +38,7 @@ fn conv_damping_is_the_mean_eigenvalue_floored_at_lambda() {
         conv_floor: 0.0,
         conv_at_least_lambda: true,
         dense_in_cnn: DenseInCnn::Fixed,
+        rule: DampingRule::Own,
     };
     let literal = DampingPolicy {
         conv_at_least_lambda: false,

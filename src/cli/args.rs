@@ -236,6 +236,21 @@ pub enum DenseInCnnName {
     BetaTimesLambda,
 }
 
+/// The damping mode of every curvature block (`--damping-rule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DampingRuleName {
+    /// Each optimizer's own: factored (π) for kfac, TKFAC's normal damping for tkfac, λ added
+    /// to s*/Θ for ekfac and tekfac.
+    #[default]
+    Own,
+    /// λ added to the diagonal in the eigenbasis for every optimizer: exactly (F̂ + λI)⁻¹.
+    Additive,
+    /// K-FAC's factored damping as a shift of any diagonal, D + √λ(π·d_g + d_a/π) + λ
+    /// (direction-dependent; for ekfac and tekfac; the same as own on kfac).
+    FactoredShift,
+}
+
 fn default_conv_floor() -> f64 {
     1e-3
 }
@@ -344,6 +359,11 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "fixed")]
     #[serde(default)]
     pub dense_in_cnn: DenseInCnnName,
+    /// How λ enters each curvature block: each optimizer's own rule, additive for all, or
+    /// K-FAC's direction-dependent factored shift for all (docs/math.md).
+    #[arg(long, value_enum, default_value = "own")]
+    #[serde(default)]
+    pub damping_rule: DampingRuleName,
     /// L2 weight decay.
     #[arg(long, default_value_t = NgConfig::DEFAULT.weight_decay)]
     pub weight_decay: f64,

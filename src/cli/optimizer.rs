@@ -2,10 +2,12 @@
 //! the library (`SgdConfig`, `AdamConfig`, `NgConfig`, `default_lambda`), so `tekfac train` and
 //! a library user get the same optimizer from the same settings.
 
-use super::args::{DenseInCnnName, FisherName, ModelName, OptimizerName, TrainArgs};
+use super::args::{
+    DampingRuleName, DenseInCnnName, FisherName, ModelName, OptimizerName, TrainArgs,
+};
 use tekfac::FisherType;
 use tekfac::optim::{
-    Adam, AdamConfig, DampingPolicy, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd,
+    Adam, AdamConfig, DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd,
     SgdConfig, Variant, default_lambda,
 };
 use tekfac::{ParamStore, Result};
@@ -75,6 +77,7 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
                 DenseInCnnName::Beta => DenseInCnn::Beta,
                 DenseInCnnName::BetaTimesLambda => DenseInCnn::BetaTimesLambda,
             },
+            rule: damping_rule(args.damping_rule),
         },
         momentum: args.momentum,
         decay: args.ema_decay,
@@ -109,5 +112,14 @@ fn first_order(args: &TrainArgs, lr: f64) -> Box<dyn Optimizer<f32>> {
             };
             Box::new(Adam::new(c))
         }
+    }
+}
+
+/// The library's damping rule for `--damping-rule`.
+pub fn damping_rule(name: DampingRuleName) -> DampingRule {
+    match name {
+        DampingRuleName::Own => DampingRule::Own,
+        DampingRuleName::Additive => DampingRule::Additive,
+        DampingRuleName::FactoredShift => DampingRule::FactoredShift,
     }
 }

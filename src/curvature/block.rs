@@ -208,7 +208,10 @@ impl CurvatureBlock {
         let d = self
             .eigenvalues()
             .expect("a block with a basis has eigenvalues");
-        let damped = damping.damped(&d, self.split()).ok_or_else(|| {
+        // NOTE: the factored modes damp `u vᵀ` itself, so they cannot apply to s*/Θ.
+        let refused = damping.is_factored() && self.variant.corrects_eigenvalues();
+        let damped = (!refused).then(|| damping.damped(&d, self.split()));
+        let damped = damped.flatten().ok_or_else(|| {
             let msg = format!(
                 "{damping:?} on a {} block: λ must be finite and ≥ 0, and factored modes \
                  need an uncorrected variant (kfac, tkfac)",
@@ -241,11 +244,9 @@ impl CurvatureBlock {
         Ok(basis.rotate_out(&scaled))
     }
 
-    /// `(u, v) = (d_g, d_a)/√trace_scale` with `D = u vᵀ` (uncorrected variants), else `None`.
+    /// `(u, v) = (d_g, d_a)/√trace_scale`, so that `D = u vᵀ` for the uncorrected variants
+    /// (`None` before the first refresh).
     fn split(&self) -> Option<(DVector<f64>, DVector<f64>)> {
-        if self.variant.corrects_eigenvalues() {
-            return None;
-        }
         let basis = self.basis.as_ref()?;
         let root = self.basis_trace_scale.max(0.0).sqrt();
         let unsplit = |x: &DVector<f64>| if root > 0.0 { x / root } else { x * 0.0 };
@@ -257,6 +258,9 @@ impl CurvatureBlock {
     /// `Ĝ⁻¹ = Q_G diag(1/du) Q_Gᵀ`, `Â⁻¹ = Q_A diag(1/dv) Q_Aᵀ`. `None` for an additive damping,
     /// a corrected variant (EKFAC, TEKFAC), an invalid λ, or before the first refresh.
     pub fn damped_factors(&self, damping: &Damping) -> Option<(DVector<f64>, DVector<f64>)> {
+        if self.variant.corrects_eigenvalues() {
+            return None;
+        }
         let (u, v) = self.split()?;
         damping.factored(&u, &v)
     }

@@ -8,7 +8,7 @@ mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use natural::{
-    DampingPolicy, DenseInCnn, NaturalGradient, NgConfig, Variant, beta, default_lambda,
+    DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Variant, beta, default_lambda,
 };
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};

@@ -13,6 +13,12 @@
 //!
 //! with `β = max over conv layers of their λ` (spec §6.3; how the paper applies β is \[U\]).
 //!
+//! **The rule** ([`DampingRule`], an option; default [`DampingRule::Own`], the table above)
+//! keeps every block's λ and changes only how λ enters: [`DampingRule::Additive`] damps every
+//! block as `D + λ`, [`DampingRule::FactoredShift`] as K-FAC damps its own diagonal,
+//! `D + √λ(π u + v/π) + λ` ([`Damping::FactoredShift`]). They exist to compare the damping's
+//! structure across the four variants (issue 18, docs/RESULTS.md §6).
+//!
 //! **λ's default** ([`default_lambda`]) is the value tuned on the embedded Fashion-MNIST subset
 //! (docs/RESULTS.md), not the spec's 1e-3, which diverges within the first ten steps there while
 //! the factors still come from a single batch: 0.1 for EKFAC and TEKFAC (λ is added to s*/Θ
@@ -53,6 +59,30 @@ impl DenseInCnn {
     }
 }
 
+/// How λ enters every block (module docs): each variant's own mode, or one mode for all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DampingRule {
+    /// Each variant's own mode ([`Damping::for_variant`]): factored for K-FAC/TKFAC, additive
+    /// for EKFAC/TEKFAC (default).
+    #[default]
+    Own,
+    /// [`Damping::Additive`] for every variant: exactly `(F̂ + λI)⁻¹`.
+    Additive,
+    /// [`Damping::FactoredShift`] for every variant: K-FAC's direction-dependent damping.
+    FactoredShift,
+}
+
+impl DampingRule {
+    /// The damping of a block of `variant` with damping value `lambda` under this rule.
+    pub fn damping(self, variant: Variant, lambda: f64) -> Damping {
+        match self {
+            DampingRule::Own => Damping::for_variant(variant, lambda),
+            DampingRule::Additive => Damping::Additive(lambda),
+            DampingRule::FactoredShift => Damping::FactoredShift(lambda),
+        }
+    }
+}
+
 /// The damping hyperparameters of spec §1.7 in one place (defaults in the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DampingPolicy {
@@ -66,15 +96,19 @@ pub struct DampingPolicy {
     pub conv_at_least_lambda: bool,
     /// TEKFAC's dense layers inside a CNN ([`DenseInCnn::Fixed`]).
     pub dense_in_cnn: DenseInCnn,
+    /// How λ enters every block ([`DampingRule::Own`]).
+    pub rule: DampingRule,
 }
 
 impl DampingPolicy {
-    /// The defaults: the tuned λ, `ϑ = 1e-3`, conv λ floored at λ, dense-in-CNN fixed.
+    /// The defaults: the tuned λ, `ϑ = 1e-3`, conv λ floored at λ, dense-in-CNN fixed, each
+    /// variant's own damping rule.
     pub const DEFAULT: DampingPolicy = DampingPolicy {
         lambda: None,
         conv_floor: 1e-3,
         conv_at_least_lambda: true,
         dense_in_cnn: DenseInCnn::Fixed,
+        rule: DampingRule::Own,
     };
 
     /// The defaults with a fixed `λ`.
@@ -94,7 +128,8 @@ impl DampingPolicy {
 
     /// The damping of every block of one network under `variant` (the table of the module
     /// docs): TEKFAC conv layers trace-adaptive, TEKFAC dense layers in a CNN per
-    /// [`DenseInCnn`], everything else [`Damping::for_variant`] with `λ`.
+    /// [`DenseInCnn`], everything else `λ`; each in the mode of [`rule`](Self::rule)
+    /// ([`Damping::for_variant`] by default).
     pub fn per_block(&self, variant: Variant, blocks: &[CurvatureBlock]) -> Vec<Damping> {
         let has_conv = blocks.iter().any(CurvatureBlock::is_conv);
         let lambda = self.lambda(variant, has_conv);
@@ -105,14 +140,13 @@ impl DampingPolicy {
         };
         let conv_lambda = |b: &CurvatureBlock| b.trace_adaptive_damping(self.conv_floor).max(lower);
         let beta = beta(blocks.iter().filter(|b| b.is_conv()).map(conv_lambda));
+        let mode = |lambda| self.rule.damping(variant, lambda);
         blocks
             .iter()
             .map(|b| match (variant, b.is_conv(), has_conv) {
-                (Variant::Tekfac, true, _) => Damping::Additive(conv_lambda(b)),
-                (Variant::Tekfac, false, true) => {
-                    Damping::Additive(self.dense_in_cnn.lambda(lambda, beta))
-                }
-                _ => Damping::for_variant(variant, lambda),
+                (Variant::Tekfac, true, _) => mode(conv_lambda(b)),
+                (Variant::Tekfac, false, true) => mode(self.dense_in_cnn.lambda(lambda, beta)),
+                _ => mode(lambda),
             })
             .collect()
     }

@@ -25,7 +25,7 @@ mod update;
 
 pub use crate::curvature::Variant;
 pub use config::NgConfig;
-pub use damping::{DampingPolicy, DenseInCnn, beta, default_lambda};
+pub use damping::{DampingPolicy, DampingRule, DenseInCnn, beta, default_lambda};
 
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
