@@ -5,15 +5,15 @@
 //!
 //! A tiny f64 net on 4×4-pooled images, one batch, the exact (type-2) Fisher. For each layer,
 //! `exact_fisher` builds `F = E_n[vec(DW_n) vec(DW_n)ᵀ]` by brute force, and each variant's
-//! `CurvatureBlock` is fitted to the same capture with decay 0 (observe → refresh → rescale),
-//! so `to_dense()` is its approximation of exactly this `F`. What to look for (docs/math.md):
+//! `CurvatureBlock` is fitted to the same capture with decay 0 (`probe::fit`: observe →
+//! refresh → rescale), so `to_dense()` is its approximation of exactly this `F`. What to look for (docs/math.md):
 //! EKFAC ≤ K-FAC and TEKFAC ≤ TKFAC in Frobenius error (Lemma 1: `s*`, `Θ` are the best
 //! diagonals in their bases); TKFAC's trace is `tr F` on the dense layer (δ = tr F) but not on
 //! the conv layer (δ drops the cross-location terms); `s*` and `Θ` always sum to `tr F`.
 
 use nalgebra::DMatrix;
 use tekfac::curvature::exact::{exact_fisher, unvec_rows, vec_rows};
-use tekfac::curvature::{CurvatureBlock, Damping, Variant};
+use tekfac::curvature::{Damping, Variant, probe};
 use tekfac::dataset::{self, DataSource, DatasetKind, Split};
 use tekfac::nn::{Activation, AvgPool2d, Conv2d, Linear, Module, Sequential};
 use tekfac::{FisherType, ParamStore, Result, Tape};
@@ -69,10 +69,10 @@ fn main() -> Result<()> {
         println!("  variant   ‖F − F̂‖/‖F‖   tr F̂ / tr F");
         let mut errors = Vec::new();
         for variant in Variant::ALL {
-            let mut block = CurvatureBlock::new(variant, info, 0.0); // decay 0: this batch only
-            block.observe(capture)?; // factors: A, G or δΦ, δΨ, δ
-            block.refresh()?; // eigenbasis; s*/Θ re-seeded from the eigenvalue products
-            block.rescale(capture)?; // s*/Θ := E[(Q_Gᵀ DW Q_A)^∘2] (no-op for K-FAC, TKFAC)
+            // Decay 0, this batch only: observe (factors A, G or δΦ, δΨ, δ), refresh (eigenbasis;
+            // s*/Θ re-seeded from the eigenvalue products), rescale (s*/Θ := E[(Q_Gᵀ DW Q_A)^∘2],
+            // a no-op for K-FAC, TKFAC).
+            let block = probe::fit(variant, info, capture)?;
             let approx = block.to_dense()?;
             let error = (&f - &approx).norm() / f.norm();
             let trace = approx.trace() / f.trace();

@@ -123,7 +123,7 @@ fn errors(stdout: &str) -> Vec<(String, String, f64, f64)> {
             layer = rest.split(':').next().unwrap().to_string();
         }
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 4 && ["kfac", "ekfac", "tkfac", "tekfac"].contains(&f[0]) {
+        if f.len() == 7 && ["kfac", "ekfac", "tkfac", "tekfac"].contains(&f[0]) {
             let (err, ratio) = (f[1].parse().unwrap(), f[3].parse().unwrap());
             out.push((layer.clone(), f[0].to_string(), err, ratio));
         }
@@ -142,7 +142,13 @@ fn inspect_errors_come_in_the_proven_order() {
         let out = tmp(&format!("inspect-{model}-{fisher}"));
         let dir = out.to_str().unwrap();
         let o = tekfac(&[
-            "inspect", "--model", model, "--fisher", fisher, "--out", dir,
+            "inspect",
+            "--model",
+            model,
+            "--probe-fisher",
+            fisher,
+            "--out",
+            dir,
         ]);
         assert!(o.status.success(), "{}", text(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);

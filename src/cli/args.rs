@@ -49,14 +49,30 @@ pub enum Command {
         mut_arg("resume", |a| a.hide(true)),
     )]
     Compare(Box<CompareArgs>),
-    /// Exact Fisher blocks vs. K-FAC, EKFAC, TKFAC, TEKFAC on a small net: errors and heatmaps.
+    /// Exact Fisher blocks and natural-gradient steps vs. K-FAC, EKFAC, TKFAC, TEKFAC on a
+    /// small net, tracked while it trains.
     ///
-    /// The educational view: on a small net (MLP or conv) and one batch of real data, compare
-    /// each layer's exact Fisher block with its four Kronecker-factored approximations. Prints
-    /// relative Frobenius errors ‖F − F̂‖/‖F‖ and traces per layer, and writes one heatmap PNG
-    /// per layer with the five matrices side by side (shared signed-log colour scale).
+    /// Trains a small net (MLP, conv or autoencoder on 4×4-pooled images, f64) with --optimizer
+    /// for --steps steps. At step 0, every --every steps and after the last, it takes the fixed
+    /// probe batch and, per layer, the exact Fisher block F of that batch, its gradient ∇ and
+    /// u* = (F + λI)⁻¹∇, the exact damped natural gradient. Each of the four approximations is
+    /// fitted to the probe batch alone (decay 0, fresh eigenbasis) and takes its damped step û
+    /// for ∇ with its own damping rule; `running` is the optimizer's own curvature as it stands
+    /// (running averages, the basis of its last refresh) with its own damping. Per layer and
+    /// method, track.csv (step,layer,method,fisher_error,update_cosine,update_error,
+    /// length_ratio) holds:
     ///
-    /// Example: tekfac inspect --model conv --fisher empirical --out runs/inspect
+    ///   fisher_error  = ‖F − F̂‖/‖F‖ (Frobenius): how close the matrix is; EKFAC ≤ K-FAC and
+    ///                   TEKFAC ≤ TKFAC at every probe (Lemma 1);
+    ///   update_cosine = cos(û, u*): 1 when the step points the exact way;
+    ///   update_error  = ‖û − u*‖/‖u*‖: 0 when direction and length are both exact;
+    ///   length_ratio  = ‖û‖/‖u*‖: above 1 the step is longer than the exact one.
+    ///
+    /// loss.csv holds the mean training loss between probes and the probe batch's loss. Charts
+    /// (SVG, PNG) of each measure against step, one per layer, one line per method; the last
+    /// probe's table is printed, with one heatmap PNG per layer (F and the four F̂).
+    ///
+    /// Example: tekfac inspect --optimizer ekfac --steps 500 --every 25 --out runs/track
     Inspect(InspectArgs),
 }
 
@@ -129,7 +145,7 @@ fn per_optimizer(s: &str) -> Result<(OptimizerName, f64), String> {
 /// Arguments of `tekfac inspect`.
 #[derive(Args, Debug, Clone)]
 pub struct InspectArgs {
-    /// Dataset (as for `tekfac train`); images are average-pooled 4×4 to 7×7 = 49 inputs.
+    /// Dataset (as for `tekfac train`); images are average-pooled 4×4 (28×28 → 7×7 = 49 inputs).
     #[arg(long, default_value = "fashion-mnist-mini")]
     pub dataset: String,
     /// Directory holding the dataset's IDX files (searched first).
@@ -138,33 +154,92 @@ pub struct InspectArgs {
     /// Number of classes of idx: data (as for `tekfac train`).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// Small net: mlp (49-H-10) or conv (conv 3×3 1→4, ReLU, dense 100→10).
+    /// Small net: mlp (49-H-10), conv (conv 3×3 1→4, ReLU, dense 100→10) or autoencoder
+    /// (49-H-H/2-4-H/2-H-49, sigmoid, linear code, BCE against the pooled pixels).
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: InspectModel,
-    /// Hidden width of the MLP 49-H-10 (blocks are H·50 and 10·(H+1) square).
+    /// Hidden width H of the mlp and autoencoder (1–64; the MLP's blocks are H·50 and 10·(H+1)
+    /// square).
     #[arg(long, default_value_t = 16)]
     pub hidden: usize,
-    /// Examples in the batch the Fisher is measured on (the first N of the training split).
+    /// Optimizer that trains the net between probes.
+    #[arg(long, value_enum, default_value = "tekfac")]
+    pub optimizer: OptimizerName,
+    /// Training steps (0: probe the initial weights only).
+    #[arg(long, default_value_t = 0)]
+    pub steps: u64,
+    /// Probe every K steps (and after the last step).
+    #[arg(long, default_value_t = 20)]
+    pub every: u64,
+    /// Training mini-batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Fisher type: exact (expectation over the model's labels) or empirical (training labels).
+    /// Examples in the fixed probe batch (the first N of the training split), on which F, ∇
+    /// and the fitted approximations are computed.
+    #[arg(long, default_value_t = 64)]
+    pub probe_size: usize,
+    /// The probe's Fisher F: exact (type-2, the expectation over the model's labels) or
+    /// empirical (the probe batch's labels).
     #[arg(long, value_enum, default_value = "exact")]
+    pub probe_fisher: ProbeFisherName,
+    /// Learning rate (default as for `tekfac train`: 0.05 sgd, 1e-3 adam, 0.01 the others).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub momentum: f64,
+    /// Damping λ: the optimizer's, and the λ of u* = (F + λI)⁻¹∇ (default as for `tekfac
+    /// train`: 0.03 kfac/tkfac, 0.1 the others, and 0.1 on conv).
+    #[arg(long, allow_negative_numbers = true)]
+    pub damping: Option<f64>,
+    /// How λ enters each approximation: each method's own rule, additive for all, or K-FAC's
+    /// factored shift for all (as `tekfac train --damping-rule`).
+    #[arg(long, value_enum, default_value = "own")]
+    pub damping_rule: DampingRuleName,
+    /// Fisher type of the optimizer's statistics.
+    #[arg(long, value_enum, default_value = "sampled")]
     pub fisher: FisherName,
-    /// Seed of the initial weights.
+    /// Labels sampled per example for --fisher sampled (1–100).
+    #[arg(long, default_value_t = 1)]
+    pub fisher_samples: usize,
+    /// Update curvature statistics every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub stats_interval: u64,
+    /// Recompute eigenbases every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub eigen_interval: u64,
+    /// Re-estimate s* / Θ every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub scale_interval: u64,
+    /// EMA decay ρ of the running averages, in [0, 1).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub ema_decay: f64,
+    /// Seed of the initial weights, the batch order and the label sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Directory for the heatmaps.
+    /// Directory for track.csv, loss.csv, the charts and the heatmaps.
     #[arg(long, default_value = "runs/inspect")]
     pub out: PathBuf,
 }
 
-/// The small nets of `tekfac inspect` (every Fisher block at most ~1000 × 1000).
+/// The Fisher a probe measures against (`--probe-fisher`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProbeFisherName {
+    /// Type-2: one backpropagated vector per output, the exact expectation over the labels.
+    Exact,
+    /// The probe batch's own labels.
+    Empirical,
+}
+
+/// The small nets of `tekfac inspect` (every Fisher block at most a few thousand square).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InspectModel {
     /// MLP 49-H-10 with ReLU (blocks H·50 and 10·(H+1) square).
     Mlp,
     /// conv 3×3 1→4 (valid, 7×7 → 5×5), ReLU, dense 100→10 (blocks 40 and 1010 square).
     Conv,
+    /// Autoencoder 49-H-H/2-4-H/2-H-49, sigmoid hidden units, linear code, BCE on pixels.
+    Autoencoder,
 }
 
 /// Models with documented presets.

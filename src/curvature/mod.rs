@@ -67,6 +67,7 @@
 //! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 |
 //! | `fast_factors.rs` | `factors.rs` in f32 GEMMs (f64 results) |
 //! | `fast_correction.rs` | `correction.rs` in f32 GEMMs (f64 results) |
+//! | `probe.rs` | a block fitted to one capture; its step against the exact natural gradient |
 //!
 //! ```
 //! use tekfac::curvature::{CurvatureBlock, Damping, Variant};
@@ -99,6 +100,7 @@ mod fast;
 mod fast_correction;
 mod fast_factors;
 mod fast_stats;
+pub mod probe;
 mod rows;
 mod state;
 mod variant;

@@ -11,6 +11,7 @@ mod checkpoints;
 mod metrics;
 mod position;
 mod run_lock;
+pub mod track;
 
 pub use checkpoints::{Checkpoint, Checkpoints};
 pub use metrics::{COLUMNS, MetricsCsv, Row, read_metrics};
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::optim::{Optimizer, StepStats};
 use crate::params::ParamStore;
-use crate::tensor::Tensor;
+use crate::tensor::{Float, Tensor};
 
 /// What the model is trained to do, which decides the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +34,12 @@ pub enum Task {
     Autoencode,
 }
 
-/// Records `loss(model(x))` on `tape` and returns the loss variable.
-fn record_loss(
-    tape: &mut Tape<'_, f32>,
-    model: &dyn Module<f32>,
+/// Records `loss(model(x))` on `tape` and returns the output and loss variables.
+fn record_loss<F: Float>(
+    tape: &mut Tape<'_, F>,
+    model: &dyn Module<F>,
     task: Task,
-    x: Tensor<f32>,
+    x: Tensor<F>,
     labels: &[usize],
 ) -> Result<(crate::Var, crate::Var)> {
     let targets = (task == Task::Autoencode).then(|| {
@@ -81,12 +82,12 @@ fn record_loss(
 /// assert!(matches!(err, Err(Error::NonFinite { step: Some(20), .. })));
 /// # Ok::<(), tekfac::Error>(())
 /// ```
-pub fn train_step(
-    model: &dyn Module<f32>,
+pub fn train_step<F: Float>(
+    model: &dyn Module<F>,
     task: Task,
-    params: &mut ParamStore<f32>,
-    opt: &mut dyn Optimizer<f32>,
-    x: Tensor<f32>,
+    params: &mut ParamStore<F>,
+    opt: &mut dyn Optimizer<F>,
+    x: Tensor<F>,
     labels: &[usize],
     step: u64,
 ) -> Result<StepStats> {

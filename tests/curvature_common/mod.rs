@@ -112,19 +112,12 @@ pub fn info(d_out: usize, d_in: usize, conv: bool) -> LayerInfo {
     }
 }
 
-/// A block of `variant` fitted to one capture: decay 0, observe → refresh → rescale.
+/// A block of `variant` fitted to one capture: decay 0, observe → refresh → rescale
+/// (`tekfac::curvature::probe::fit`).
 pub fn fitted(variant: Variant, c: &LayerCapture<f64>) -> CurvatureBlock {
-    let d_in_bar = c.a.dims()[1];
-    let d_out = c.g[0].dims()[1];
-    let mut block = CurvatureBlock::new(
-        variant,
-        &info(d_out, d_in_bar - 1, c.rows_per_example > 1),
-        0.0,
-    );
-    block.observe(c).unwrap();
-    block.refresh().unwrap();
-    block.rescale(c).unwrap();
-    block
+    let (d_out, d_in_bar) = (c.g[0].dims()[1], c.a.dims()[1]);
+    let layer = info(d_out, d_in_bar - 1, c.rows_per_example > 1);
+    tekfac::curvature::probe::fit(variant, &layer, c).unwrap()
 }
 
 /// `‖x − y‖_F / max(‖x‖_F, ‖y‖_F, 1e-300)`.

@@ -194,13 +194,10 @@ pub fn real_cases() -> Vec<Case> {
     cases
 }
 
-/// A block of `variant` fitted to one capture: decay 0, observe → refresh → rescale.
+/// A block of `variant` fitted to one capture: decay 0, observe → refresh → rescale
+/// (`tekfac::curvature::probe::fit`).
 pub fn fit(variant: Variant, info: &LayerInfo, c: &LayerCapture<f64>) -> CurvatureBlock {
-    let mut block = CurvatureBlock::new(variant, info, 0.0);
-    block.observe(c).unwrap();
-    block.refresh().unwrap();
-    block.rescale(c).unwrap();
-    block
+    tekfac::curvature::probe::fit(variant, info, c).unwrap()
 }
 
 /// A block right after its first refresh: s*/Θ re-seeded, no re-scaling yet.

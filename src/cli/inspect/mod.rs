@@ -1,0 +1,230 @@
+//! `tekfac inspect`: each layer's exact Fisher block and exact damped natural gradient against
+//! K-FAC, EKFAC, TKFAC and TEKFAC (and the optimizer's own running curvature), tracked while a
+//! small net trains.
+//!
+//! ```text
+//! validate flags (exit 2 before anything is written) ─▶ pool the training images (nets.rs)
+//! for step in 0..=steps:
+//!     every --every steps and after the last:  tekfac::train::track::probe on the probe batch
+//!         ─▶ track.csv, loss.csv, one printed line
+//!     train_step on the next mini-batch
+//! the last probe's table and heatmaps, the charts of each measure against step (report.rs)
+//! ```
+//!
+//! The measures, the fitted blocks and `u*` are computed by the library
+//! (`tekfac::train::track`, `tekfac::curvature::probe`); this file holds the flags and the loop.
+
+mod nets;
+mod report;
+
+use super::args::{FisherName, InspectArgs};
+use nets::{Pooled, Trainer};
+use std::io::Write;
+use tekfac::FisherType;
+use tekfac::curvature::DampingSettings;
+use tekfac::dataset::batches::{Batches, LastBatch};
+use tekfac::train::track::{self, ProbeBatch, TrackCsv, TrackRow};
+use tekfac::train::train_step;
+use tekfac::{Error, ParamStore, Result};
+
+/// Largest `--hidden` (the MLP's first block is `50·H` square, the autoencoder's `49·(H+1)`).
+const MAX_HIDDEN: usize = 64;
+
+/// Runs `tekfac inspect`.
+pub fn run(a: InspectArgs) -> Result<()> {
+    validate(&a)?;
+    let data = nets::load(&a)?;
+    for (flag, n) in [
+        ("--batch-size", a.batch_size),
+        ("--probe-size", a.probe_size),
+    ] {
+        if n > data.len() {
+            let msg = format!(
+                "must be 1..={} (the training split's size), got {n}",
+                data.len()
+            );
+            return Err(Error::invalid(flag, msg));
+        }
+    }
+    let mut params = ParamStore::<f64>::seeded(a.seed);
+    let (model, task, what) = nets::build(&a, &mut params, &data)?;
+    let mut trainer = Trainer::new(&a, &params)?;
+    let (images, labels) = data.batch(&(0..a.probe_size).collect::<Vec<_>>())?;
+    let fisher = match a.probe_fisher {
+        super::args::ProbeFisherName::Exact => FisherType::Exact,
+        super::args::ProbeFisherName::Empirical => FisherType::Empirical,
+    };
+    let probe = ProbeBatch {
+        images,
+        labels,
+        task,
+        fisher,
+    };
+    let settings = DampingSettings {
+        lambda: nets::damping(&a),
+        rule: super::optimizer::damping_rule(a.damping_rule),
+        ..DampingSettings::default()
+    };
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    println!(
+        "{what} (seed {}), {} {}, lr {}, λ {}, probe: {} images of {}, {:?} F",
+        a.seed,
+        a.optimizer.name(),
+        a.steps,
+        nets::lr(&a),
+        settings.lambda,
+        a.probe_size,
+        a.dataset,
+        a.probe_fisher
+    );
+    let rows = train_and_probe(
+        &a,
+        &data,
+        &model,
+        task,
+        &mut params,
+        &mut trainer,
+        &probe,
+        &settings,
+    )?;
+    report::charts(&a.out, &rows)?;
+    report::final_probe(&a.out, &model, &params, &probe, &rows)?;
+    println!(
+        "track.csv, loss.csv, charts and heatmaps in {}/",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Every flag checked against its range before anything is read or written.
+fn validate(a: &InspectArgs) -> Result<()> {
+    let range = |flag: &'static str, ok: bool, want: &str, got: String| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(flag, format!("must be {want}, got {got}")))
+        }
+    };
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    range(
+        "--hidden",
+        (1..=MAX_HIDDEN).contains(&a.hidden),
+        "1..=64",
+        a.hidden.to_string(),
+    )?;
+    range("--every", a.every >= 1, "at least 1", a.every.to_string())?;
+    range(
+        "--batch-size",
+        a.batch_size >= 1,
+        "at least 1",
+        a.batch_size.to_string(),
+    )?;
+    range(
+        "--probe-size",
+        a.probe_size >= 1,
+        "at least 1",
+        a.probe_size.to_string(),
+    )?;
+    if let Some(lr) = a.lr {
+        range("--lr", positive(lr), "finite and > 0", lr.to_string())?;
+    }
+    if let Some(d) = a.damping {
+        range("--damping", positive(d), "finite and > 0", d.to_string())?;
+    }
+    let m = a.momentum;
+    range(
+        "--momentum",
+        (0.0..1.0).contains(&m),
+        "in [0, 1)",
+        m.to_string(),
+    )?;
+    let rho = a.ema_decay;
+    range(
+        "--ema-decay",
+        (0.0..1.0).contains(&rho),
+        "in [0, 1)",
+        rho.to_string(),
+    )?;
+    for (flag, n) in [
+        ("--stats-interval", a.stats_interval),
+        ("--eigen-interval", a.eigen_interval),
+        ("--scale-interval", a.scale_interval),
+    ] {
+        range(flag, n >= 1, "at least 1", n.to_string())?;
+    }
+    let k = a.fisher_samples;
+    let sampled = a.fisher == FisherName::Sampled;
+    range(
+        "--fisher-samples",
+        !sampled || (1..=100).contains(&k),
+        "1..=100",
+        k.to_string(),
+    )
+}
+
+/// The loop: probe at step 0, every `--every` steps and after the last; train in between.
+#[allow(clippy::too_many_arguments)]
+fn train_and_probe(
+    a: &InspectArgs,
+    data: &Pooled,
+    model: &tekfac::nn::Sequential<f64>,
+    task: tekfac::train::Task,
+    params: &mut ParamStore<f64>,
+    trainer: &mut Trainer,
+    probe: &ProbeBatch,
+    settings: &DampingSettings,
+) -> Result<Vec<TrackRow>> {
+    let mut csv = TrackCsv::create(&a.out.join("track.csv"))?;
+    let mut losses = LossCsv::create(&a.out.join("loss.csv"))?;
+    let mut all = Vec::new();
+    let (mut epoch, mut order, mut next) = (0, Vec::new(), 0);
+    let mut window = (0.0, 0usize);
+    for step in 0..=a.steps {
+        if step % a.every == 0 || step == a.steps {
+            let (probe_loss, rows) =
+                track::probe(model, params, probe, settings, trainer.running(), step)?;
+            csv.append(&rows)?;
+            let train_loss = (window.1 > 0).then(|| window.0 / window.1 as f64);
+            losses.append(step, train_loss, probe_loss)?;
+            report::progress(step, train_loss, probe_loss, &rows);
+            all.extend(rows);
+            window = (0.0, 0);
+        }
+        if step == a.steps {
+            break;
+        }
+        if next == order.len() {
+            let batches = Batches::new(data.len(), a.batch_size, a.seed, epoch, LastBatch::Drop)?;
+            order = batches.iter().map(<[usize]>::to_vec).collect();
+            (epoch, next) = (epoch + 1, 0);
+        }
+        let (x, labels) = data.batch(&order[next])?;
+        next += 1;
+        let stats = train_step(model, task, params, trainer.optimizer(), x, &labels, step)?;
+        window = (window.0 + stats.loss, window.1 + 1);
+    }
+    Ok(all)
+}
+
+/// loss.csv: `step,train_loss,probe_loss` at every probe (`train_loss` is the mean training
+/// loss of the steps since the previous probe, empty at step 0).
+struct LossCsv {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl LossCsv {
+    fn create(path: &std::path::Path) -> Result<Self> {
+        let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        writeln!(file, "step,train_loss,probe_loss").map_err(|e| Error::io(path, e))?;
+        Ok(LossCsv {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn append(&mut self, step: u64, train: Option<f64>, probe: f64) -> Result<()> {
+        let train = train.map_or(String::new(), |l| format!("{l:.6}"));
+        writeln!(self.file, "{step},{train},{probe:.6}").map_err(|e| Error::io(&self.path, e))
+    }
+}
