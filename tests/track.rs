@@ -290,3 +290,69 @@ fn bad_flags_exit_2_naming_the_flag_before_anything_is_written() {
         assert!(!out.exists(), "{flags:?} wrote {}", out.display());
     }
 }
+
+#[test]
+fn exact_optimizer_steps_along_the_exact_damped_natural_gradient() {
+    use tekfac::optim::Optimizer;
+    use tekfac::optim::{ExactConfig, ExactNaturalGradient};
+    let mut net = dense_net(8);
+    let config = ExactConfig {
+        lr: 0.5,
+        damping: 0.2,
+        momentum: 0.0,
+        decay: 0.0,
+        stats_interval: 1,
+        fisher: FisherType::Empirical,
+    };
+    let mut opt = ExactNaturalGradient::new(config.clone(), &net.ps).unwrap();
+    let before = net.ps.clone();
+    let pass = net.pass(&net.input(5, 2), Optimizer::<f64>::fisher(&opt));
+    opt.step(&mut net.ps, &pass).unwrap();
+    for (l, info) in before.layers().iter().enumerate() {
+        let c = pass.captures.iter().find(|c| c.layer.0 == l).unwrap();
+        let f = tekfac::curvature::exact::exact_fisher(c).unwrap();
+        let g = tekfac::train::track::layer_gradient(info, &before, &pass.grads).unwrap();
+        let u = tekfac::curvature::probe::exact_natural_gradient(&f, &g, config.damping).unwrap();
+        let moved = ng_common::param_block(info, &before) - ng_common::param_block(info, &net.ps);
+        let err = (&moved - &u * config.lr).norm() / (u.norm() * config.lr);
+        assert!(
+            err < 1e-5,
+            "{}: ΔW̄ = −η u* up to f32 rounding, got {err}",
+            info.name
+        );
+    }
+    let mut ps = ParamStore::<f64>::seeded(0);
+    Linear::new(&mut ps, "big", 100, 50, true).unwrap();
+    assert!(
+        ExactNaturalGradient::new(config.clone(), &ps).is_err(),
+        "5050² block refused"
+    );
+    let zero = ExactConfig {
+        damping: 0.0,
+        ..config
+    };
+    assert!(
+        ExactNaturalGradient::new(zero, &net.ps).is_err(),
+        "λ = 0 refused"
+    );
+}
+
+#[test]
+fn inspect_trains_with_the_exact_natural_gradient() {
+    let out = tmp("track-exact");
+    let o = inspect(
+        &out,
+        &["--optimizer", "exact", "--steps", "20", "--every", "10"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = read_track(&out.join("track.csv"));
+    assert_eq!(rows.len(), 3 * 2 * 4, "no running rows for exact");
+    let losses = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    let probe: Vec<f64> = losses
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(probe[2] < probe[0], "the probe loss falls: {losses}");
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -162,9 +162,10 @@ pub struct InspectArgs {
     /// square).
     #[arg(long, default_value_t = 16)]
     pub hidden: usize,
-    /// Optimizer that trains the net between probes.
+    /// Optimizer that trains the net between probes (exact: block-diagonal natural gradient
+    /// with each layer's exact Fisher block, the reference the others approximate).
     #[arg(long, value_enum, default_value = "tekfac")]
-    pub optimizer: OptimizerName,
+    pub optimizer: InspectOptimizer,
     /// Training steps (0: probe the initial weights only).
     #[arg(long, default_value_t = 0)]
     pub steps: u64,
@@ -220,6 +221,40 @@ pub struct InspectArgs {
     /// Directory for track.csv, loss.csv, the charts and the heatmaps.
     #[arg(long, default_value = "runs/inspect")]
     pub out: PathBuf,
+}
+
+/// Optimizers of `tekfac inspect`: those of `tekfac train`, and the exact natural gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InspectOptimizer {
+    /// SGD with momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+    /// K-FAC.
+    Kfac,
+    /// EKFAC.
+    Ekfac,
+    /// TKFAC.
+    Tkfac,
+    /// TEKFAC.
+    Tekfac,
+    /// (F + λI)⁻¹∇ with each layer's exact Fisher block F (running average), small nets only.
+    Exact,
+}
+
+impl InspectOptimizer {
+    /// The optimizer of `tekfac train` with the same name (`None` for exact).
+    pub fn trained(self) -> Option<OptimizerName> {
+        Some(match self {
+            InspectOptimizer::Sgd => OptimizerName::Sgd,
+            InspectOptimizer::Adam => OptimizerName::Adam,
+            InspectOptimizer::Kfac => OptimizerName::Kfac,
+            InspectOptimizer::Ekfac => OptimizerName::Ekfac,
+            InspectOptimizer::Tkfac => OptimizerName::Tkfac,
+            InspectOptimizer::Tekfac => OptimizerName::Tekfac,
+            InspectOptimizer::Exact => return None,
+        })
+    }
 }
 
 /// The Fisher a probe measures against (`--probe-fisher`).

@@ -2,11 +2,13 @@
 //! type the training loop should capture next.
 
 mod adam;
+mod exact;
 mod natural;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
+pub use exact::{ExactConfig, ExactNaturalGradient, MAX_BLOCK};
 pub use natural::{
     DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Variant, beta, default_lambda,
 };

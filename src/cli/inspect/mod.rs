@@ -69,7 +69,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     println!(
         "{what} (seed {}), {} {}, lr {}, λ {}, probe: {} images of {}, {:?} F",
         a.seed,
-        a.optimizer.name(),
+        format!("{:?}", a.optimizer).to_lowercase(),
         a.steps,
         nets::lr(&a),
         settings.lambda,

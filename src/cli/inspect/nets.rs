@@ -9,12 +9,13 @@
 //! ```
 
 use super::super::args::ModelName;
-use super::super::args::{FisherName, InspectArgs, InspectModel, OptimizerName};
+use super::super::args::{FisherName, InspectArgs, InspectModel, InspectOptimizer, OptimizerName};
 use super::super::optimizer::{damping_rule, default_damping, default_lr};
 use tekfac::dataset::{self, DataSource, Dataset, Split};
 use tekfac::nn::{Activation, AvgPool2d, Conv2d, Linear, Module, Sequential};
 use tekfac::optim::{
-    Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig, Variant,
+    Adam, AdamConfig, ExactConfig, ExactNaturalGradient, NaturalGradient, NgConfig, Optimizer, Sgd,
+    SgdConfig, Variant,
 };
 use tekfac::train::Task;
 use tekfac::{Error, FisherType, ParamStore, Result, Tape, Tensor};
@@ -148,53 +149,78 @@ fn preset(model: InspectModel) -> ModelName {
     }
 }
 
-/// `--lr`, else `tekfac train`'s default for the optimizer.
+/// `--lr`, else `tekfac train`'s default for the optimizer (TEKFAC's for exact).
 pub fn lr(a: &InspectArgs) -> f64 {
-    a.lr.unwrap_or_else(|| default_lr(a.optimizer))
+    let name = a.optimizer.trained().unwrap_or(OptimizerName::Tekfac);
+    a.lr.unwrap_or_else(|| default_lr(name))
 }
 
-/// `--damping`, else `tekfac train`'s default (TEKFAC's for SGD and Adam, which have none and
-/// use it only for u*).
+/// `--damping`, else `tekfac train`'s default; TEKFAC's (additive) for exact, and for SGD and
+/// Adam, which have none and use it only for u*.
 pub fn damping(a: &InspectArgs) -> f64 {
-    let name = match a.optimizer {
-        OptimizerName::Sgd | OptimizerName::Adam => OptimizerName::Tekfac,
-        other => other,
+    let name = match a.optimizer.trained() {
+        Some(OptimizerName::Sgd | OptimizerName::Adam) | None => OptimizerName::Tekfac,
+        Some(other) => other,
     };
     a.damping
         .unwrap_or_else(|| default_damping(name, preset(a.model)))
+}
+
+/// The Fisher type of the optimizer's statistics (`--fisher`, `--fisher-samples`).
+fn fisher(a: &InspectArgs) -> FisherType {
+    match a.fisher {
+        FisherName::Empirical => FisherType::Empirical,
+        FisherName::Exact => FisherType::Exact,
+        FisherName::Sampled => FisherType::Sampled {
+            k: a.fisher_samples,
+            seed: a.seed,
+        },
+    }
 }
 
 /// The optimizer that trains the net; a natural-gradient one is kept by type for `running`.
 pub enum Trainer {
     /// K-FAC, EKFAC, TKFAC or TEKFAC.
     Natural(Box<NaturalGradient>),
-    /// SGD or Adam.
-    FirstOrder(Box<dyn Optimizer<f64>>),
+    /// SGD, Adam or the exact natural gradient.
+    Other(Box<dyn Optimizer<f64>>),
 }
 
 impl Trainer {
     /// The optimizer of `--optimizer` with its flags.
     pub fn new(a: &InspectArgs, params: &ParamStore<f64>) -> Result<Self> {
         let variant = match a.optimizer {
-            OptimizerName::Sgd => {
+            InspectOptimizer::Sgd => {
                 let c = SgdConfig {
                     lr: lr(a),
                     momentum: a.momentum,
                     ..Default::default()
                 };
-                return Ok(Trainer::FirstOrder(Box::new(Sgd::<f64>::new(c))));
+                return Ok(Trainer::Other(Box::new(Sgd::<f64>::new(c))));
             }
-            OptimizerName::Adam => {
+            InspectOptimizer::Adam => {
                 let c = AdamConfig {
                     lr: lr(a),
                     ..Default::default()
                 };
-                return Ok(Trainer::FirstOrder(Box::new(Adam::<f64>::new(c))));
+                return Ok(Trainer::Other(Box::new(Adam::<f64>::new(c))));
             }
-            OptimizerName::Kfac => Variant::Kfac,
-            OptimizerName::Ekfac => Variant::Ekfac,
-            OptimizerName::Tkfac => Variant::Tkfac,
-            OptimizerName::Tekfac => Variant::Tekfac,
+            InspectOptimizer::Exact => {
+                let c = ExactConfig {
+                    lr: lr(a),
+                    damping: damping(a),
+                    momentum: a.momentum,
+                    decay: a.ema_decay,
+                    stats_interval: a.stats_interval,
+                    fisher: fisher(a),
+                };
+                let exact = ExactNaturalGradient::new(c, params)?;
+                return Ok(Trainer::Other(Box::new(exact)));
+            }
+            InspectOptimizer::Kfac => Variant::Kfac,
+            InspectOptimizer::Ekfac => Variant::Ekfac,
+            InspectOptimizer::Tkfac => Variant::Tkfac,
+            InspectOptimizer::Tekfac => Variant::Tekfac,
         };
         let config = NgConfig {
             lr: lr(a),
@@ -204,14 +230,7 @@ impl Trainer {
             stats_interval: a.stats_interval,
             eigen_interval: a.eigen_interval,
             scale_interval: a.scale_interval,
-            fisher: match a.fisher {
-                FisherName::Empirical => FisherType::Empirical,
-                FisherName::Exact => FisherType::Exact,
-                FisherName::Sampled => FisherType::Sampled {
-                    k: a.fisher_samples,
-                    seed: a.seed,
-                },
-            },
+            fisher: fisher(a),
             damping_rule: damping_rule(a.damping_rule),
             ..NgConfig::default()
         };
@@ -223,7 +242,7 @@ impl Trainer {
     pub fn optimizer(&mut self) -> &mut dyn Optimizer<f64> {
         match self {
             Trainer::Natural(ng) => ng.as_mut(),
-            Trainer::FirstOrder(o) => o.as_mut(),
+            Trainer::Other(o) => o.as_mut(),
         }
     }
 
@@ -231,7 +250,7 @@ impl Trainer {
     pub fn running(&self) -> Option<&NaturalGradient> {
         match self {
             Trainer::Natural(ng) => Some(ng),
-            Trainer::FirstOrder(_) => None,
+            Trainer::Other(_) => None,
         }
     }
 }

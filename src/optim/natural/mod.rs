@@ -19,7 +19,7 @@
 mod config;
 mod curvature;
 mod damping;
-mod layout;
+pub(crate) mod layout;
 mod state;
 mod update;
 
