@@ -73,6 +73,7 @@ pub enum Command {
     /// probe's table is printed, with one heatmap PNG per layer (F and the four F̂).
     ///
     /// Example: tekfac inspect --optimizer ekfac --steps 500 --every 25 --out runs/track
+    #[command(allow_negative_numbers = true)]
     Inspect(InspectArgs),
 }
 
@@ -184,14 +185,14 @@ pub struct InspectArgs {
     #[arg(long, value_enum, default_value = "exact")]
     pub probe_fisher: ProbeFisherName,
     /// Learning rate (default as for `tekfac train`: 0.05 sgd, 1e-3 adam, 0.01 the others).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub lr: Option<f64>,
     /// Momentum.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// Damping λ: the optimizer's, and the λ of u* = (F + λI)⁻¹∇ (default as for `tekfac
     /// train`: 0.03 kfac/tkfac, 0.1 the others, and 0.1 on conv).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub damping: Option<f64>,
     /// How λ enters each approximation: each method's own rule, additive for all, or K-FAC's
     /// factored shift for all (as `tekfac train --damping-rule`).
@@ -213,7 +214,7 @@ pub struct InspectArgs {
     #[arg(long, default_value_t = 10)]
     pub scale_interval: u64,
     /// EMA decay ρ of the running averages, in [0, 1).
-    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.95)]
     pub ema_decay: f64,
     /// Seed of the initial weights, the batch order and the label sampling.
     #[arg(long, default_value_t = 0)]

@@ -132,11 +132,40 @@ fn classes(dataset: &str, classes: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// The flags of `tekfac inspect`.
+/// The largest `--hidden` of `tekfac inspect` (the MLP's first block is `50·H` square, the
+/// autoencoder's `49·(H+1)`).
+pub const MAX_HIDDEN: usize = 64;
+
+/// The flags of `tekfac inspect` (the sizes against the data: [`inspect_against_data`]).
 pub fn inspect(a: &InspectArgs) -> Result<()> {
     classes(&a.dataset, a.classes)?;
-    at_least_one("--hidden", a.hidden as u64)?;
-    at_least_one("--batch-size", a.batch_size as u64)
+    let h = a.hidden;
+    check("--hidden", h, (1..=MAX_HIDDEN).contains(&h), "1 to 64")?;
+    at_least_one("--every", a.every)?;
+    at_least_one("--batch-size", a.batch_size as u64)?;
+    at_least_one("--probe-size", a.probe_size as u64)?;
+    if let Some(lr) = a.lr {
+        positive("--lr", lr)?;
+    }
+    if let Some(d) = a.damping {
+        positive("--damping", d)?;
+    }
+    let m = a.momentum;
+    check("--momentum", m, (0.0..1.0).contains(&m), "0 ≤ μ < 1")?;
+    let rho = a.ema_decay;
+    check("--ema-decay", rho, (0.0..1.0).contains(&rho), "0 ≤ ρ < 1")?;
+    at_least_one("--stats-interval", a.stats_interval)?;
+    at_least_one("--eigen-interval", a.eigen_interval)?;
+    at_least_one("--scale-interval", a.scale_interval)?;
+    let k = a.fisher_samples;
+    check("--fisher-samples", k, (1..=100).contains(&k), "1 to 100")
+}
+
+/// `--batch-size` and `--probe-size` of `tekfac inspect` against the `n` training examples.
+pub fn inspect_against_data(a: &InspectArgs, n: usize) -> Result<()> {
+    let allowed = format!("1 to the {n} training examples");
+    check("--batch-size", a.batch_size, a.batch_size <= n, &allowed)?;
+    check("--probe-size", a.probe_size, a.probe_size <= n, &allowed)
 }
 
 /// The checks that need the loaded data: a batch must fit the training set and the

@@ -17,7 +17,8 @@
 mod nets;
 mod report;
 
-use super::args::{FisherName, InspectArgs};
+use super::args::InspectArgs;
+use super::say;
 use nets::{Pooled, Trainer};
 use std::io::Write;
 use tekfac::FisherType;
@@ -27,25 +28,10 @@ use tekfac::train::track::{self, ProbeBatch, TrackCsv, TrackRow};
 use tekfac::train::train_step;
 use tekfac::{Error, ParamStore, Result};
 
-/// Largest `--hidden` (the MLP's first block is `50·H` square, the autoencoder's `49·(H+1)`).
-const MAX_HIDDEN: usize = 64;
-
 /// Runs `tekfac inspect`.
 pub fn run(a: InspectArgs) -> Result<()> {
-    validate(&a)?;
     let data = nets::load(&a)?;
-    for (flag, n) in [
-        ("--batch-size", a.batch_size),
-        ("--probe-size", a.probe_size),
-    ] {
-        if n > data.len() {
-            let msg = format!(
-                "must be 1..={} (the training split's size), got {n}",
-                data.len()
-            );
-            return Err(Error::invalid(flag, msg));
-        }
-    }
+    super::checks::inspect_against_data(&a, data.len())?;
     let mut params = ParamStore::<f64>::seeded(a.seed);
     let (model, task, what) = nets::build(&a, &mut params, &data)?;
     let mut trainer = Trainer::new(&a, &params)?;
@@ -66,7 +52,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         ..DampingSettings::default()
     };
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    println!(
+    say(&format!(
         "{what} (seed {}), {} {}, lr {}, λ {}, probe: {} images of {}, {:?} F",
         a.seed,
         format!("{:?}", a.optimizer).to_lowercase(),
@@ -76,7 +62,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         a.probe_size,
         a.dataset,
         a.probe_fisher
-    );
+    ))?;
     let rows = train_and_probe(
         &a,
         &data,
@@ -89,77 +75,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
     )?;
     report::charts(&a.out, &rows)?;
     report::final_probe(&a.out, &model, &params, &probe, &rows)?;
-    println!(
+    say(&format!(
         "track.csv, loss.csv, charts and heatmaps in {}/",
         a.out.display()
-    );
+    ))?;
     Ok(())
-}
-
-/// Every flag checked against its range before anything is read or written.
-fn validate(a: &InspectArgs) -> Result<()> {
-    let range = |flag: &'static str, ok: bool, want: &str, got: String| {
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::invalid(flag, format!("must be {want}, got {got}")))
-        }
-    };
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    range(
-        "--hidden",
-        (1..=MAX_HIDDEN).contains(&a.hidden),
-        "1..=64",
-        a.hidden.to_string(),
-    )?;
-    range("--every", a.every >= 1, "at least 1", a.every.to_string())?;
-    range(
-        "--batch-size",
-        a.batch_size >= 1,
-        "at least 1",
-        a.batch_size.to_string(),
-    )?;
-    range(
-        "--probe-size",
-        a.probe_size >= 1,
-        "at least 1",
-        a.probe_size.to_string(),
-    )?;
-    if let Some(lr) = a.lr {
-        range("--lr", positive(lr), "finite and > 0", lr.to_string())?;
-    }
-    if let Some(d) = a.damping {
-        range("--damping", positive(d), "finite and > 0", d.to_string())?;
-    }
-    let m = a.momentum;
-    range(
-        "--momentum",
-        (0.0..1.0).contains(&m),
-        "in [0, 1)",
-        m.to_string(),
-    )?;
-    let rho = a.ema_decay;
-    range(
-        "--ema-decay",
-        (0.0..1.0).contains(&rho),
-        "in [0, 1)",
-        rho.to_string(),
-    )?;
-    for (flag, n) in [
-        ("--stats-interval", a.stats_interval),
-        ("--eigen-interval", a.eigen_interval),
-        ("--scale-interval", a.scale_interval),
-    ] {
-        range(flag, n >= 1, "at least 1", n.to_string())?;
-    }
-    let k = a.fisher_samples;
-    let sampled = a.fisher == FisherName::Sampled;
-    range(
-        "--fisher-samples",
-        !sampled || (1..=100).contains(&k),
-        "1..=100",
-        k.to_string(),
-    )
 }
 
 /// The loop: probe at step 0, every `--every` steps and after the last; train in between.
@@ -186,7 +106,7 @@ fn train_and_probe(
             csv.append(&rows)?;
             let train_loss = (window.1 > 0).then(|| window.0 / window.1 as f64);
             losses.append(step, train_loss, probe_loss)?;
-            report::progress(step, train_loss, probe_loss, &rows);
+            report::progress(step, train_loss, probe_loss, &rows)?;
             all.extend(rows);
             window = (0.0, 0);
         }

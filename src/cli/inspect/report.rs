@@ -2,6 +2,7 @@
 //! heatmaps, and the charts of each measure against step.
 
 use super::super::charts::{self, LineChart, Series};
+use super::super::say;
 use nalgebra::DMatrix;
 use std::path::Path;
 use tekfac::curvature::exact::exact_fisher;
@@ -21,7 +22,7 @@ const METHODS: [Method; 5] = [
 
 /// One line per probe: the losses and each method's `cos(û, u*)` / `‖û − u*‖/‖u*‖`, averaged
 /// over the layers.
-pub fn progress(step: u64, train: Option<f64>, probe: f64, rows: &[TrackRow]) {
+pub fn progress(step: u64, train: Option<f64>, probe: f64, rows: &[TrackRow]) -> Result<()> {
     let train = train.map_or("     —".into(), |l| format!("{l:.4}"));
     let cosines: Vec<String> = METHODS
         .iter()
@@ -33,10 +34,10 @@ pub fn progress(step: u64, train: Option<f64>, probe: f64, rows: &[TrackRow]) {
             (!of.is_empty()).then(|| format!("{} {cos:.3}/{err:.3}", m.name()))
         })
         .collect();
-    println!(
+    say(&format!(
         "step {step:>6}  train {train}  probe {probe:.4}  cos(û,u*)/‖û−u*‖/‖u*‖: {}",
         cosines.join("  ")
-    );
+    ))
 }
 
 /// The measures against step: one chart per layer and measure, one line per method.
@@ -109,7 +110,7 @@ pub fn final_probe(
             .iter()
             .map(|&v| probe::fit(v, info, capture)?.to_dense())
             .collect::<Result<_>>()?;
-        println!(
+        say(&format!(
             "\nlayer {}: W̄ [{} × {}], block {} × {}, tr F = {:.6e} (step {last})",
             info.name,
             info.d_out,
@@ -117,11 +118,11 @@ pub fn final_probe(
             exact.nrows(),
             exact.ncols(),
             exact.trace()
-        );
+        ))?;
         // NOTE: a literal header, because F̂ has a zero-width combining accent that `{:>n}` counts.
-        println!(
-            "  approx         ‖F−F̂‖/‖F‖           tr F̂  tr F̂/tr F   cos(û,u*)  ‖û−u*‖/‖u*‖  ‖û‖/‖u*‖"
-        );
+        say(
+            "  approx         ‖F−F̂‖/‖F‖           tr F̂  tr F̂/tr F   cos(û,u*)  ‖û−u*‖/‖u*‖  ‖û‖/‖u*‖",
+        )?;
         for &m in &METHODS {
             let Some(r) = rows
                 .iter()
@@ -138,14 +139,14 @@ pub fn final_probe(
                 Method::Running => format!("{:>14} {:>10}", "—", "—"),
             };
             let a = &r.agreement;
-            println!(
+            say(&format!(
                 "  {:<8} {:>16.6} {trace} {:>11.6} {:>12.6} {:>9.4}",
                 m.name(),
                 a.fisher_error,
                 a.update_cosine,
                 a.update_error,
                 a.length_ratio
-            );
+            ))?;
         }
         let path = out.join(format!("fisher_{}.png", info.name));
         let mut panels = vec![("exact F", &exact)];
