@@ -306,3 +306,31 @@ fn natural_gradient_defaults_train_the_cnn_preset() {
         assert!(last < first, "{optimizer}: the loss falls: {losses:?}");
     }
 }
+
+#[test]
+fn cli_flag_trains_ekfac_with_the_shift_and_records_it() {
+    let out = tmp("damping-rule");
+    let o = tekfac(&[
+        "train",
+        "--optimizer",
+        "ekfac",
+        "--damping-rule",
+        "factored-shift",
+        "--max-steps",
+        "12",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"damping_rule\": \"factored-shift\""),
+        "{config}"
+    );
+    assert_usage_error(
+        &tekfac(&["train", "--damping-rule", "pi"]),
+        "invalid value 'pi'",
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}

@@ -2,10 +2,8 @@
 //! damping written as a shift of the diagonal in the eigenbasis, applicable to every variant.
 //! f64, synthetic captures, decay 0.
 
-mod cli_common;
 mod curvature_common;
 
-use cli_common::{assert_usage_error, tekfac, text, tmp};
 use curvature_common::*;
 use nalgebra::{DMatrix, DVector};
 use tekfac::curvature::exact::{self, kron_rows};
@@ -166,32 +164,4 @@ fn f32_path_agrees_with_f64_under_the_factored_shift() {
             );
         }
     }
-}
-
-#[test]
-fn cli_flag_trains_ekfac_with_the_shift_and_records_it() {
-    let out = tmp("damping-rule");
-    let o = tekfac(&[
-        "train",
-        "--optimizer",
-        "ekfac",
-        "--damping-rule",
-        "factored-shift",
-        "--max-steps",
-        "12",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
-    assert!(
-        config.contains("\"damping_rule\": \"factored-shift\""),
-        "{config}"
-    );
-    assert_usage_error(
-        &tekfac(&["train", "--damping-rule", "pi"]),
-        "invalid value 'pi'",
-    );
-    std::fs::remove_dir_all(out).unwrap();
 }
