@@ -81,6 +81,9 @@ fn track_csv_is_well_formed_and_keeps_lemma_1_at_every_probe() {
             layers * (4 + 3 * 5),
             "{name}: probes at 0, 10, 20, 25 only"
         );
+        // NOTE: an absolute slack for layers where every F̂ equals F to rounding (the
+        // autoencoder's output layer: errors ~1e-9 that differ in their 9th digit).
+        let at_most = |x: f64, bound: f64| x <= bound * (1.0 + 1e-9) + 1e-12;
         for (s, layer, m, x) in &rows {
             let of = |v: &str| {
                 rows.iter()
@@ -89,13 +92,10 @@ fn track_csv_is_well_formed_and_keeps_lemma_1_at_every_probe() {
                     .3[0]
             };
             if m == "ekfac" {
-                assert!(x[0] <= of("kfac") * (1.0 + 1e-9), "{name} step {s} {layer}");
+                assert!(at_most(x[0], of("kfac")), "{name} step {s} {layer}");
             }
             if m == "tekfac" {
-                assert!(
-                    x[0] <= of("tkfac") * (1.0 + 1e-9),
-                    "{name} step {s} {layer}"
-                );
+                assert!(at_most(x[0], of("tkfac")), "{name} step {s} {layer}");
             }
         }
         let losses = std::fs::read_to_string(out.join("loss.csv")).unwrap();

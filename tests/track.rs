@@ -8,19 +8,27 @@ mod ng_common;
 use ng_common::{Net, conv_net, deep_linear_net, dense_net};
 use tekfac::FisherType;
 use tekfac::ParamStore;
-use tekfac::curvature::{DampingRule, DampingSettings, Variant};
+use tekfac::curvature::Variant;
 use tekfac::nn::{Activation, Linear, Sequential};
+use tekfac::optim::{DampingPolicy, DampingRule};
 use tekfac::train::track::{Method, TrackRow, probe_pass};
 
 /// Every fitted method's rows of one probe of `net` on `n` examples.
 fn probe(net: &Net, n: usize, fisher: FisherType, rule: DampingRule) -> Vec<TrackRow> {
     let pass = net.pass(&net.input(n, 5), fisher);
-    let settings = DampingSettings {
-        lambda: 0.1,
+    let policy = DampingPolicy {
         rule,
-        ..DampingSettings::default()
+        ..DampingPolicy::with_lambda(0.1)
     };
-    probe_pass(&net.ps, &pass, &settings, None, 0).unwrap()
+    probe_pass(&net.ps, &pass, &policy, None, 0).unwrap()
+}
+
+#[test]
+fn the_probe_refuses_a_policy_without_a_fixed_lambda() {
+    let net = dense_net(3);
+    let pass = net.pass(&net.input(4, 5), FisherType::Exact);
+    let err = probe_pass(&net.ps, &pass, &DampingPolicy::DEFAULT, None, 0).unwrap_err();
+    assert!(err.to_string().contains("fixed λ"), "{err}");
 }
 
 fn fitted(rows: &[TrackRow], v: Variant) -> impl Iterator<Item = &TrackRow> {
@@ -150,8 +158,8 @@ fn exact_optimizer_steps_along_the_exact_damped_natural_gradient() {
         let moved = ng_common::param_block(info, &before) - ng_common::param_block(info, &net.ps);
         let err = (&moved - &u * config.lr).norm() / (u.norm() * config.lr);
         assert!(
-            err < 1e-5,
-            "{}: ΔW̄ = −η u* up to f32 rounding, got {err}",
+            err < 1e-10,
+            "{}: ΔW̄ = −η u* (f64 net, f64 step), got {err}",
             info.name
         );
     }

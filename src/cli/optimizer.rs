@@ -7,8 +7,8 @@ use super::args::{
 };
 use tekfac::FisherType;
 use tekfac::optim::{
-    Adam, AdamConfig, DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Optimizer, Sgd,
-    SgdConfig, Variant, default_lambda,
+    Adam, AdamConfig, DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Optimizer,
+    Sgd, SgdConfig, Variant, default_lambda,
 };
 use tekfac::{ParamStore, Result};
 

@@ -52,7 +52,7 @@ pub struct ExactNaturalGradient {
     layers: Vec<LayerInfo>,
     fisher: Vec<MovingAverage<DMatrix<f64>>>,
     factor: Vec<Option<Cholesky<f64, Dyn>>>,
-    momentum: Vec<Option<Vec<f32>>>,
+    momentum: Vec<Option<Vec<f64>>>,
     step: u64,
 }
 
@@ -112,16 +112,16 @@ impl ExactNaturalGradient {
         Ok(())
     }
 
-    /// `u = unvec((F + λI)⁻¹ vec ∇W̄)` of layer `l`, row-major f32 `[d_out, d_in']`.
-    fn precondition(&self, l: usize, grad: &[f32]) -> Result<Vec<f32>> {
+    /// `u = unvec((F + λI)⁻¹ vec ∇W̄)` of layer `l`, row-major `[d_out, d_in']`, in f64.
+    fn precondition<F: Float>(&self, l: usize, grad: &[F]) -> Result<Vec<f64>> {
         let info = &self.layers[l];
         let factor = self.factor[l].as_ref().ok_or_else(|| {
             let msg = format!("layer {} has no Fisher block yet", info.name);
             Error::invalid("ExactNaturalGradient", msg)
         })?;
-        let g = DMatrix::from_row_slice(info.d_out, info.d_in_bar(), grad).map(|x| x as f64);
+        let g = DMatrix::from_row_slice(info.d_out, info.d_in_bar(), grad).map(F::to_f64);
         let u = unvec_rows(&factor.solve(&vec_rows(&g)), info.d_out, info.d_in_bar());
-        Ok(u.transpose().iter().map(|&x| x as f32).collect())
+        Ok(u.transpose().iter().copied().collect())
     }
 }
 
@@ -144,15 +144,15 @@ impl<F: Float> Optimizer<F> for ExactNaturalGradient {
         if self.stats_due() {
             self.observe(pass)?;
         }
-        let (lr, mu) = (self.config.lr as f32, self.config.momentum as f32);
+        let (lr, mu) = (self.config.lr, self.config.momentum);
         let mut update_sq = 0.0;
         for l in 0..self.layers.len() {
             let grad = layout::gather(&self.layers[l], params, &pass.grads, 0.0)?;
             let u = self.precondition(l, &grad)?;
             let m = self.momentum[l].get_or_insert_with(|| vec![0.0; u.len()]);
             m.iter_mut().zip(&u).for_each(|(m, u)| *m = mu * *m + u);
-            let step: Vec<f32> = m.iter().map(|m| lr * m).collect();
-            update_sq += step.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+            let step: Vec<F> = m.iter().map(|m| F::from_f64(lr * m)).collect();
+            update_sq += step.iter().map(|&s| s.to_f64().powi(2)).sum::<f64>();
             layout::apply(&self.layers[l], params, &step);
         }
         self.step += 1;
@@ -175,8 +175,7 @@ impl<F: Float> Optimizer<F> for ExactNaturalGradient {
                 );
             }
             if let Some(m) = m {
-                let m64: Vec<f64> = m.iter().map(|&x| x as f64).collect();
-                dict.put_f64(&format!("exact.{}.momentum", l.name), &[m.len()], &m64);
+                dict.put_f64(&format!("exact.{}.momentum", l.name), &[m.len()], m);
             }
         }
     }
@@ -212,7 +211,7 @@ impl<F: Float> Optimizer<F> for ExactNaturalGradient {
                         data.len()
                     )));
                 }
-                Some(data.iter().map(|&x| x as f32).collect())
+                Some(data)
             } else {
                 None
             };

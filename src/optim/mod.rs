@@ -10,7 +10,8 @@ mod sgd;
 pub use adam::{Adam, AdamConfig};
 pub use exact::{ExactConfig, ExactNaturalGradient, MAX_BLOCK};
 pub use natural::{
-    DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Variant, beta, default_lambda,
+    DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Variant, beta,
+    default_lambda,
 };
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};

@@ -8,7 +8,7 @@
 //! ∇        the probe batch's gradient [∂L/∂W | ∂L/∂b], [d_out, d_in']
 //! u*       (F + λI)⁻¹ ∇, λ the run's damping              probe::exact_natural_gradient
 //! fitted   K-FAC, EKFAC, TKFAC, TEKFAC fitted to the probe batch alone (decay 0, fresh basis),
-//!          each stepping with its own damping rule:  network_damping(variant, settings, fitted)
+//!          each stepping with its own damping rule:  policy.per_block(variant, fitted)
 //! running  the optimizer's own blocks (EMA statistics, the basis of its last refresh) and its
 //!          own damping, applied to the same ∇
 //! ```
@@ -29,10 +29,10 @@ use super::{Task, record_loss};
 use crate::autograd::{BackwardOutput, FisherType, Gradients, Tape};
 use crate::curvature::exact::exact_fisher;
 use crate::curvature::probe::{self, Agreement};
-use crate::curvature::{CurvatureBlock, DampingSettings, Variant, network_damping};
+use crate::curvature::{CurvatureBlock, Variant};
 use crate::error::{Error, Result};
 use crate::nn::Module;
-use crate::optim::NaturalGradient;
+use crate::optim::{DampingPolicy, NaturalGradient};
 use crate::params::{LayerInfo, ParamStore};
 use crate::tensor::Tensor;
 use nalgebra::DMatrix;
@@ -114,25 +114,30 @@ pub fn probe(
     model: &dyn Module<f64>,
     params: &ParamStore<f64>,
     batch: &ProbeBatch,
-    damping: &DampingSettings,
-    running: Option<&NaturalGradient>,
+    policy: &DampingPolicy,
+    running: Option<&NaturalGradient<f64>>,
     step: u64,
 ) -> Result<(f64, Vec<TrackRow>)> {
     let pass = batch.backward(model, params)?;
-    let rows = probe_pass(params, &pass, damping, running, step)?;
+    let rows = probe_pass(params, &pass, policy, running, step)?;
     Ok((pass.loss, rows))
 }
 
 /// The rows of one probe from a backward pass that carries the captures of `F` and the
 /// gradient: per layer (in layer order), the four fitted methods, then `running` when the
-/// optimizer has a basis for that layer.
+/// optimizer has a basis for that layer. `policy` damps the fitted methods, and its λ, which
+/// must be fixed (`Some`), is the λ of `u*`; `running` keeps its own policy.
 pub fn probe_pass(
     params: &ParamStore<f64>,
     pass: &BackwardOutput<f64>,
-    damping: &DampingSettings,
-    running: Option<&NaturalGradient>,
+    policy: &DampingPolicy,
+    running: Option<&NaturalGradient<f64>>,
     step: u64,
 ) -> Result<Vec<TrackRow>> {
+    let lambda = policy.lambda.ok_or_else(|| {
+        let msg = "the probe needs a fixed λ (DampingPolicy::lambda = Some), the λ of u*";
+        Error::invalid("track::probe_pass", msg)
+    })?;
     let mut captures: Vec<_> = pass.captures.iter().collect();
     captures.sort_by_key(|c| c.layer.0);
     let infos: Vec<&LayerInfo> = captures.iter().map(|c| params.layer(c.layer)).collect();
@@ -147,7 +152,7 @@ pub fn probe_pass(
     let targets: Vec<DMatrix<f64>> = exact
         .iter()
         .zip(&grads)
-        .map(|(f, g)| probe::exact_natural_gradient(f, g, damping.lambda))
+        .map(|(f, g)| probe::exact_natural_gradient(f, g, lambda))
         .collect::<Result<_>>()?;
     let mut per_layer: Vec<Vec<TrackRow>> = vec![Vec::new(); captures.len()];
     for variant in Variant::ALL {
@@ -156,7 +161,7 @@ pub fn probe_pass(
             .zip(&infos)
             .map(|(c, info)| probe::fit(variant, info, c))
             .collect::<Result<_>>()?;
-        let dampings = network_damping(variant, damping, &fitted);
+        let dampings = policy.per_block(variant, &fitted);
         for (l, (block, d)) in fitted.iter().zip(&dampings).enumerate() {
             let agreement = Agreement::of(block, d, &exact[l], &targets[l], &grads[l])?;
             per_layer[l].push(row(step, infos[l], Method::Fitted(variant), agreement));
@@ -164,7 +169,7 @@ pub fn probe_pass(
     }
     if let Some(opt) = running {
         let blocks = opt.blocks();
-        let dampings = network_damping(opt.variant(), &opt.config.damping_settings(), blocks);
+        let dampings = opt.dampings();
         for (l, c) in captures.iter().enumerate() {
             let (block, d) = (&blocks[c.layer.0], &dampings[c.layer.0]);
             if block.basis().is_some() {

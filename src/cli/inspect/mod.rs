@@ -22,8 +22,8 @@ use super::say;
 use nets::{Pooled, Trainer};
 use std::io::Write;
 use tekfac::FisherType;
-use tekfac::curvature::DampingSettings;
 use tekfac::dataset::batches::{Batches, LastBatch};
+use tekfac::optim::DampingPolicy;
 use tekfac::train::track::{self, ProbeBatch, TrackCsv, TrackRow};
 use tekfac::train::train_step;
 use tekfac::{Error, ParamStore, Result};
@@ -46,11 +46,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         task,
         fisher,
     };
-    let settings = DampingSettings {
-        lambda: nets::damping(&a),
-        rule: super::optimizer::damping_rule(a.damping_rule),
-        ..DampingSettings::default()
-    };
+    let policy = nets::policy(&a);
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     say(&format!(
         "{what} (seed {}), {} {}, lr {}, λ {}, probe: {} images of {}, {:?} F",
@@ -58,7 +54,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         format!("{:?}", a.optimizer).to_lowercase(),
         a.steps,
         nets::lr(&a),
-        settings.lambda,
+        nets::damping(&a),
         a.probe_size,
         a.dataset,
         a.probe_fisher
@@ -71,7 +67,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         &mut params,
         &mut trainer,
         &probe,
-        &settings,
+        &policy,
     )?;
     report::charts(&a.out, &rows)?;
     report::final_probe(&a.out, &model, &params, &probe, &rows)?;
@@ -92,7 +88,7 @@ fn train_and_probe(
     params: &mut ParamStore<f64>,
     trainer: &mut Trainer,
     probe: &ProbeBatch,
-    settings: &DampingSettings,
+    policy: &DampingPolicy,
 ) -> Result<Vec<TrackRow>> {
     let mut csv = TrackCsv::create(&a.out.join("track.csv"))?;
     let mut losses = LossCsv::create(&a.out.join("loss.csv"))?;
@@ -102,7 +98,7 @@ fn train_and_probe(
     for step in 0..=a.steps {
         if step % a.every == 0 || step == a.steps {
             let (probe_loss, rows) =
-                track::probe(model, params, probe, settings, trainer.running(), step)?;
+                track::probe(model, params, probe, policy, trainer.running(), step)?;
             csv.append(&rows)?;
             let train_loss = (window.1 > 0).then(|| window.0 / window.1 as f64);
             losses.append(step, train_loss, probe_loss)?;

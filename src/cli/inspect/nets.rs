@@ -8,14 +8,13 @@
 //!   autoencoder:  flatten, 49→H→H/2→4→H/2→H→49, sigmoid hidden units, linear code, BCE logits
 //! ```
 
-use super::super::args::ModelName;
 use super::super::args::{FisherName, InspectArgs, InspectModel, InspectOptimizer, OptimizerName};
-use super::super::optimizer::{damping_rule, default_damping, default_lr};
+use super::super::optimizer::{damping_rule, default_lr};
 use tekfac::dataset::{self, DataSource, Dataset, Split};
 use tekfac::nn::{Activation, AvgPool2d, Conv2d, Linear, Module, Sequential};
 use tekfac::optim::{
-    Adam, AdamConfig, ExactConfig, ExactNaturalGradient, NaturalGradient, NgConfig, Optimizer, Sgd,
-    SgdConfig, Variant,
+    Adam, AdamConfig, DampingPolicy, ExactConfig, ExactNaturalGradient, NaturalGradient, NgConfig,
+    Optimizer, Sgd, SgdConfig, Variant, default_lambda,
 };
 use tekfac::train::Task;
 use tekfac::{Error, FisherType, ParamStore, Result, Tape, Tensor};
@@ -140,30 +139,33 @@ pub fn build(
     })
 }
 
-/// The model preset whose default damping `inspect` shares with `tekfac train`.
-fn preset(model: InspectModel) -> ModelName {
-    match model {
-        InspectModel::Conv => ModelName::Cnn,
-        InspectModel::Mlp => ModelName::Mlp,
-        InspectModel::Autoencoder => ModelName::Autoencoder,
-    }
-}
-
 /// `--lr`, else `tekfac train`'s default for the optimizer (TEKFAC's for exact).
 pub fn lr(a: &InspectArgs) -> f64 {
     let name = a.optimizer.trained().unwrap_or(OptimizerName::Tekfac);
     a.lr.unwrap_or_else(|| default_lr(name))
 }
 
-/// `--damping`, else `tekfac train`'s default; TEKFAC's (additive) for exact, and for SGD and
-/// Adam, which have none and use it only for u*.
+/// `--damping`, else the library's tuned default (`default_lambda`, as for `tekfac train`);
+/// TEKFAC's (additive) for exact, and for SGD and Adam, which have none and use it only for u*.
 pub fn damping(a: &InspectArgs) -> f64 {
-    let name = match a.optimizer.trained() {
-        Some(OptimizerName::Sgd | OptimizerName::Adam) | None => OptimizerName::Tekfac,
-        Some(other) => other,
+    let variant = match a.optimizer {
+        InspectOptimizer::Kfac => Variant::Kfac,
+        InspectOptimizer::Ekfac => Variant::Ekfac,
+        InspectOptimizer::Tkfac => Variant::Tkfac,
+        _ => Variant::Tekfac,
     };
+    let has_conv = matches!(a.model, InspectModel::Conv);
     a.damping
-        .unwrap_or_else(|| default_damping(name, preset(a.model)))
+        .unwrap_or_else(|| default_lambda(variant, has_conv))
+}
+
+/// The damping policy of the run and of every probe: λ of [`damping`] for every block, in the
+/// mode of `--damping-rule`.
+pub fn policy(a: &InspectArgs) -> DampingPolicy {
+    DampingPolicy {
+        rule: damping_rule(a.damping_rule),
+        ..DampingPolicy::with_lambda(damping(a))
+    }
 }
 
 /// The Fisher type of the optimizer's statistics (`--fisher`, `--fisher-samples`).
@@ -181,7 +183,7 @@ fn fisher(a: &InspectArgs) -> FisherType {
 /// The optimizer that trains the net; a natural-gradient one is kept by type for `running`.
 pub enum Trainer {
     /// K-FAC, EKFAC, TKFAC or TEKFAC.
-    Natural(Box<NaturalGradient>),
+    Natural(Box<NaturalGradient<f64>>),
     /// SGD, Adam or the exact natural gradient.
     Other(Box<dyn Optimizer<f64>>),
 }
@@ -224,15 +226,14 @@ impl Trainer {
         };
         let config = NgConfig {
             lr: lr(a),
-            damping: damping(a),
+            damping: policy(a),
             momentum: a.momentum,
             decay: a.ema_decay,
             stats_interval: a.stats_interval,
             eigen_interval: a.eigen_interval,
             scale_interval: a.scale_interval,
             fisher: fisher(a),
-            damping_rule: damping_rule(a.damping_rule),
-            ..NgConfig::default()
+            ..NgConfig::DEFAULT
         };
         let ng = NaturalGradient::new(variant, config, params)?;
         Ok(Trainer::Natural(Box::new(ng)))
@@ -247,7 +248,7 @@ impl Trainer {
     }
 
     /// The natural-gradient optimizer whose curvature is the `running` method, if any.
-    pub fn running(&self) -> Option<&NaturalGradient> {
+    pub fn running(&self) -> Option<&NaturalGradient<f64>> {
         match self {
             Trainer::Natural(ng) => Some(ng),
             Trainer::Other(_) => None,
