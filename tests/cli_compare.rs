@@ -64,6 +64,8 @@ fn compare_writes_the_table_and_both_chart_formats() {
         "sgd=0.02",
         "--damping-for",
         "tekfac=0.2,kfac=0.5",
+        "--damping-rule-for",
+        "tekfac=factored-shift",
         "--batch-size",
         "100",
         "--quiet",
@@ -73,6 +75,7 @@ fn compare_writes_the_table_and_both_chart_formats() {
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| sgd |") && md.contains("| tekfac |"), "{md}");
+    assert!(md.contains("| 0.2 (factored-shift) |"), "{md}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
@@ -89,6 +92,12 @@ fn compare_writes_the_table_and_both_chart_formats() {
     }
     let config = std::fs::read_to_string(out.join("sgd").join("config.json")).unwrap();
     assert!(config.contains("\"lr\": 0.02"), "{config}");
+    assert!(config.contains("\"damping_rule\": \"own\""), "{config}");
+    let config = std::fs::read_to_string(out.join("tekfac").join("config.json")).unwrap();
+    assert!(
+        config.contains("\"damping_rule\": \"factored-shift\""),
+        "{config}"
+    );
     for stem in [
         "loss_vs_epoch",
         "loss_vs_seconds",
@@ -111,6 +120,15 @@ fn a_malformed_per_optimizer_setting_is_a_usage_error() {
         let o = tekfac(&["compare", "--lr-for", bad, "--quiet"]);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
         assert!(text(&o).contains("--lr-for"), "{bad}: {}", text(&o));
+    }
+    for bad in ["ekfac", "ekfacx=own", "ekfac=shifted"] {
+        let o = tekfac(&["compare", "--damping-rule-for", bad, "--quiet"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(
+            text(&o).contains("--damping-rule-for"),
+            "{bad}: {}",
+            text(&o)
+        );
     }
 }
 

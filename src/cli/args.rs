@@ -102,11 +102,16 @@ pub struct CompareArgs {
     /// comma-separated (e.g. `--damping-for kfac=0.01,tekfac=0.3`).
     #[arg(long, value_delimiter = ',', value_parser = per_optimizer, value_name = "OPT=λ")]
     pub damping_for: Vec<(OptimizerName, f64)>,
+    /// Damping rule of one natural-gradient optimizer, overriding --damping-rule for it:
+    /// `OPT=RULE`, comma-separated (e.g. `--damping-rule-for ekfac=factored-shift`).
+    #[arg(long, value_delimiter = ',', value_parser = per_optimizer_rule, value_name = "OPT=RULE")]
+    pub damping_rule_for: Vec<(OptimizerName, DampingRuleName)>,
 }
 
 impl CompareArgs {
-    /// The training flags of one optimizer's run: --lr-for / --damping-for override --lr /
-    /// --damping for it (the last entry wins when an optimizer is listed twice).
+    /// The training flags of one optimizer's run: --lr-for / --damping-for /
+    /// --damping-rule-for override --lr / --damping / --damping-rule for it (the last entry
+    /// wins when an optimizer is listed twice).
     pub fn train_args(&self, optimizer: OptimizerName) -> TrainArgs {
         let pick = |list: &[(OptimizerName, f64)], fallback: Option<f64>| {
             list.iter()
@@ -119,6 +124,12 @@ impl CompareArgs {
             optimizer,
             lr: pick(&self.lr_for, self.train.lr),
             damping: pick(&self.damping_for, self.train.damping),
+            damping_rule: self
+                .damping_rule_for
+                .iter()
+                .rev()
+                .find(|(o, _)| *o == optimizer)
+                .map_or(self.train.damping_rule, |p| p.1),
             out: self.train.out.join(optimizer.name()),
             ..self.train.clone()
         }
@@ -127,12 +138,7 @@ impl CompareArgs {
 
 /// Parses `OPT=VALUE` (an optimizer name and a positive, finite number).
 fn per_optimizer(s: &str) -> Result<(OptimizerName, f64), String> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not OPT=VALUE (e.g. sgd=0.1)"))?;
-    let optimizer = OptimizerName::from_str(name.trim(), true).map_err(|_| {
-        format!("`{name}` is not an optimizer (sgd, adam, kfac, ekfac, tkfac, tekfac)")
-    })?;
+    let (optimizer, value) = optimizer_and_value(s, "sgd=0.1")?;
     let v: f64 = value
         .trim()
         .parse()
@@ -141,6 +147,25 @@ fn per_optimizer(s: &str) -> Result<(OptimizerName, f64), String> {
         return Err(format!("`{value}` must be positive and finite"));
     }
     Ok((optimizer, v))
+}
+
+/// Parses `OPT=RULE` (an optimizer name and a `--damping-rule` value).
+fn per_optimizer_rule(s: &str) -> Result<(OptimizerName, DampingRuleName), String> {
+    let (optimizer, value) = optimizer_and_value(s, "ekfac=factored-shift")?;
+    let rule = DampingRuleName::from_str(value.trim(), true)
+        .map_err(|_| format!("`{value}` is not a damping rule (own, additive, factored-shift)"))?;
+    Ok((optimizer, rule))
+}
+
+/// Splits `OPT=VALUE` and parses the optimizer name (`example` in the message when malformed).
+fn optimizer_and_value<'a>(s: &'a str, example: &str) -> Result<(OptimizerName, &'a str), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not OPT=VALUE (e.g. {example})"))?;
+    let optimizer = OptimizerName::from_str(name.trim(), true).map_err(|_| {
+        format!("`{name}` is not an optimizer (sgd, adam, kfac, ekfac, tkfac, tekfac)")
+    })?;
+    Ok((optimizer, value))
 }
 
 /// Arguments of `tekfac inspect`.

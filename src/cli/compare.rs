@@ -2,9 +2,10 @@
 //! directory each (`<out>/<optimizer>/`, through the `train` code path), then a results table
 //! (`results.md`, `results.csv`) and the charts of all runs together.
 
-use super::args::{CompareArgs, TrainArgs};
+use super::args::{CompareArgs, DampingRuleName, TrainArgs};
 use super::charts::{self, Curves};
 use super::{checks, optimizer, run_dir, say, train};
+use clap::ValueEnum;
 use std::fmt::Write as _;
 use std::path::Path;
 use tekfac::checkpoint::write_atomic;
@@ -17,6 +18,23 @@ pub struct Settings {
     pub lr: f64,
     /// Damping λ (`None` for SGD and Adam).
     pub damping: Option<f64>,
+    /// How λ enters the curvature blocks (`--damping-rule`).
+    pub damping_rule: DampingRuleName,
+}
+
+impl Settings {
+    /// The damping column of the Markdown table: λ, with the rule when it is not the
+    /// optimizer's own (`0.0009 (factored-shift)`), or `—`.
+    fn damping_cell(&self) -> String {
+        match (self.damping, self.damping_rule) {
+            (None, _) => "—".into(),
+            (Some(d), DampingRuleName::Own) => d.to_string(),
+            (Some(d), rule) => match rule.to_possible_value() {
+                Some(v) => format!("{d} ({})", v.get_name()),
+                None => d.to_string(),
+            },
+        }
+    }
 }
 
 impl Settings {
@@ -25,6 +43,7 @@ impl Settings {
         Settings {
             lr: optimizer::lr(t),
             damping: optimizer::damping(t),
+            damping_rule: t.damping_rule,
         }
     }
 }
@@ -190,7 +209,7 @@ pub fn markdown(rows: &[Summary], a: &CompareArgs) -> String {
             "| {} | {} | {} | {} | {} | {} | {epochs} | {secs} | {:.1} |",
             r.optimizer,
             r.settings.lr,
-            r.settings.damping.map_or("—".into(), |d| d.to_string()),
+            r.settings.damping_cell(),
             loss(r.final_train_loss),
             percent(r.final_accuracy),
             percent(r.best_accuracy),
@@ -247,6 +266,7 @@ mod tests {
             settings: Settings {
                 lr: 0.05,
                 damping: None,
+                damping_rule: DampingRuleName::Own,
             },
             ..Summary::of("sgd", &curves(), 0.85)
         };
