@@ -3,14 +3,14 @@
 //! resume refuses a mixed, edited or incomplete checkpoint by name (unless the optimizer is
 //! reset on purpose); two runs cannot write one folder; a resume keeps the saved settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tekfac::checkpoint::{TensorDict, read_dict};
 use tekfac::train::{Checkpoints, RunLock, read_metrics};
 
 mod cli_common;
-use cli_common::{assert_usage_error, latest_checkpoint, tekfac, text, tmp};
+use cli_common::{Scratch, assert_usage_error, latest_checkpoint, tekfac, text, tmp};
 
 /// Adam on 2,000 images in batches of 20: 100 steps an epoch, a metrics row every step.
 const SMALL: [&str; 10] = [
@@ -152,7 +152,7 @@ fn sigkill_at_random_moments_never_leaves_a_mixed_checkpoint() {
 }
 
 /// A TEKFAC run of one epoch with a checkpoint every 5 steps, stopped at step 15.
-fn tekfac_run(name: &str) -> PathBuf {
+fn tekfac_run(name: &str) -> Scratch {
     let out = tmp(name);
     let o = tekfac(&[
         "train",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod cli_common;
-use cli_common::{tekfac, text, tmp};
+use cli_common::{Scratch, tekfac, text, tmp};
 
 /// Every file under `dir` with its bytes and modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
@@ -77,7 +77,7 @@ const COMPARE_REFUSALS: &[(&[&str], &str)] = &[
 
 /// An `idx:` data folder: `n_train` training images with labels `i % 3`, and `n_test` test
 /// images.
-fn idx_folder(name: &str, n_train: usize, n_test: usize) -> PathBuf {
+fn idx_folder(name: &str, n_train: usize, n_test: usize) -> Scratch {
     use tekfac::dataset::idx::encode_idx;
     let dir = tmp(name);
     std::fs::create_dir_all(&dir).unwrap();

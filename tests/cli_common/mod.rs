@@ -1,7 +1,7 @@
 //! Running the `tekfac` binary from the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the binary with `args`, ignoring any `TEKFAC_DATA_DIR` of the caller (the tests use
@@ -14,11 +14,38 @@ pub fn tekfac(args: &[&str]) -> Output {
         .expect("the tekfac binary runs")
 }
 
-/// A fresh (removed) directory under the system temp dir, unique per test process.
-pub fn tmp(name: &str) -> PathBuf {
+/// A fresh (removed) directory under the system temp dir, unique per test process, removed
+/// again when the test is done with it (kept when the test fails, for a look).
+pub fn tmp(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("tekfac-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    Scratch(d)
+}
+
+/// The path of a [`tmp`] directory; dropping it removes the directory unless the thread is
+/// panicking.
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// stdout followed by stderr, for assertion messages.
