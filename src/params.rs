@@ -4,6 +4,7 @@
 //! Layers keep only [`ParamId`]s and a [`LayerId`]; the optimizer updates the store in place.
 
 use crate::error::{Error, Result};
+use crate::kernels::gemm::{MatRef, gemm_into};
 use crate::tensor::{Float, Rng, Tensor, seeded_rng};
 
 /// Index of a parameter in its [`ParamStore`].
@@ -76,6 +77,8 @@ pub struct ParamStore<F: Float = f32> {
     values: Vec<Tensor<F>>,
     names: Vec<String>,
     layers: Vec<LayerInfo>,
+    /// Per layer: the eigenbasis its block is stored in, `None` for `W̄` itself.
+    eigenbases: Vec<Option<LayerEigenbasis<F>>>,
     rng: Rng,
 }
 
@@ -86,6 +89,7 @@ impl<F: Float> ParamStore<F> {
             values: Vec::new(),
             names: Vec::new(),
             layers: Vec::new(),
+            eigenbases: Vec::new(),
             rng: seeded_rng(seed),
         }
     }
@@ -107,6 +111,7 @@ impl<F: Float> ParamStore<F> {
     /// Registers a layer record (its parameters must already be registered).
     pub fn add_layer(&mut self, info: LayerInfo) -> LayerId {
         self.layers.push(info);
+        self.eigenbases.push(None);
         LayerId(self.layers.len() - 1)
     }
 
@@ -163,5 +168,150 @@ impl<F: Float> ParamStore<F> {
     /// One layer record.
     pub fn layer(&self, id: LayerId) -> &LayerInfo {
         &self.layers[id.0]
+    }
+
+    /// The eigenbasis layer `id` is stored in ([`LayerEigenbasis`]), `None` when its weight and
+    /// bias hold the standard `W̄ = [W | b]`.
+    pub fn eigenbasis(&self, id: LayerId) -> Option<&LayerEigenbasis<F>> {
+        self.eigenbases[id.0].as_ref()
+    }
+
+    /// True when some layer is stored in an eigenbasis.
+    pub fn has_eigenbases(&self) -> bool {
+        self.eigenbases.iter().any(Option::is_some)
+    }
+
+    /// Declares (or, with `None`, clears) the eigenbasis layer `id` is stored in. The stored
+    /// values are not touched: the caller converts them ([`LayerEigenbasis::rotate_in`],
+    /// [`set_block`](Self::set_block)). Errors for a conv layer or a basis of the wrong size.
+    pub fn set_eigenbasis(&mut self, id: LayerId, basis: Option<LayerEigenbasis<F>>) -> Result<()> {
+        let info = &self.layers[id.0];
+        if let Some(b) = &basis {
+            let (o, i) = (info.d_out, info.d_in_bar());
+            if !matches!(info.kind, LayerKind::Dense)
+                || b.q_g.len() != o * o
+                || b.q_a.len() != i * i
+            {
+                let msg = format!(
+                    "layer {}: an eigenbasis needs a dense layer and Q_G [{o}²], Q_A [{i}²]; got {} and {} values",
+                    info.name,
+                    b.q_g.len(),
+                    b.q_a.len()
+                );
+                return Err(Error::invalid("ParamStore::set_eigenbasis", msg));
+            }
+        }
+        self.eigenbases[id.0] = basis;
+        Ok(())
+    }
+
+    /// Layer `id`'s block as stored (`W̄`, or `W̃` in an eigenbasis), row-major `[d_out, d_in']`,
+    /// bias last.
+    pub fn block(&self, id: LayerId) -> Vec<F> {
+        let info = &self.layers[id.0];
+        let w = self.values[info.weight.0].data();
+        let Some(b) = info.bias else {
+            return w.to_vec();
+        };
+        let b = self.values[b.0].data();
+        let mut out = Vec::with_capacity(info.d_out * info.d_in_bar());
+        for (row, &bias) in w.chunks(info.d_in.max(1)).zip(b) {
+            out.extend_from_slice(row);
+            out.push(bias);
+        }
+        out
+    }
+
+    /// Writes a row-major `[d_out, d_in']` block into layer `id`'s weight and bias.
+    ///
+    /// # Panics
+    /// When `block` is not `d_out·d_in'` long.
+    pub fn set_block(&mut self, id: LayerId, block: &[F]) {
+        let info = self.layers[id.0].clone();
+        let cols = info.d_in_bar();
+        assert_eq!(
+            block.len(),
+            info.d_out * cols,
+            "set_block: [d_out, d_in'] values"
+        );
+        let w = self.values[info.weight.0].data_mut();
+        for (wrow, brow) in w.chunks_mut(info.d_in.max(1)).zip(block.chunks(cols)) {
+            wrow.copy_from_slice(&brow[..info.d_in]);
+        }
+        if let Some(b) = info.bias {
+            let b = self.values[b.0].data_mut();
+            for (b, brow) in b.iter_mut().zip(block.chunks(cols)) {
+                *b = brow[info.d_in];
+            }
+        }
+    }
+
+    /// A copy with every layer back in the standard parametrisation, `W̄ = Q_G W̃ Q_Aᵀ`: what
+    /// checkpoints and exports hold.
+    pub fn to_standard(&self) -> ParamStore<F> {
+        let mut out = self.clone();
+        for (i, basis) in self.eigenbases.iter().enumerate() {
+            if let Some(basis) = basis {
+                let info = &self.layers[i];
+                let w_bar = basis.rotate_out(&self.block(LayerId(i)), info.d_out, info.d_in_bar());
+                out.set_block(LayerId(i), &w_bar);
+                out.eigenbases[i] = None;
+            }
+        }
+        out
+    }
+
+    /// Forgets every eigenbasis without converting the values (they were just overwritten with
+    /// standard ones, e.g. by loading a checkpoint).
+    pub fn clear_eigenbases(&mut self) {
+        self.eigenbases.iter_mut().for_each(|b| *b = None);
+    }
+}
+
+/// The Kronecker eigenbasis a dense layer is trained in (see `ops/eigen_dense.rs`): while it is
+/// set, the layer's weight and bias tensors hold `W̃ = Q_Gᵀ W̄ Q_A` (`[w̃ | b̃]`, bias column
+/// last) instead of `W̄ = [W | b]`, and the forward pass computes `s = ((ā Q_A) W̃ᵀ) Q_Gᵀ = ā W̄ᵀ`.
+///
+/// The natural-gradient optimizers set it (EKFAC, TEKFAC: the update is then elementwise in
+/// `W̃`); everything that saves or exports weights converts back to `W̄`
+/// ([`ParamStore::to_standard`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerEigenbasis<F: Float = f32> {
+    /// `Q_A`, `[d_in', d_in']`, row-major, orthogonal.
+    pub q_a: Vec<F>,
+    /// `Q_G`, `[d_out, d_out]`, row-major, orthogonal.
+    pub q_g: Vec<F>,
+}
+
+impl<F: Float> LayerEigenbasis<F> {
+    /// `Q_Gᵀ X Q_A`: a `[d_out, d_in']` matrix into the basis.
+    pub fn rotate_in(&self, x: &[F], d_out: usize, d_in_bar: usize) -> Vec<F> {
+        self.sandwich(x, d_out, d_in_bar, true)
+    }
+
+    /// `Q_G X Q_Aᵀ`: a `[d_out, d_in']` matrix out of the basis.
+    pub fn rotate_out(&self, x: &[F], d_out: usize, d_in_bar: usize) -> Vec<F> {
+        self.sandwich(x, d_out, d_in_bar, false)
+    }
+
+    /// `op(Q_G) X op(Q_A)ᵀ` with `op = ᵀ` into the basis.
+    fn sandwich(&self, x: &[F], o: usize, i: usize, into: bool) -> Vec<F> {
+        assert!(
+            x.len() == o * i && self.q_g.len() == o * o && self.q_a.len() == i * i,
+            "LayerEigenbasis: shapes are checked by the caller"
+        );
+        let mut tmp = vec![F::ZERO; o * i];
+        let q_g = MatRef::new(&self.q_g, o, o, into);
+        gemm_into(F::ONE, q_g, MatRef::new(x, o, i, false), F::ZERO, &mut tmp);
+        let mut out = vec![F::ZERO; o * i];
+        let q_a = MatRef::new(&self.q_a, i, i, !into);
+        gemm_into(
+            F::ONE,
+            MatRef::new(&tmp, o, i, false),
+            q_a,
+            F::ZERO,
+            &mut out,
+        );
+        out
     }
 }

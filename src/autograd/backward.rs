@@ -7,7 +7,7 @@ use super::gradients::Gradients;
 use super::op::Op;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
-use crate::ops::{activation, conv2d, dense, elementwise, loss, matmul, pool, reduce};
+use crate::ops::{activation, conv2d, dense, eigen_dense, elementwise, loss, matmul, pool, reduce};
 use crate::params::{LayerId, ParamId};
 use crate::tensor::{Float, Tensor};
 
@@ -75,6 +75,11 @@ pub(crate) struct Sweep<'s, 'p, F: Float> {
 }
 
 impl<'s, 'p, F: Float> Sweep<'s, 'p, F> {
+    /// The parameters the tape read.
+    pub(crate) fn params(&self) -> &'p crate::params::ParamStore<F> {
+        self.tape.params
+    }
+
     /// The forward value of `v`.
     pub(crate) fn value(&self, v: Var) -> &'s Tensor<F> {
         self.tape.value(v)
@@ -282,6 +287,7 @@ fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) ->
         Op::LogSoftmax(x) => sw.add(*x, activation::log_softmax_backward(y, g)),
         Op::MatMul { a, b, ta, tb } => matmul::matmul_backward(sw, *a, *b, *ta, *tb, &g),
         Op::Dense { x, w, b, layer } => dense::dense_backward(sw, *x, *w, *b, *layer, g),
+        Op::EigenDense(node) => eigen_dense::eigen_dense_backward(sw, node, g),
         Op::Conv2d(node) => conv2d::conv2d_backward(sw, node, g),
         Op::MaxPool2d { x, argmax } => {
             sw.add(*x, pool::max_pool2d_backward(sw.value(*x), argmax, &g))

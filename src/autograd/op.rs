@@ -6,6 +6,7 @@
 use super::tape::Var;
 use crate::kernels::im2col::ConvGeometry;
 use crate::ops::conv2d::Conv2dNode;
+use crate::ops::eigen_dense::EigenDenseNode;
 use crate::ops::loss::LossKind;
 use crate::params::{LayerId, ParamId};
 use crate::tensor::{Float, Tensor};
@@ -41,6 +42,9 @@ pub(crate) enum Op<F: Float> {
         b: Option<Var>,
         layer: Option<LayerId>,
     },
+    /// The dense layer stored in its Kronecker eigenbasis (`W̄ = Q_G W̃ Q_Aᵀ`); the node keeps
+    /// `â = ā Q_A`.
+    EigenDense(Box<EigenDenseNode<F>>),
     /// Fused 2-D convolution via im2col (the node keeps the patch rows); its backward can emit a
     /// `LayerCapture`.
     Conv2d(Box<Conv2dNode<F>>),

@@ -15,7 +15,8 @@ use crate::params::ParamStore;
 use crate::tensor::Float;
 use std::path::Path;
 
-/// Saves every parameter of `params` under its name.
+/// Saves every parameter of `params` under its name, always in the standard parametrisation
+/// `W̄ = [W | b]` (a layer stored in its eigenbasis is converted, [`ParamStore::to_standard`]).
 ///
 /// ```
 /// use tekfac::checkpoint::{load_params, save_params};
@@ -40,6 +41,13 @@ pub fn save_params<F: Float>(
     params: &ParamStore<F>,
     metadata: &[(&str, String)],
 ) -> Result<()> {
+    let standard;
+    let params = if params.has_eigenbases() {
+        standard = params.to_standard();
+        &standard
+    } else {
+        params
+    };
     let mut dict = TensorDict::default();
     for id in params.ids() {
         dict.put_tensor(params.name(id), params.get(id));
@@ -51,7 +59,9 @@ pub fn save_params<F: Float>(
 }
 
 /// Loads weights saved by [`save_params`] into `params`, refusing a file whose names, shapes or
-/// element type do not match the model exactly, or that holds a NaN or infinity.
+/// element type do not match the model exactly, or that holds a NaN or infinity. The loaded
+/// weights are standard, so every layer's eigenbasis is cleared (an optimizer's `load_state`
+/// may put its layers back).
 pub fn load_params<F: Float>(path: &Path, params: &mut ParamStore<F>) -> Result<TensorDict> {
     let dict = read_dict(path)?;
     load_params_from(&dict, params, &path.display().to_string())?;
@@ -84,5 +94,6 @@ pub fn load_params_from<F: Float>(
     for (id, t) in loaded {
         *params.get_mut(id) = t;
     }
+    params.clear_eigenbases();
     Ok(())
 }

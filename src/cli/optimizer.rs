@@ -88,6 +88,7 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
         weight_decay: args.weight_decay,
         fisher: fisher(args),
         low_rank: true,
+        eigenbasis_layers: true,
     };
     Ok(Box::new(NaturalGradient::new(variant, config, params)?))
 }

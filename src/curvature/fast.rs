@@ -62,9 +62,9 @@ impl<F: Float> FastBasis<F> {
         let mut tmp = vec![F::ZERO; o * i];
         let mut x = vec![F::ZERO; o * i];
         let grad = MatRef::new(grad, o, i, false);
-        gemm_into(F::ONE, self.q_g(true), grad, F::ZERO, &mut tmp);
+        gemm_into(F::ONE, self.q_g_ref(true), grad, F::ZERO, &mut tmp);
         let tmp_ref = MatRef::new(&tmp, o, i, false);
-        gemm_into(F::ONE, tmp_ref, self.q_a(false), F::ZERO, &mut x);
+        gemm_into(F::ONE, tmp_ref, self.q_a_ref(false), F::ZERO, &mut x);
         self.scale_and_rotate_out(x, tmp, damped)
     }
 
@@ -85,9 +85,9 @@ impl<F: Float> FastBasis<F> {
         let mut gq = vec![F::ZERO; rows * o];
         let mut aq = vec![F::ZERO; rows * i];
         let g = MatRef::new(g, rows, o, false);
-        gemm_into(F::ONE, g, self.q_g(false), F::ZERO, &mut gq);
+        gemm_into(F::ONE, g, self.q_g_ref(false), F::ZERO, &mut gq);
         let a = MatRef::new(a, rows, i, false);
-        gemm_into(F::ONE, a, self.q_a(false), F::ZERO, &mut aq);
+        gemm_into(F::ONE, a, self.q_a_ref(false), F::ZERO, &mut aq);
         let mut x = vec![F::ZERO; o * i];
         let (gq, aq) = (
             MatRef::new(&gq, rows, o, true),
@@ -177,17 +177,27 @@ impl<F: Float> FastBasis<F> {
         let (o, i) = (self.d_out, self.d_in);
         x.iter_mut().zip(damped).for_each(|(x, &d)| *x /= d);
         let x_ref = MatRef::new(&x, o, i, false);
-        gemm_into(F::ONE, self.q_g(false), x_ref, F::ZERO, &mut tmp);
+        gemm_into(F::ONE, self.q_g_ref(false), x_ref, F::ZERO, &mut tmp);
         let tmp_ref = MatRef::new(&tmp, o, i, false);
-        gemm_into(F::ONE, tmp_ref, self.q_a(true), F::ZERO, &mut x);
+        gemm_into(F::ONE, tmp_ref, self.q_a_ref(true), F::ZERO, &mut x);
         x
     }
 
-    fn q_g(&self, transposed: bool) -> MatRef<'_, F> {
+    /// `Q_G`, `[d_out, d_out]`, row-major.
+    pub fn q_g(&self) -> &[F] {
+        &self.q_g
+    }
+
+    /// `Q_A`, `[d_in', d_in']`, row-major.
+    pub fn q_a(&self) -> &[F] {
+        &self.q_a
+    }
+
+    fn q_g_ref(&self, transposed: bool) -> MatRef<'_, F> {
         MatRef::new(&self.q_g, self.d_out, self.d_out, transposed)
     }
 
-    fn q_a(&self, transposed: bool) -> MatRef<'_, F> {
+    fn q_a_ref(&self, transposed: bool) -> MatRef<'_, F> {
         MatRef::new(&self.q_a, self.d_in, self.d_in, transposed)
     }
 }
@@ -303,6 +313,33 @@ impl<F: Float> FastBlock<F> {
             Some((inv_g, inv_a)) => basis.precondition_kronecker_low_rank(a, g, rows, inv_g, inv_a),
             None => basis.precondition_low_rank(a, g, rows, &prepared.damped),
         })
+    }
+
+    /// `Ũ = M ⊘ damped(D)` for a gradient `M` already in the eigenbasis, row-major
+    /// `[d_out, d_in']`: the update of a layer stored in its basis (`ops/eigen_dense.rs`), whose
+    /// tape gradient is `M = Q_Gᵀ ∇W̄ Q_A`, so that `U = Q_G Ũ Q_Aᵀ` is never formed.
+    pub fn precondition_in_basis(&self, m: &[F]) -> Result<Vec<F>> {
+        const OP: &str = "FastBlock::precondition_in_basis";
+        if m.len() != self.d_out * self.d_in_bar {
+            let got = Shape::new(&[m.len()])?;
+            return Err(self.shape_error(OP, "gradient length differs from the block's", got));
+        }
+        let (_, prepared) = self.ready(OP)?;
+        Ok(m.iter()
+            .zip(&prepared.damped)
+            .map(|(&m, &d)| m / d)
+            .collect())
+    }
+
+    /// The basis in `F`, `None` before the block's first refresh.
+    pub fn basis(&self) -> Option<&FastBasis<F>> {
+        self.basis.as_ref()
+    }
+
+    /// The block's basis revision the `F` basis was copied at (see
+    /// [`CurvatureBlock::basis_revision`]).
+    pub fn basis_revision(&self) -> Option<u64> {
+        self.basis_revision
     }
 
     /// True when the low-rank form with `rows` rows is the cheaper way in (after a refresh).

@@ -14,8 +14,12 @@ use crate::tensor::{Float, Tensor, column_sums};
 
 impl<F: Float> Tape<'_, F> {
     /// `x·wᵀ + b` for `x: [batch, in]`, `w: [out, in]`, `b: [out]`; `layer` names the curvature
-    /// block whose statistics this op captures (`None`: never captured).
+    /// block whose statistics this op captures (`None`: never captured). A layer the
+    /// `ParamStore` holds in its Kronecker eigenbasis takes `eigen_dense.rs` instead.
     pub fn dense(&mut self, x: Var, w: Var, b: Option<Var>, layer: Option<LayerId>) -> Result<Var> {
+        if let Some(layer) = layer.filter(|&l| self.params.eigenbasis(l).is_some()) {
+            return self.eigen_dense(x, w, b, layer);
+        }
         let out = dense_forward(self.value(x), self.value(w), b.map(|b| self.value(b)))?;
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         Ok(self.push(Op::Dense { x, w, b, layer }, out, &inputs))

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod conv2d;
 pub mod dense;
+pub mod eigen_dense;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;

@@ -135,7 +135,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         dict.meta.insert("adam.step".into(), self.step.to_string());
     }
 
-    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+    fn load_state(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
         let m = load_buffers(params, "adam.m", dict)?;
         let v = load_buffers(params, "adam.v", dict)?;
         self.moments = m.into_iter().zip(v).map(|(m, v)| m.zip(v)).collect();

@@ -180,7 +180,7 @@ impl<F: Float> Optimizer<F> for ExactNaturalGradient {
         }
     }
 
-    fn load_state(&mut self, _params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+    fn load_state(&mut self, _params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
         let step = dict.meta.get("exact.step").ok_or_else(|| {
             Error::Checkpoint("missing exact.step (not an exact natural-gradient run)".into())
         })?;

@@ -11,7 +11,7 @@ pub use adam::{Adam, AdamConfig};
 pub use exact::{ExactConfig, ExactNaturalGradient, MAX_BLOCK};
 pub use natural::{
     DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Variant, beta,
-    default_lambda,
+    default_lambda, eigenbasis_pays,
 };
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
@@ -149,7 +149,9 @@ pub trait Optimizer<F: Float = f32> {
     fn save_state(&self, params: &ParamStore<F>, dict: &mut TensorDict);
 
     /// Restores what [`Optimizer::save_state`] wrote; errors on missing or mismatched entries.
-    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()>;
+    /// Called after the weights are loaded: an optimizer that stores layers in other
+    /// coordinates (natural gradient, eigenbasis layers) puts them back into `params`.
+    fn load_state(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()>;
 }
 
 /// Saves per-parameter buffers as `<prefix>.<param name>` (absent buffers are skipped).

@@ -103,7 +103,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         save_buffers(params, &self.momentum, "sgd.momentum", dict);
     }
 
-    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+    fn load_state(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
         self.momentum = load_buffers(params, "sgd.momentum", dict)?;
         Ok(())
     }

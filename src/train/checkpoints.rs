@@ -208,7 +208,7 @@ impl Checkpoint {
     /// the optimizer's state is unspecified: build a new one.
     pub fn load_optimizer(
         &self,
-        params: &ParamStore<f32>,
+        params: &mut ParamStore<f32>,
         opt: &mut dyn Optimizer<f32>,
     ) -> Result<()> {
         let (bytes, dict) = self.read_listed(OPTIMIZER)?;
@@ -308,9 +308,11 @@ fn write_folder(
     pos: &Position,
 ) -> Result<()> {
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+    // NOTE: always the standard W̄, also for layers an optimizer stores in their eigenbasis.
+    let standard = params.to_standard();
     let mut weights = TensorDict::default();
-    for id in params.ids() {
-        weights.put_tensor(params.name(id), params.get(id));
+    for id in standard.ids() {
+        weights.put_tensor(standard.name(id), standard.get(id));
     }
     // NOTE: one metadata key: safetensors writes metadata from a HashMap, whose order varies,
     // and the weights of one state should be the same bytes every time.

@@ -1,7 +1,7 @@
 //! Hyperparameters of the natural-gradient optimizers, with the project defaults of
 //! `docs/math.md` (spec §1). They are the defaults of `tekfac train` too: the CLI reads them from
-//! [`NgConfig::DEFAULT`]. Every field but `low_rank` (an exact shortcut, not a hyperparameter) is
-//! a CLI flag.
+//! [`NgConfig::DEFAULT`]. Every field but `low_rank` and `eigenbasis_layers` (exact shortcuts,
+//! not hyperparameters) is a CLI flag.
 
 use super::damping::DampingPolicy;
 use crate::autograd::FisherType;
@@ -32,6 +32,10 @@ pub struct NgConfig {
     /// Rotate a dense layer's gradient into the eigenbasis from its low-rank form
     /// `∇W̄ = gᵀā` when that is cheaper (same update up to rounding; needs weight decay 0).
     pub low_rank: bool,
+    /// EKFAC/TEKFAC: store a dense layer in its Kronecker eigenbasis, `W̄ = Q_G W̃ Q_Aᵀ`, when
+    /// that costs fewer multiply-adds per step, so the update is elementwise (same update up to
+    /// rounding; `optim/natural/eigenbasis.rs`).
+    pub eigenbasis_layers: bool,
 }
 
 impl NgConfig {
@@ -48,6 +52,7 @@ impl NgConfig {
         weight_decay: 0.0,
         fisher: FisherType::Sampled { k: 1, seed: 0 },
         low_rank: true,
+        eigenbasis_layers: true,
     };
 }
 

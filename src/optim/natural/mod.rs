@@ -6,7 +6,10 @@
 //! update_curvature   statistics (every T_stats) → eigenbasis (every T_eig) → re-scaling of
 //!                    s*/Θ (every T_scale, EKFAC/TEKFAC), parallel across layers   (curvature.rs)
 //! dampings           the damping of every block: λ, Eq. 3.5 on TEKFAC conv layers (damping.rs)
-//! precondition_all   U_l = (F̂_l + damping)⁻¹ (∇W̄_l + wd·W̄_l), parallel across layers
+//! rebase_layers      EKFAC/TEKFAC dense layers stored in their eigenbasis W̃ = Q_Gᵀ W̄ Q_A
+//!                    follow a refreshed basis (eigenbasis.rs)
+//! precondition_all   U_l = (F̂_l + damping)⁻¹ (∇W̄_l + wd·W̄_l), parallel across layers;
+//!                    elementwise, Ũ_l = (M_l + wd·W̃_l) ⊘ (D_l + λ), for a layer in its basis
 //! kl_clip_factor     ν = min(1, √(κ / Σ_l η²⟨U_l, ∇W̄_l⟩))  (1 without KL-clipping)
 //! apply_momentum     m_l ← μ·m_l + ν·U_l,  W̄_l ← W̄_l − η·m_l                      (update.rs)
 //! step_loose         parameters outside every layer: plain SGD-momentum
@@ -19,6 +22,7 @@
 mod config;
 mod curvature;
 mod damping;
+mod eigenbasis;
 pub(crate) mod layout;
 mod state;
 mod update;
@@ -26,6 +30,7 @@ mod update;
 pub use crate::curvature::Variant;
 pub use config::NgConfig;
 pub use damping::{DampingPolicy, DampingRule, DenseInCnn, beta, default_lambda};
+pub use eigenbasis::pays as eigenbasis_pays;
 
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
@@ -34,6 +39,7 @@ use crate::curvature::{CurvatureBlock, Damping, FastBlock};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
+use std::time::Instant;
 
 /// A natural-gradient optimizer of one of the four variants, updating parameters of type `F`.
 #[derive(Clone, Debug)]
@@ -52,6 +58,10 @@ pub struct NaturalGradient<F: Float = f32> {
     loose: Vec<(ParamId, String)>,
     /// Their momentum buffers, parallel to `loose`.
     loose_momentum: Vec<Option<Vec<F>>>,
+    /// Per layer: the basis revision its storage was last decided at (`eigenbasis.rs`).
+    basis_revision: Vec<Option<u64>>,
+    /// Rows of the latest pass that carried captures or gradient rows (the batch size).
+    batch: Option<usize>,
     step: u64,
 }
 
@@ -85,6 +95,8 @@ impl<F: Float> NaturalGradient<F> {
             fast: blocks.iter().map(FastBlock::new).collect(),
             momentum: vec![None; layers.len()],
             loose_momentum: vec![None; loose.len()],
+            basis_revision: vec![None; layers.len()],
+            batch: None,
             loose,
             layers,
             blocks,
@@ -147,6 +159,15 @@ impl<F: Float> NaturalGradient<F> {
         self.config.low_rank && self.config.weight_decay == 0.0
     }
 
+    /// Remembers the batch size of a pass that shows it (captures or gradient rows).
+    fn note_batch(&mut self, pass: &BackwardOutput<F>) {
+        let rows = pass.rows.first().map(|r| r.rows());
+        let examples = pass.captures.first().map(|c| c.examples());
+        if let Some(n) = rows.or(examples) {
+            self.batch = Some(n);
+        }
+    }
+
     /// Errors when this step needs captures and the backward pass carried none.
     fn check_captures(&self, pass: &BackwardOutput<F>) -> Result<()> {
         if self.needs_capture()
@@ -188,10 +209,17 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
         let mut stats = StepStats::first_order(pass, 0.0);
         self.check_captures(pass)?;
+        self.note_batch(pass);
         self.update_curvature(pass, &mut stats)?;
+        let t = Instant::now();
         let dampings = self.dampings();
-        let updates = self.precondition_all(params, pass, &dampings, &mut stats)?;
-        let nu = self.kl_clip_factor(params, pass, &updates)?;
+        self.sync_fast(&dampings)?;
+        let wanted = self.wanted_in_basis(params);
+        let mut grads = self.layer_grads(params, pass, &wanted)?;
+        self.rebase_layers(params, &mut grads, &wanted);
+        let updates = self.precondition_all(params, &grads)?;
+        stats.time_precondition = t.elapsed().as_secs_f64();
+        let nu = self.kl_clip_factor(params, pass, &grads, &updates)?;
         let mut update_sq = self.apply_momentum(params, updates, nu);
         update_sq += self.step_loose(params, pass);
         stats.update_norm = update_sq.sqrt();
@@ -209,11 +237,11 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
         self.config.lr = lr;
     }
 
-    fn save_state(&self, _params: &ParamStore<F>, dict: &mut TensorDict) {
-        self.save(dict);
+    fn save_state(&self, params: &ParamStore<F>, dict: &mut TensorDict) {
+        self.save(params, dict);
     }
 
-    fn load_state(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+    fn load_state(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
         self.load(params, dict)
     }
 }

@@ -1,17 +1,22 @@
 //! Checkpoint state of [`NaturalGradient`]: the step counter and variant as metadata, each
 //! block's f64 state (`ng.<layer>.<array>`, see `curvature/state.rs`), and the momentum buffers
 //! (`ng.<layer>.momentum`, `ng.loose.<param>.momentum`) in the training precision.
+//!
+//! A layer stored in its eigenbasis (`eigenbasis.rs`) also saves its stored block
+//! `ng.<layer>.eigenbasis_weight` = `W̃` (its momentum is in the same coordinates); the weights
+//! file itself always holds the standard `W̄` (`checkpoint::save_params`). Loading puts `W̃` and
+//! the basis (the block's restored one, in `F`) back, so a resumed run continues bit-identically.
 
 use super::NaturalGradient;
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, StateArray};
+use crate::curvature::{CurvatureBlock, FastBasis, StateArray};
 use crate::error::{Error, Result};
-use crate::params::ParamStore;
+use crate::params::{LayerEigenbasis, LayerId, ParamStore};
 use crate::tensor::{Float, Tensor};
 
 impl<F: Float> NaturalGradient<F> {
     /// Writes everything needed to continue bit-identically.
-    pub(super) fn save(&self, dict: &mut TensorDict) {
+    pub(super) fn save(&self, params: &ParamStore<F>, dict: &mut TensorDict) {
         dict.meta.insert("ng.step".into(), self.step.to_string());
         dict.meta
             .insert("ng.variant".into(), format!("{:?}", self.variant));
@@ -23,6 +28,12 @@ impl<F: Float> NaturalGradient<F> {
                 dict.put_tensor(&format!("ng.{}.momentum", l.name), &vector(m));
             }
         }
+        for (i, l) in self.layers.iter().enumerate() {
+            if params.eigenbasis(LayerId(i)).is_some() {
+                let key = format!("ng.{}.eigenbasis_weight", l.name);
+                dict.put_tensor(&key, &vector(&params.block(LayerId(i))));
+            }
+        }
         for ((_, name), m) in self.loose.iter().zip(&self.loose_momentum) {
             if let Some(m) = m {
                 dict.put_tensor(&format!("ng.loose.{name}.momentum"), &vector(m));
@@ -32,7 +43,7 @@ impl<F: Float> NaturalGradient<F> {
 
     /// Restores what [`save`](Self::save) wrote; errors on a different variant, a missing step
     /// counter, or an array or momentum buffer that does not fit its layer (named in the error).
-    pub(super) fn load(&mut self, params: &ParamStore<F>, dict: &TensorDict) -> Result<()> {
+    pub(super) fn load(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
         let variant = dict
             .meta
             .get("ng.variant")
@@ -73,6 +84,36 @@ impl<F: Float> NaturalGradient<F> {
         for ((id, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
             let len = params.get(*id).len();
             *m = optional_vector(dict, &format!("ng.loose.{name}.momentum"), len)?;
+        }
+        self.load_eigenbases(params, dict)
+    }
+
+    /// Puts the layers saved in their eigenbasis back into it: `W̃` from the dict, the basis
+    /// from the restored block.
+    fn load_eigenbases(&mut self, params: &mut ParamStore<F>, dict: &TensorDict) -> Result<()> {
+        params.clear_eigenbases();
+        for i in 0..self.layers.len() {
+            let (l, block) = (&self.layers[i], &self.blocks[i]);
+            let key = format!("ng.{}.eigenbasis_weight", l.name);
+            let len = l.d_out * l.d_in_bar();
+            let Some(w_tilde) = optional_vector::<F>(dict, &key, len)? else {
+                self.basis_revision[i] = None;
+                continue;
+            };
+            let basis = block.basis().ok_or_else(|| {
+                Error::Checkpoint(format!(
+                    "`{key}` is saved, but layer {} has no basis",
+                    l.name
+                ))
+            })?;
+            let fast = FastBasis::<F>::new(basis);
+            let basis = LayerEigenbasis {
+                q_a: fast.q_a().to_vec(),
+                q_g: fast.q_g().to_vec(),
+            };
+            params.set_block(LayerId(i), &w_tilde);
+            params.set_eigenbasis(LayerId(i), Some(basis))?;
+            self.basis_revision[i] = Some(block.basis_revision());
         }
         Ok(())
     }

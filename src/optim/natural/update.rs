@@ -8,72 +8,81 @@
 //! ```
 //!
 //! Each layer's gradient enters preconditioning either gathered as `[d_out, d_in']`, or (dense
-//! layers without weight decay, when cheaper) as its low-rank rows `∇W̄ = gᵀā`.
+//! layers without weight decay, when cheaper) as its low-rank rows `∇W̄ = gᵀā`. A dense layer
+//! stored in its eigenbasis (`eigenbasis.rs`) hands in `M = Q_Gᵀ ∇W̄ Q_A` and is preconditioned
+//! elementwise; momentum and the step then act on `W̃` in the same way.
 
 use super::{NaturalGradient, layout};
 use crate::autograd::{BackwardOutput, GradientRows};
 use crate::curvature::Damping;
 use crate::error::Result;
-use crate::optim::StepStats;
 use crate::optim::sgd::sgd_update;
-use crate::params::ParamStore;
+use crate::params::{LayerId, ParamStore};
 use crate::tensor::Float;
 use rayon::prelude::*;
-use std::time::Instant;
 
 /// How one layer's gradient enters preconditioning.
-enum LayerGrad<'p, F: Float> {
-    /// `[∇W | ∇b] + wd·[W | b]`, row-major `[d_out, d_in']`.
+pub(super) enum LayerGrad<'p, F: Float> {
+    /// `[∇W | ∇b] + wd·[W | b]`, row-major `[d_out, d_in']`, in the coordinates the layer is
+    /// stored in (for a layer in its eigenbasis, `M + wd·W̃`).
     Full(Vec<F>),
     /// The dense layer's gradient rows: `∇W̄ = gᵀā`.
     Rows(&'p GradientRows<F>),
 }
 
 impl<F: Float> NaturalGradient<F> {
-    /// `U_l = (F̂_l + damping_l)⁻¹ (∇W̄_l + wd·W̄_l)` for every layer, on the hot path, parallel
-    /// across layers. Each hot path is first synced with its block under its damping.
-    pub(super) fn precondition_all(
-        &mut self,
-        params: &ParamStore<F>,
-        pass: &BackwardOutput<F>,
-        dampings: &[Damping],
-        stats: &mut StepStats,
-    ) -> Result<Vec<Vec<F>>> {
-        let t = Instant::now();
+    /// Brings every layer's hot path up to date with its block under its damping.
+    pub(super) fn sync_fast(&mut self, dampings: &[Damping]) -> Result<()> {
         self.fast
             .par_iter_mut()
             .zip(&self.blocks)
             .zip(dampings)
             .map(|((f, b), d)| f.sync(b, d))
-            .collect::<Result<()>>()?;
-        let inputs = self.layer_grads(params, pass)?;
-        let updates = self
-            .fast
+            .collect()
+    }
+
+    /// `U_l = (F̂_l + damping_l)⁻¹ (∇W̄_l + wd·W̄_l)` for every layer, on the synced hot path,
+    /// parallel across layers: elementwise for a layer stored in its eigenbasis
+    /// (`eigenbasis.rs`), else rotated in (from the gradient or its rows) and out.
+    pub(super) fn precondition_all(
+        &self,
+        params: &ParamStore<F>,
+        grads: &[LayerGrad<'_, F>],
+    ) -> Result<Vec<Vec<F>>> {
+        let in_basis: Vec<bool> = (0..self.layers.len())
+            .map(|i| params.eigenbasis(LayerId(i)).is_some())
+            .collect();
+        self.fast
             .par_iter()
-            .zip(&inputs)
-            .map(|(f, g)| match g {
+            .zip(grads)
+            .zip(&in_basis)
+            .map(|((f, g), &in_basis)| match g {
+                LayerGrad::Full(g) if in_basis => f.precondition_in_basis(g),
                 LayerGrad::Full(g) => f.precondition(g),
                 LayerGrad::Rows(r) => f.precondition_low_rank(r.a.data(), r.g.data(), r.rows()),
             })
-            .collect::<Result<_>>()?;
-        stats.time_precondition = t.elapsed().as_secs_f64();
-        Ok(updates)
+            .collect()
     }
 
-    /// Each layer's way in: the low-rank rows of its gradient when they are cheaper (dense, no
-    /// weight decay), else the gathered `[d_out, d_in']` gradient plus weight decay.
-    fn layer_grads<'p>(
+    /// Each layer's way in: the low-rank rows of its gradient when they are cheaper (a dense
+    /// layer that stays in the standard coordinates, no weight decay), else the gathered
+    /// `[d_out, d_in']` gradient plus weight decay, in the coordinates of the pass.
+    pub(super) fn layer_grads<'p>(
         &self,
         params: &ParamStore<F>,
         pass: &'p BackwardOutput<F>,
+        wanted: &[bool],
     ) -> Result<Vec<LayerGrad<'p, F>>> {
         self.layers
             .iter()
             .enumerate()
-            .map(|(i, l)| match self.low_rank_rows(i, pass) {
-                Some(rows) => Ok(LayerGrad::Rows(rows)),
-                None => layout::gather(l, params, &pass.grads, self.config.weight_decay)
-                    .map(LayerGrad::Full),
+            .map(|(i, l)| {
+                let plain = !wanted[i] && params.eigenbasis(LayerId(i)).is_none();
+                match self.low_rank_rows(i, pass).filter(|_| plain) {
+                    Some(rows) => Ok(LayerGrad::Rows(rows)),
+                    None => layout::gather(l, params, &pass.grads, self.config.weight_decay)
+                        .map(LayerGrad::Full),
+                }
             })
             .collect()
     }
@@ -92,20 +101,24 @@ impl<F: Float> NaturalGradient<F> {
     }
 
     /// KL-clipping (K-FAC §6.4): `ν = min(1, √(κ / Σ_l η²⟨U_l, ∇W̄_l + wd·W̄_l⟩))`, 1 when off
-    /// or when the quadratic is not positive.
+    /// or when the quadratic is not positive. Each inner product is taken in the coordinates
+    /// the layer's update is in (it is invariant under the eigenbasis rotation).
     pub(super) fn kl_clip_factor(
         &self,
         params: &ParamStore<F>,
         pass: &BackwardOutput<F>,
+        grads: &[LayerGrad<'_, F>],
         updates: &[Vec<F>],
     ) -> Result<F> {
         let Some(kappa) = self.config.kl_clip else {
             return Ok(F::ONE);
         };
         let mut vg = 0.0;
-        for (u, l) in updates.iter().zip(&self.layers) {
-            let g = layout::gather(l, params, &pass.grads, self.config.weight_decay)?;
-            vg += dot(u, &g);
+        for ((u, l), g) in updates.iter().zip(&self.layers).zip(grads) {
+            vg += match g {
+                LayerGrad::Full(g) => dot(u, g),
+                LayerGrad::Rows(_) => dot(u, &layout::gather(l, params, &pass.grads, 0.0)?),
+            };
         }
         let vg = vg * self.config.lr * self.config.lr;
         Ok(if vg > 0.0 {

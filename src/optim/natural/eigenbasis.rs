@@ -1,0 +1,200 @@
+//! Dense layers trained in their Kronecker eigenbasis (EKFAC, TEKFAC). The plain update
+//!
+//! ```text
+//! U = Q_G [ (Q_Gᵀ (∇W̄ + wd·W̄) Q_A) ⊘ (D + λ) ] Q_Aᵀ
+//! ```
+//!
+//! is an orthogonal change of coordinates away from an elementwise one. Holding the layer as
+//! `W̄ = Q_G W̃ Q_Aᵀ` (`ops/eigen_dense.rs`), the tape hands out `M = ∂L/∂W̃ = Q_Gᵀ ∇W̄ Q_A` and
+//! the step is
+//!
+//! ```text
+//! Ũ = (M + wd·W̃) ⊘ (D + λ),    m̃ ← μ·m̃ + ν·Ũ,    W̃ ← W̃ − η·m̃
+//! ```
+//!
+//! the plain step seen in the basis: with `Q = Q_G ⊗ Q_A` orthogonal and `vec W̃ = Qᵀ vec W̄`,
+//! `wd·W̃ = Qᵀ(wd·W̄)`, `Ũ = Qᵀ U`, `⟨Ũ, M + wd·W̃⟩ = ⟨U, ∇W̄ + wd·W̄⟩` (so KL-clipping's `ν`
+//! is unchanged), and momentum, being linear, stays `m̃ = Qᵀ m` (docs/math.md §6).
+//!
+//! **Refresh.** When the basis moves from `Q` to `Q'`, the stored `W̃`, `m̃` and this step's
+//! gradient (computed in the old coordinates) move with `R_G = Q_Gᵀ Q_G'`, `R_A = Q_Aᵀ Q_A'`:
+//! `W̃' = R_Gᵀ W̃ R_A`, once per refresh. A layer enters its basis from `W̄` with
+//! `W̃ = Q_Gᵀ W̄ Q_A`.
+//!
+//! **When it pays** ([`pays`]), per layer, by multiply-adds per step at batch `n`: the basis
+//! costs `n·(2 d_in'² + 2 d_out²)` (`â`, `Q_Gᵀ` forward; `ĝ`, the input gradient backward); the
+//! plain path `n·(d_in'² + d_out² + d_out d_in')` (the low-rank rotation in) plus
+//! `d_out d_in' (d_out + d_in')` (the rotation out). On the MLP preset at batch 128, fc1 and fc2
+//! train in their basis and fc3 (10 outputs) does not; convolutions always take the plain path.
+
+use super::NaturalGradient;
+use super::update::LayerGrad;
+use crate::curvature::FastBasis;
+use crate::params::{LayerEigenbasis, LayerId, LayerInfo, LayerKind, ParamStore};
+use crate::tensor::Float;
+
+/// True when training `info` in its eigenbasis costs fewer multiply-adds per step at batch `n`
+/// than the plain path (module docs).
+pub fn pays(info: &LayerInfo, n: usize) -> bool {
+    if !matches!(info.kind, LayerKind::Dense) {
+        return false;
+    }
+    let (o, i, n) = (info.d_out as f64, info.d_in_bar() as f64, n as f64);
+    n * (i * i + o * o - o * i) < o * i * (o + i)
+}
+
+/// An orthogonal change of a layer's stored coordinates: `X ↦ L X R` with `L`, `R` row-major.
+pub(super) struct Rebase<F: Float> {
+    left: Vec<F>,
+    right: Vec<F>,
+    d_out: usize,
+    d_in_bar: usize,
+}
+
+impl<F: Float> Rebase<F> {
+    /// From the standard coordinates into `to`: `X ↦ Q_Gᵀ X Q_A`.
+    fn enter(to: &FastBasis<F>) -> Self {
+        let (d_out, d_in_bar) = to.dims();
+        Rebase {
+            left: transpose(to.q_g(), d_out),
+            right: to.q_a().to_vec(),
+            d_out,
+            d_in_bar,
+        }
+    }
+
+    /// From the basis `from` to the basis `to`: `X ↦ R_Gᵀ X R_A`, `R = Q_fromᵀ Q_to`.
+    fn between(from: &LayerEigenbasis<F>, to: &FastBasis<F>) -> Self {
+        let (d_out, d_in_bar) = to.dims();
+        let r_g_t = product(to.q_g(), true, &from.q_g, false, d_out); // Q_G'ᵀ Q_G = R_Gᵀ
+        let r_a = product(&from.q_a, true, to.q_a(), false, d_in_bar); // Q_Aᵀ Q_A' = R_A
+        Rebase {
+            left: r_g_t,
+            right: r_a,
+            d_out,
+            d_in_bar,
+        }
+    }
+
+    /// From the basis `from` back to the standard coordinates: `X ↦ Q_G X Q_Aᵀ`.
+    fn leave(from: &LayerEigenbasis<F>, d_out: usize, d_in_bar: usize) -> Self {
+        Rebase {
+            left: from.q_g.clone(),
+            right: transpose(&from.q_a, d_in_bar),
+            d_out,
+            d_in_bar,
+        }
+    }
+
+    /// `L X R` for a row-major `[d_out, d_in']` matrix.
+    pub(super) fn apply(&self, x: &[F]) -> Vec<F> {
+        use crate::kernels::gemm::{MatRef, gemm_into};
+        let (o, i) = (self.d_out, self.d_in_bar);
+        let mut tmp = vec![F::ZERO; o * i];
+        let left = MatRef::new(&self.left, o, o, false);
+        gemm_into(F::ONE, left, MatRef::new(x, o, i, false), F::ZERO, &mut tmp);
+        let mut out = vec![F::ZERO; o * i];
+        let right = MatRef::new(&self.right, i, i, false);
+        gemm_into(
+            F::ONE,
+            MatRef::new(&tmp, o, i, false),
+            right,
+            F::ZERO,
+            &mut out,
+        );
+        out
+    }
+}
+
+impl<F: Float> NaturalGradient<F> {
+    /// For every layer, whether this step's update takes it in its eigenbasis: decided anew
+    /// whenever the layer's basis changed (EKFAC/TEKFAC dense layers with a basis, when
+    /// [`pays`] at the batch size of the pass), else kept, so a layer does not flap between
+    /// the two paths.
+    pub(super) fn wanted_in_basis(&self, params: &ParamStore<F>) -> Vec<bool> {
+        let on = self.config.eigenbasis_layers && self.variant.corrects_eigenvalues();
+        (0..self.layers.len())
+            .map(|i| {
+                let fast = &self.fast[i];
+                if fast.basis().is_none() {
+                    return false;
+                }
+                if fast.basis_revision() == self.basis_revision[i] {
+                    return params.eigenbasis(LayerId(i)).is_some();
+                }
+                on && self.batch.is_some_and(|n| pays(&self.layers[i], n))
+            })
+            .collect()
+    }
+
+    /// Moves each layer's stored weights, momentum and this step's gathered gradient (in the
+    /// coordinates the pass was computed in) into the coordinates of this step's update: into a
+    /// (new) eigenbasis, between bases after a refresh, or back to the standard ones.
+    pub(super) fn rebase_layers(
+        &mut self,
+        params: &mut ParamStore<F>,
+        grads: &mut [LayerGrad<'_, F>],
+        wanted: &[bool],
+    ) {
+        for i in 0..self.layers.len() {
+            let id = LayerId(i);
+            let revision = self.fast[i].basis_revision();
+            let current = params.eigenbasis(id);
+            let (o, ib) = (self.layers[i].d_out, self.layers[i].d_in_bar());
+            let rebase = match (wanted[i], current) {
+                (true, Some(_)) if self.basis_revision[i] == revision => continue,
+                (true, None) => Rebase::enter(self.fast[i].basis().expect("wanted has a basis")),
+                (true, Some(from)) => {
+                    Rebase::between(from, self.fast[i].basis().expect("wanted has a basis"))
+                }
+                (false, None) => {
+                    self.basis_revision[i] = revision;
+                    continue;
+                }
+                (false, Some(from)) => Rebase::leave(from, o, ib),
+            };
+            let stored = params.block(id);
+            params.set_block(id, &rebase.apply(&stored));
+            if let Some(m) = self.momentum[i].as_mut() {
+                *m = rebase.apply(m);
+            }
+            match &mut grads[i] {
+                LayerGrad::Full(g) => *g = rebase.apply(g),
+                LayerGrad::Rows(_) => {
+                    unreachable!("a layer changing coordinates gathers its gradient")
+                }
+            }
+            let basis = wanted[i].then(|| {
+                let b = self.fast[i].basis().expect("wanted has a basis");
+                LayerEigenbasis {
+                    q_a: b.q_a().to_vec(),
+                    q_g: b.q_g().to_vec(),
+                }
+            });
+            params
+                .set_eigenbasis(id, basis)
+                .expect("a dense layer's own basis fits it");
+            self.basis_revision[i] = revision;
+        }
+    }
+}
+
+/// `op(a)·op(b)` for `n × n` row-major matrices.
+fn product<F: Float>(a: &[F], ta: bool, b: &[F], tb: bool, n: usize) -> Vec<F> {
+    use crate::kernels::gemm::{MatRef, gemm_into};
+    let mut out = vec![F::ZERO; n * n];
+    let (a, b) = (MatRef::new(a, n, n, ta), MatRef::new(b, n, n, tb));
+    gemm_into(F::ONE, a, b, F::ZERO, &mut out);
+    out
+}
+
+/// The transpose of an `n × n` row-major matrix.
+fn transpose<F: Float>(m: &[F], n: usize) -> Vec<F> {
+    let mut out = vec![F::ZERO; n * n];
+    for r in 0..n {
+        for c in 0..n {
+            out[c * n + r] = m[r * n + c];
+        }
+    }
+    out
+}

@@ -1,0 +1,312 @@
+//! Dense layers trained in their Kronecker eigenbasis (`ops/eigen_dense.rs`,
+//! `optim/natural/eigenbasis.rs`) against the plain path: the same forward pass and gradients
+//! (`∂L/∂W̃ = Q_Gᵀ ∇W̄ Q_A`), the same EKFAC/TEKFAC updates across basis refreshes with momentum,
+//! weight decay and KL-clipping, on 1 and 2 threads (1e-10 in f64, f32 rounding in f32), and
+//! checkpoints that hold the standard `W̄`.
+
+use nalgebra::DMatrix;
+use tekfac::checkpoint::{TensorDict, load_params, save_params};
+use tekfac::nn::{Activation, Linear, Module, Sequential};
+use tekfac::optim::{
+    DampingPolicy, NaturalGradient, NgConfig, Optimizer, Variant, eigenbasis_pays,
+};
+use tekfac::params::LayerEigenbasis;
+use tekfac::tensor::seeded_rng;
+use tekfac::{FisherType, LayerId, ParamStore, Tape, Tensor};
+
+/// Dense 12→16 + tanh + dense 16→9 (no bias) + tanh + dense 9→2: small enough for f64, and at
+/// batch 6 the first two layers take the eigenbasis (`eigenbasis_pays`), fc3 does not.
+fn net<F: tekfac::tensor::Float>(ps: &mut ParamStore<F>) -> Sequential<F> {
+    Sequential::new()
+        .push(Linear::new(ps, "fc1", 12, 16, true).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(ps, "fc2", 16, 9, false).unwrap())
+        .push(Activation::Tanh)
+        .push(Linear::new(ps, "fc3", 9, 2, true).unwrap())
+}
+
+const BATCH: usize = 6;
+
+fn batch<F: tekfac::tensor::Float>(step: u64) -> (Tensor<F>, Vec<usize>) {
+    let x = Tensor::<f64>::rand_uniform(&[BATCH, 12], -1.0, 1.0, &mut seeded_rng(100 + step));
+    let labels = (0..BATCH).map(|i| (i * 3 + step as usize) % 2).collect();
+    (x.cast(), labels)
+}
+
+/// A random orthogonal `n × n` matrix, row-major.
+fn orthogonal(n: usize, seed: u64) -> Vec<f64> {
+    let m = Tensor::<f64>::rand_uniform(&[n, n], -1.0, 1.0, &mut seeded_rng(seed));
+    let q = DMatrix::from_row_slice(n, n, m.data()).qr().q();
+    q.transpose().iter().copied().collect()
+}
+
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| y.powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Every parameter of the standard `W̄`, flattened.
+fn standard<F: tekfac::tensor::Float>(ps: &ParamStore<F>) -> Vec<f64> {
+    let std = ps.to_standard();
+    std.ids()
+        .flat_map(|id| {
+            std.get(id)
+                .data()
+                .iter()
+                .map(|x| x.to_f64())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_basis_pays_for_wide_dense_layers_only() {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    tekfac::nn::Mlp::new(&mut ps, 784, 10).unwrap(); // 784-512-256-10
+    let pays: Vec<bool> = ps
+        .layers()
+        .iter()
+        .map(|l| eigenbasis_pays(l, 128))
+        .collect();
+    assert_eq!(pays, [true, true, false]);
+    let mut ps = ParamStore::<f32>::seeded(0);
+    tekfac::nn::Cnn::new(&mut ps, 10).unwrap();
+    let pays: Vec<bool> = ps
+        .layers()
+        .iter()
+        .map(|l| eigenbasis_pays(l, 128))
+        .collect();
+    assert_eq!(
+        pays,
+        [false, false, true, false],
+        "convolutions keep the plain path"
+    );
+}
+
+#[test]
+fn eigenbasis_dense_layer_is_the_plain_layer() {
+    let mut plain = ParamStore::<f64>::seeded(1);
+    let model = net(&mut plain);
+    let mut rotated = plain.clone();
+    // fc1 and fc2 in random orthogonal bases.
+    for (l, seed) in [(0, 7), (1, 8)] {
+        let info = plain.layer(LayerId(l)).clone();
+        let basis = LayerEigenbasis {
+            q_a: orthogonal(info.d_in_bar(), seed),
+            q_g: orthogonal(info.d_out, seed + 10),
+        };
+        let w_bar = plain.block(LayerId(l));
+        rotated.set_block(
+            LayerId(l),
+            &basis.rotate_in(&w_bar, info.d_out, info.d_in_bar()),
+        );
+        rotated.set_eigenbasis(LayerId(l), Some(basis)).unwrap();
+    }
+    assert!(rel(&standard(&rotated), &standard(&plain)) < 1e-14);
+    let (x, labels) = batch::<f64>(0);
+    let run = |ps: &ParamStore<f64>| {
+        let mut tape = Tape::new(ps);
+        let xv = tape.input(x.clone());
+        let out = model.forward(&mut tape, xv).unwrap();
+        let logits = tape.value(out).clone();
+        let loss = tape.cross_entropy(out, &labels).unwrap();
+        (logits, tape.backward_with(loss, FisherType::Exact).unwrap())
+    };
+    let (logits_p, pass_p) = run(&plain);
+    let (logits_r, pass_r) = run(&rotated);
+    assert!(rel(logits_r.data(), logits_p.data()) < 1e-13, "forward");
+    assert!((pass_r.loss - pass_p.loss).abs() < 1e-13, "loss");
+    for l in 0..3 {
+        let id = LayerId(l);
+        let info = plain.layer(id).clone();
+        let (o, i) = (info.d_out, info.d_in_bar());
+        let grad = |ps: &ParamStore<f64>, pass: &tekfac::BackwardOutput<f64>| -> Vec<f64> {
+            let mut g = pass.grads.get(info.weight).unwrap().data().to_vec();
+            if let Some(b) = info.bias {
+                let gb = pass.grads.get(b).unwrap().data();
+                g = g
+                    .chunks(info.d_in)
+                    .zip(gb)
+                    .flat_map(|(row, &b)| row.iter().copied().chain([b]))
+                    .collect();
+            }
+            let _ = ps;
+            g
+        };
+        let (gp, gr) = (grad(&plain, &pass_p), grad(&rotated, &pass_r));
+        let want = match rotated.eigenbasis(id) {
+            Some(basis) => basis.rotate_in(&gp, o, i),
+            None => gp,
+        };
+        assert!(rel(&gr, &want) < 1e-12, "layer {l}: ∂L/∂W̃ = Q_Gᵀ ∇W̄ Q_A");
+        // The captured rows are the standard ones.
+        let find = |pass: &tekfac::BackwardOutput<f64>| {
+            pass.captures
+                .iter()
+                .find(|c| c.layer == id)
+                .unwrap()
+                .clone()
+        };
+        let (cp, cr) = (find(&pass_p), find(&pass_r));
+        assert!(
+            rel(cr.a.data(), cp.a.data()) < 1e-13,
+            "layer {l}: ā {}",
+            rel(cr.a.data(), cp.a.data())
+        );
+        for (sp, sr) in cp.g.iter().zip(&cr.g) {
+            assert!(rel(sr.data(), sp.data()) < 1e-12, "layer {l}: g");
+        }
+    }
+    // A changed forward (the negative control): a wrong basis changes the output.
+    let mut wrong = rotated.clone();
+    let info = plain.layer(LayerId(0)).clone();
+    let basis = LayerEigenbasis {
+        q_a: orthogonal(info.d_in_bar(), 99),
+        q_g: orthogonal(info.d_out, 98),
+    };
+    wrong.set_eigenbasis(LayerId(0), Some(basis)).unwrap();
+    let (logits_w, _) = run(&wrong);
+    assert!(rel(logits_w.data(), logits_p.data()) > 1e-3);
+}
+
+fn config(variant: Variant, in_basis: bool) -> NgConfig {
+    let _ = variant;
+    NgConfig {
+        lr: 0.05,
+        damping: DampingPolicy::with_lambda(0.05),
+        momentum: 0.9,
+        stats_interval: 1,
+        eigen_interval: 3,
+        scale_interval: 2,
+        kl_clip: Some(0.05),
+        weight_decay: 1e-3,
+        fisher: FisherType::Sampled { k: 2, seed: 5 },
+        eigenbasis_layers: in_basis,
+        ..NgConfig::default()
+    }
+}
+
+/// `steps` training steps; the standard weights after each.
+fn train<F: tekfac::tensor::Float>(variant: Variant, in_basis: bool, steps: u64) -> Vec<Vec<f64>> {
+    let mut ps = ParamStore::<F>::seeded(2);
+    let model = net(&mut ps);
+    let mut opt = NaturalGradient::new(variant, config(variant, in_basis), &ps).unwrap();
+    let mut out = Vec::new();
+    for step in 0..steps {
+        let (x, labels) = batch::<F>(step);
+        let mut tape = Tape::new(&ps);
+        let xv = tape.input(x);
+        let logits = model.forward(&mut tape, xv).unwrap();
+        let loss = tape.cross_entropy(logits, &labels).unwrap();
+        let pass = tape
+            .backward_full(loss, opt.fisher(), opt.gradient_rows())
+            .unwrap();
+        opt.step(&mut ps, &pass).unwrap();
+        let in_basis_now = (0..2).all(|l| ps.eigenbasis(LayerId(l)).is_some());
+        assert_eq!(
+            in_basis_now, in_basis,
+            "{variant} step {step}: fc1, fc2 in their basis"
+        );
+        assert!(
+            ps.eigenbasis(LayerId(2)).is_none(),
+            "fc3 keeps the plain path"
+        );
+        out.push(standard(&ps));
+    }
+    out
+}
+
+#[test]
+fn eigenbasis_training_is_the_plain_training_f64() {
+    for threads in [1, 2] {
+        tekfac::set_threads(threads);
+        for v in [Variant::Ekfac, Variant::Tekfac] {
+            let (plain, rotated) = (train::<f64>(v, false, 8), train::<f64>(v, true, 8));
+            for (step, (p, r)) in plain.iter().zip(&rotated).enumerate() {
+                let err = rel(r, p);
+                assert!(
+                    err < 1e-10,
+                    "{v}, {threads} threads, step {step}: {err:.2e}"
+                );
+            }
+            // The runs really moved (the comparison is not between two initial states).
+            assert!(rel(&plain[7], &plain[0]) > 1e-3);
+        }
+    }
+    tekfac::set_threads(2);
+}
+
+#[test]
+fn eigenbasis_training_is_the_plain_training_f32() {
+    for v in [Variant::Ekfac, Variant::Tekfac] {
+        let (plain, rotated) = (train::<f32>(v, false, 5), train::<f32>(v, true, 5));
+        for (step, (p, r)) in plain.iter().zip(&rotated).enumerate() {
+            let err = rel(r, p);
+            assert!(err < 1e-5, "{v} step {step}: {err:.2e}");
+        }
+    }
+}
+
+/// A run saved at step 4 of 8 and resumed in a fresh optimizer and store is bit-identical to
+/// the uninterrupted run; the saved weights are the standard `W̄` and predict like the run.
+#[test]
+fn checkpoints_hold_the_standard_weights_and_resume_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.safetensors");
+    let step_once = |ps: &mut ParamStore<f32>,
+                     opt: &mut NaturalGradient<f32>,
+                     model: &Sequential<f32>,
+                     step: u64| {
+        let (x, labels) = batch::<f32>(step);
+        let mut tape = Tape::new(ps);
+        let xv = tape.input(x);
+        let logits = model.forward(&mut tape, xv).unwrap();
+        let loss = tape.cross_entropy(logits, &labels).unwrap();
+        let pass = tape
+            .backward_full(loss, opt.fisher(), opt.gradient_rows())
+            .unwrap();
+        opt.step(ps, &pass).unwrap();
+    };
+    let v = Variant::Tekfac;
+    let mut ps = ParamStore::<f32>::seeded(2);
+    let model = net(&mut ps);
+    let mut opt = NaturalGradient::new(v, config(v, true), &ps).unwrap();
+    for step in 0..4 {
+        step_once(&mut ps, &mut opt, &model, step);
+    }
+    assert!(ps.eigenbasis(LayerId(0)).is_some());
+    save_params(&path, &ps, &[]).unwrap();
+    let mut state = TensorDict::default();
+    opt.save_state(&ps, &mut state);
+    // The file holds W̄: a plain model loaded from it predicts what the run predicts.
+    let mut plain = ParamStore::<f32>::seeded(9);
+    let plain_model = net(&mut plain);
+    load_params(&path, &mut plain).unwrap();
+    assert!(plain.eigenbasis(LayerId(0)).is_none());
+    let (x, _) = batch::<f32>(50);
+    let predict = |ps: &ParamStore<f32>, m: &Sequential<f32>| {
+        let mut tape = Tape::no_grad(ps);
+        let xv = tape.input(x.clone());
+        let out = m.forward(&mut tape, xv).unwrap();
+        tape.value(out)
+            .data()
+            .iter()
+            .map(|&v| v as f64)
+            .collect::<Vec<_>>()
+    };
+    assert!(rel(&predict(&plain, &plain_model), &predict(&ps, &model)) < 1e-5);
+    // Resume: weights file, then the optimizer state (which puts fc1, fc2 back in their basis).
+    let mut resumed = ParamStore::<f32>::seeded(9);
+    let resumed_model = net(&mut resumed);
+    load_params(&path, &mut resumed).unwrap();
+    let mut opt2 = NaturalGradient::new(v, config(v, true), &resumed).unwrap();
+    opt2.load_state(&mut resumed, &state).unwrap();
+    for step in 4..8 {
+        step_once(&mut ps, &mut opt, &model, step);
+        step_once(&mut resumed, &mut opt2, &resumed_model, step);
+    }
+    for id in ps.ids() {
+        assert_eq!(ps.get(id).data(), resumed.get(id).data(), "{}", ps.name(id));
+    }
+}
