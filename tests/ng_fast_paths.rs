@@ -50,6 +50,8 @@ fn update_differences(variant: Variant) -> Vec<f64> {
         scale_interval: 1,
         fisher: FisherType::Sampled { k: 1, seed: 9 },
         low_rank: false,
+        // NOTE: the low-rank way in is the plain path's; layers in their eigenbasis skip it.
+        eigenbasis_layers: false,
         ..Default::default()
     };
     let mut opt = NaturalGradient::new(variant, config, &ps).unwrap();
