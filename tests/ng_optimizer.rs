@@ -78,6 +78,10 @@ fn exact_step_config(momentum: f64, weight_decay: f64) -> NgConfig {
         kl_clip: None,
         weight_decay,
         fisher: FisherType::Empirical,
+        // NOTE: these tests read W̄ and ∇W̄ straight from the store and the pass, so every layer
+        // stays in standard coordinates; tests/ng_eigenbasis_layers.rs pins the eigenbasis
+        // storage to this plain path.
+        eigenbasis_layers: false,
         ..Default::default()
     }
 }
