@@ -13,6 +13,7 @@ fn python() -> Option<&'static str> {
 
 /// Median milliseconds of the JAX jit SGD-momentum step of `model` (`mlp` or `cnn`), with extra
 /// arguments for `bench_jax_train.py`; `None` when the peer is not installed or fails.
+#[allow(dead_code)] // not used by benches/warm.rs
 pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -48,5 +49,27 @@ pub fn numpy_eigh_ms(n: usize) -> Option<f64> {
          print(best * 1e3)\n"
     );
     let out = Command::new(python()?).args(["-c", &code]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Median milliseconds of 3 `numpy.linalg.eigh` calls (after one warm-up) on the `n × n` f64
+/// matrix stored row-major, little-endian, at `path`: LAPACK on the very matrix we decompose,
+/// with its BLAS limited to `threads` threads.
+#[allow(dead_code)] // used by benches/warm.rs only
+pub fn numpy_eigh_file_ms(path: &Path, n: usize, threads: usize) -> Option<f64> {
+    let code = format!(
+        "import numpy as np, time\n\
+         a = np.fromfile({path:?}, dtype='<f8').reshape({n}, {n})\n\
+         np.linalg.eigh(a)\n\
+         ts = []\n\
+         for _ in range(3):\n    t = time.perf_counter(); np.linalg.eigh(a); ts.append(time.perf_counter() - t)\n\
+         print(sorted(ts)[1] * 1e3)\n",
+        path = path.to_str()?
+    );
+    let mut cmd = Command::new(python()?);
+    for var in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+        cmd.env(var, threads.to_string());
+    }
+    let out = cmd.args(["-c", &code]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }

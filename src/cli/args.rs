@@ -491,6 +491,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = DampingPolicy::DEFAULT.conv_at_least_lambda, action = clap::ArgAction::Set)]
     #[serde(default = "yes")]
     pub conv_damping_at_least_lambda: bool,
+    /// EKFAC/TEKFAC: refresh the eigenbasis warm-started from the previous one by GEMMs, with
+    /// an exact decomposition first and every 10th time (true), or decompose exactly at every
+    /// refresh (false). K-FAC and TKFAC always decompose exactly.
+    #[arg(long, default_value_t = NgConfig::DEFAULT.warm_start.enabled, action = clap::ArgAction::Set)]
+    #[serde(default = "yes")]
+    pub warm_refresh: bool,
     /// TEKFAC dense layers inside a CNN: fixed --damping, or β (the largest conv λ), or β·λ.
     #[arg(long, value_enum, default_value = "fixed")]
     #[serde(default)]

@@ -6,6 +6,7 @@ use super::args::{
     DampingRuleName, DenseInCnnName, FisherName, ModelName, OptimizerName, TrainArgs,
 };
 use tekfac::FisherType;
+use tekfac::curvature::WarmStart;
 use tekfac::optim::{
     Adam, AdamConfig, DampingPolicy, DampingRule, DenseInCnn, NaturalGradient, NgConfig, Optimizer,
     Sgd, SgdConfig, Variant, default_lambda,
@@ -87,8 +88,11 @@ pub fn build(args: &TrainArgs, params: &ParamStore<f32>) -> Result<Box<dyn Optim
         kl_clip: args.kl_clip,
         weight_decay: args.weight_decay,
         fisher: fisher(args),
-        low_rank: true,
-        eigenbasis_layers: true,
+        warm_start: WarmStart {
+            enabled: args.warm_refresh,
+            ..NgConfig::DEFAULT.warm_start
+        },
+        ..NgConfig::DEFAULT
     };
     Ok(Box::new(NaturalGradient::new(variant, config, params)?))
 }

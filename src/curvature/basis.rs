@@ -17,6 +17,7 @@
 //! a NaN or ±Inf is refused ([`BasisFailure::NonFinite`]) before the eigensolver sees it, so the
 //! caller can keep its previous basis.
 
+use super::deflate::Deflation;
 use super::factors::KroneckerFactors;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use std::fmt;
@@ -117,42 +118,39 @@ impl KroneckerBasis {
     }
 }
 
-/// Eigenvectors (columns) and clamped eigenvalues of a symmetric matrix.
+/// Eigenvectors (columns) and clamped eigenvalues of a symmetric matrix: the exact path of every
+/// refresh (and of the warm-started one, `warm.rs`, when it falls back).
 ///
 /// Rows and columns that are exactly zero (pixels that are black in every image of the batch:
 /// MNIST's border in `A` and `δΦ`) are eigenvectors `e_i` with eigenvalue 0; they are split
-/// off and the solver sees only the rest. NOTE: nalgebra's `SymmetricEigen` can return NaN
-/// eigenvectors for a matrix with many zero rows (nalgebra issue #379; seen on the TKFAC `δΦ`
-/// of the MLP preset's fc1 on an MNIST batch, 268 zero rows of 785), and the smaller problem
-/// is also faster. A non-finite result is refused rather than handed on.
-fn eigh(m: &DMatrix<f64>) -> Result<(DMatrix<f64>, DVector<f64>), BasisFailure> {
+/// off (`deflate.rs`) and the solver sees only the rest. NOTE: nalgebra's `SymmetricEigen` can
+/// return NaN eigenvectors for a matrix with many zero rows (nalgebra issue #379; seen on the
+/// TKFAC `δΦ` of the MLP preset's fc1 on an MNIST batch, 268 zero rows of 785), and the smaller
+/// problem is also faster. A non-finite result is refused rather than handed on.
+pub(super) fn eigh(m: &DMatrix<f64>) -> Result<(DMatrix<f64>, DVector<f64>), BasisFailure> {
     if m.iter().any(|x| !x.is_finite()) {
         return Err(BasisFailure::NonFinite);
     }
     // NOTE: symmetrise so the solver's choice of triangle cannot matter.
     let sym = (m + m.transpose()) * 0.5;
-    let n = sym.nrows();
-    let (live, zero): (Vec<usize>, Vec<usize>) =
-        (0..n).partition(|&i| sym.row(i).iter().any(|&x| x != 0.0));
-    let mut q = DMatrix::zeros(n, n);
-    let mut d = DVector::zeros(n);
-    if !live.is_empty() {
-        let sub = sym.select_rows(&live).select_columns(&live);
-        let eig = SymmetricEigen::try_new(sub, f64::EPSILON, MAX_EIGEN_ITERATIONS)
-            .ok_or(BasisFailure::NoConvergence)?;
-        let finite = |x: &f64| x.is_finite();
-        if !(eig.eigenvectors.iter().all(finite) && eig.eigenvalues.iter().all(finite)) {
-            return Err(BasisFailure::NoConvergence);
-        }
-        for (k, column) in eig.eigenvectors.column_iter().enumerate() {
-            for (&i, &x) in live.iter().zip(column.iter()) {
-                q[(i, k)] = x;
-            }
-            d[k] = eig.eigenvalues[k].max(0.0);
-        }
+    let deflation = Deflation::of(&sym);
+    if deflation.is_trivial() {
+        return eigh_dense(sym);
     }
-    for (k, &i) in zero.iter().enumerate() {
-        q[(i, live.len() + k)] = 1.0;
+    if deflation.live.is_empty() {
+        return Ok(deflation.embed(&DMatrix::zeros(0, 0), &DVector::zeros(0)));
     }
-    Ok((q, d))
+    let (v, lambda) = eigh_dense(deflation.restrict(&sym))?;
+    Ok(deflation.embed(&v, &lambda))
+}
+
+/// nalgebra's `SymmetricEigen` of a symmetric matrix without zero rows; eigenvalues clamped `≥ 0`.
+fn eigh_dense(sym: DMatrix<f64>) -> Result<(DMatrix<f64>, DVector<f64>), BasisFailure> {
+    let eig = SymmetricEigen::try_new(sym, f64::EPSILON, MAX_EIGEN_ITERATIONS)
+        .ok_or(BasisFailure::NoConvergence)?;
+    let finite = |x: &f64| x.is_finite();
+    if !(eig.eigenvectors.iter().all(finite) && eig.eigenvalues.iter().all(finite)) {
+        return Err(BasisFailure::NoConvergence);
+    }
+    Ok((eig.eigenvectors, eig.eigenvalues.map(|x| x.max(0.0))))
 }

@@ -8,6 +8,11 @@
 //! precondition(∇)    Q_G [ (Q_Gᵀ ∇ Q_A) ⊘ damped(D) ] Q_Aᵀ = unvec((F̂ + damping)⁻¹ vec ∇)
 //! ```
 //!
+//! The optimizer's fast paths enter through three doors beside these: `observe_factors` and
+//! `rescale_batch` blend batches formed by the f32 statistics path (`fast_factors.rs`,
+//! `fast_correction.rs`), and `refresh_warm` installs a basis refined from the previous one
+//! (`warm.rs`). Each ends in the same averaging and re-seeding as the plain step.
+//!
 //! `D` ([`CurvatureBlock::eigenvalues`]) is `d_g d_aᵀ / trace_scale` (K-FAC, TKFAC) or the
 //! corrected average (EKFAC's `s*`, TEKFAC's `Θ`): with the choice of factors, the only places
 //! the variants differ. `F̂ = (Q_G ⊗ Q_A) diag(vec D) (Q_G ⊗ Q_A)ᵀ` ([`CurvatureBlock::to_dense`]).
@@ -24,6 +29,7 @@ use super::damping::{Damping, trace_adaptive};
 use super::factors::KroneckerFactors;
 use super::rows::CaptureRows;
 use super::variant::Variant;
+use super::warm::{EigenRefresh, RefreshReport};
 use crate::autograd::LayerCapture;
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, LayerKind};
@@ -115,6 +121,18 @@ impl CurvatureBlock {
         Ok(())
     }
 
+    /// The statistics step with the batch factors formed elsewhere (the f32 statistics path,
+    /// `fast_factors`): blends them into the running average as [`observe`](Self::observe) does.
+    pub fn observe_factors(&mut self, batch: KroneckerFactors) -> Result<()> {
+        if batch.dims() != self.dims() {
+            let why = "batch factor dims differ from the block's";
+            let got = Shape::new(&[batch.dims().0, batch.dims().1])?;
+            return Err(self.shape_error("CurvatureBlock::observe_factors", why, got));
+        }
+        self.factors.update(batch);
+        Ok(())
+    }
+
     /// Replaces the averaged factors (tests, e.g. TEKFAC fed `Φ := A, Ψ := G, δ := 1`).
     pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
         if factors.dims() != self.dims() {
@@ -131,33 +149,64 @@ impl CurvatureBlock {
     /// On `Err` (no statistics yet, non-finite factors, eigensolver failure) the previous basis
     /// and diagonal stay in use; non-finite averages are dropped (module docs).
     pub fn refresh(&mut self) -> Result<()> {
-        let Some(factors) = self.factors.value() else {
-            let msg = format!("layer {}: refresh() before any observe()", self.name);
-            return Err(Error::invalid("CurvatureBlock::refresh", msg));
-        };
+        let factors = self.require_factors("CurvatureBlock::refresh")?;
+        let trace_scale = factors.trace_scale;
         match KroneckerBasis::from_factors(factors) {
-            Ok(basis) => {
-                self.basis_trace_scale = factors.trace_scale;
-                if self.variant.corrects_eigenvalues() {
-                    self.corrected
-                        .reseed(basis.eigenvalue_products(factors.trace_scale));
-                }
-                self.basis = Some(basis);
-                self.basis_changed();
-                Ok(())
+            Ok(basis) => Ok(self.install(basis, trace_scale)),
+            Err(failure) => Err(self.refresh_failed(failure)),
+        }
+    }
+
+    /// The eigenbasis step with a warm start (`warm.rs`): `policy` refines the previous basis by
+    /// GEMMs, or decomposes exactly, and reports which; then the same re-seeding and failure
+    /// handling as [`refresh`](Self::refresh). For EKFAC/TEKFAC, whose `s*`/`Θ` is the best
+    /// diagonal in any orthogonal basis (identity 7).
+    pub fn refresh_warm(&mut self, policy: &mut EigenRefresh) -> Result<RefreshReport> {
+        let factors = self.require_factors("CurvatureBlock::refresh_warm")?;
+        let trace_scale = factors.trace_scale;
+        match policy.refresh(factors, self.basis.as_ref()) {
+            Ok((basis, report)) => {
+                self.install(basis, trace_scale);
+                Ok(report)
             }
-            Err(BasisFailure::NonFinite) => {
+            Err(failure) => Err(self.refresh_failed(failure)),
+        }
+    }
+
+    /// Installs a refreshed basis and re-seeds `s*`/`Θ := d_g d_aᵀ / trace_scale` (spec §1.5).
+    fn install(&mut self, basis: KroneckerBasis, trace_scale: f64) {
+        self.basis_trace_scale = trace_scale;
+        if self.variant.corrects_eigenvalues() {
+            self.corrected
+                .reseed(basis.eigenvalue_products(trace_scale));
+        }
+        self.basis = Some(basis);
+        self.basis_changed();
+    }
+
+    /// A failed refresh keeps the previous basis; non-finite averages are dropped (module docs).
+    fn refresh_failed(&mut self, failure: BasisFailure) -> Error {
+        match failure {
+            BasisFailure::NonFinite => {
                 self.factors.reset();
                 let what = format!(
                     "curvature statistics of layer {} (refresh skipped, previous basis kept)",
                     self.name
                 );
-                Err(Error::NonFinite { what, step: None })
+                Error::NonFinite { what, step: None }
             }
-            Err(BasisFailure::NoConvergence) => Err(Error::EigenFailed {
+            BasisFailure::NoConvergence => Error::EigenFailed {
                 layer: self.name.clone(),
-            }),
+            },
         }
+    }
+
+    /// The averaged factors, or the error of a refresh before any observation.
+    fn require_factors(&self, op: &'static str) -> Result<&KroneckerFactors> {
+        self.factors.value().ok_or_else(|| {
+            let msg = format!("layer {}: refresh before any observation", self.name);
+            Error::invalid(op, msg)
+        })
     }
 
     /// Re-scaling step (EKFAC/TEKFAC; a no-op for K-FAC/TKFAC): blends
@@ -169,6 +218,22 @@ impl CurvatureBlock {
         }
         let rows = self.rows(capture, OP)?;
         let batch = corrected_batch(self.require_basis(OP)?, &rows);
+        self.rescale_batch(batch)
+    }
+
+    /// The re-scaling step with the batch `(1/N) Σ_{n,s} (Q_Gᵀ DW_{n,s} Q_A)^∘2` formed elsewhere
+    /// in the current basis (the f32 statistics path, `fast_corrected_batch`): blends it into
+    /// `s*`/`Θ` as [`rescale`](Self::rescale) does, refusing a non-finite batch.
+    pub fn rescale_batch(&mut self, batch: DMatrix<f64>) -> Result<()> {
+        const OP: &str = "CurvatureBlock::rescale_batch";
+        if !self.variant.corrects_eigenvalues() {
+            return Ok(());
+        }
+        self.require_basis(OP)?;
+        if batch.shape() != (self.d_out, self.d_in_bar) {
+            let got = Shape::new(&[batch.nrows(), batch.ncols()])?;
+            return Err(self.shape_error(OP, "batch shape differs from [d_out, d_in']", got));
+        }
         if batch.iter().any(|x| !x.is_finite()) {
             let what = format!(
                 "re-scaling batch of layer {} (previous values kept)",

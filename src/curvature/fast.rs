@@ -252,10 +252,7 @@ impl<F: Float> FastBlock<F> {
         if matches!(&self.prepared, Some(p) if p.revision == revision && p.damping == *damping) {
             return Ok(());
         }
-        if self.basis_revision != Some(block.basis_revision()) {
-            self.basis = block.basis().map(FastBasis::new);
-            self.basis_revision = Some(block.basis_revision());
-        }
+        self.sync_basis(block);
         let damped = block.damped_eigenvalues(damping)?;
         let damped: Vec<F> = damped.transpose().iter().map(|&x| F::from_f64(x)).collect();
         // NOTE: a factored damping inverts as `Ĝ⁻¹ ⊗ Â⁻¹`, so a low-rank gradient needs no
@@ -276,6 +273,15 @@ impl<F: Float> FastBlock<F> {
             inverses,
         });
         Ok(())
+    }
+
+    /// Copies `block`'s basis into `F` if it changed since the last copy (the re-scaling step
+    /// of the f32 statistics path needs the basis before the step's damping is known).
+    pub fn sync_basis(&mut self, block: &CurvatureBlock) {
+        if self.basis_revision != Some(block.basis_revision()) {
+            self.basis = block.basis().map(FastBasis::new);
+            self.basis_revision = Some(block.basis_revision());
+        }
     }
 
     /// `(d_out, d_in')`.

@@ -58,6 +58,9 @@
 //! | `factors.rs` | `A, G` or `δΦ, δΨ, δ` from a capture (switch 1) |
 //! | `average.rs` | convex EMA, first observation initialises |
 //! | `basis.rs` | eigendecompositions, rotations, `Q diag Qᵀ` |
+//! | `deflate.rs` | exactly-zero rows and columns split off as eigenvalue-0 eigenvectors |
+//! | `refine.rs` | warm-started eigenbasis of one factor by GEMMs (Jacobi step + Cholesky-QR) |
+//! | `warm.rs` | refresh policy: warm or exact per factor, and why |
 //! | `correction.rs` | `s*`/`Θ` batch estimate (switch 2) |
 //! | `damping.rs` | damping modes and their damped diagonals, Eq. 3.5 of one block |
 //! | `block.rs` | `CurvatureBlock`: the readable f64 spec path |
@@ -94,6 +97,7 @@ mod basis;
 mod block;
 mod correction;
 mod damping;
+mod deflate;
 pub mod exact;
 mod factors;
 mod fast;
@@ -101,9 +105,12 @@ mod fast_correction;
 mod fast_factors;
 mod fast_stats;
 pub mod probe;
+mod refine;
+mod rowmat;
 mod rows;
 mod state;
 mod variant;
+mod warm;
 
 pub use average::{Blend, MovingAverage};
 pub use basis::{BasisFailure, KroneckerBasis};
@@ -115,6 +122,8 @@ pub use fast::{FastBasis, FastBlock};
 pub use fast_correction::{fast_corrected, fast_corrected_batch};
 pub use fast_factors::{fast_factors, fast_kfac, fast_tkfac};
 pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, gram, gram_with};
+pub use refine::{RefineFailure, Refined, off_diagonal_mass, refine_eigenbasis};
 pub use rows::{CaptureRows, RowLayout, matrix_from_tensor};
 pub use state::StateArray;
 pub use variant::Variant;
+pub use warm::{EigenRefresh, ExactReason, FactorRefresh, RefreshReport, WarmStart};

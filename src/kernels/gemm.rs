@@ -199,3 +199,124 @@ pub fn gemm_columns_into<F: Float>(
         );
     }
 }
+
+/// A row-major block inside a larger buffer: `rows × cols` elements starting at `offset`, with
+/// consecutive rows `ld` elements apart (the leading dimension); `t` uses its transpose. Blocked
+/// factorisations (`kernels::cholesky`) multiply such sub-blocks in place.
+#[derive(Clone, Copy)]
+pub struct Strided<'a, F> {
+    /// The whole buffer.
+    pub data: &'a [F],
+    /// Index of the block's first element.
+    pub offset: usize,
+    /// Stored rows of the block.
+    pub rows: usize,
+    /// Stored columns of the block.
+    pub cols: usize,
+    /// Distance between consecutive rows, `≥ cols`.
+    pub ld: usize,
+    /// Use the transpose of the stored block.
+    pub t: bool,
+}
+
+impl<'a, F: Float> Strided<'a, F> {
+    /// Wraps a block of `data`.
+    ///
+    /// # Panics
+    /// When the block does not lie inside `data` or `ld < cols`.
+    pub fn new(data: &'a [F], offset: usize, rows: usize, cols: usize, ld: usize, t: bool) -> Self {
+        assert!(
+            block_fits(data.len(), offset, rows, cols, ld),
+            "Strided: block must lie inside the buffer with ld >= cols"
+        );
+        Strided {
+            data,
+            offset,
+            rows,
+            cols,
+            ld,
+            t,
+        }
+    }
+
+    /// A whole contiguous row-major `rows × cols` matrix.
+    pub fn whole(data: &'a [F], rows: usize, cols: usize, t: bool) -> Self {
+        Self::new(data, 0, rows, cols, cols, t)
+    }
+
+    fn op_dims(&self) -> (usize, usize) {
+        if self.t {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+
+    fn strides(&self) -> (isize, isize) {
+        if self.t {
+            (1, self.ld as isize)
+        } else {
+            (self.ld as isize, 1)
+        }
+    }
+}
+
+/// True when a `rows × cols` block from `offset` with row stride `ld` lies inside `len` elements.
+fn block_fits(len: usize, offset: usize, rows: usize, cols: usize, ld: usize) -> bool {
+    ld >= cols && (rows == 0 || cols == 0 || offset + (rows - 1) * ld + cols <= len)
+}
+
+/// `c_block ← α·op(a)·op(b) + β·c_block`, where `c_block` is the row-major `m × n` block of `c`
+/// that starts at `c_offset` with rows `c_ld` apart.
+///
+/// # Panics
+/// When the inner dimensions disagree or the output block does not lie inside `c`.
+pub fn gemm_strided_into<F: Float>(
+    alpha: F,
+    a: Strided<'_, F>,
+    b: Strided<'_, F>,
+    beta: F,
+    c: &mut [F],
+    c_offset: usize,
+    c_ld: usize,
+) {
+    let (m, k) = a.op_dims();
+    let (k2, n) = b.op_dims();
+    assert_eq!(k, k2, "gemm_strided: inner dimensions must agree");
+    assert!(
+        block_fits(c.len(), c_offset, m, n, c_ld),
+        "gemm_strided: output block must lie inside c with c_ld >= n"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for r in 0..m {
+            let row = &mut c[c_offset + r * c_ld..c_offset + r * c_ld + n];
+            row.iter_mut().for_each(|x| *x = beta * *x);
+        }
+        return;
+    }
+    let (rsa, csa) = a.strides();
+    let (rsb, csb) = b.strides();
+    // SAFETY: `Strided::new` and the assert above guarantee that every element the strides can
+    // reach lies inside its buffer; `c` is a distinct &mut borrow.
+    unsafe {
+        F::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr().add(a.offset),
+            rsa,
+            csa,
+            b.data.as_ptr().add(b.offset),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr().add(c_offset),
+            c_ld as isize,
+            1,
+        );
+    }
+}

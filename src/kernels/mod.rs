@@ -1,6 +1,7 @@
 //! Compute kernels that know nothing of gradients: matrix products, im2col / col2im and the
-//! convolution products built on them, and batched transposes.
+//! convolution products built on them, batched transposes, and a blocked Cholesky.
 
+pub mod cholesky;
 pub mod conv;
 pub mod gemm;
 pub mod im2col;

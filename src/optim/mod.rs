@@ -18,6 +18,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
+use crate::curvature::RefreshReport;
 use crate::error::Result;
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::{Float, Tensor};
@@ -41,6 +42,9 @@ pub struct StepStats {
     pub time_precondition: f64,
     /// What the step skipped or changed on its own, for the front end to report.
     pub events: Vec<StepEvent>,
+    /// How each layer's eigenbasis was refreshed on this step (warm or exact, and why;
+    /// `curvature/warm.rs`), `(layer name, report)`; empty on other steps.
+    pub refreshes: Vec<(String, RefreshReport)>,
 }
 
 /// Something an optimizer step did on its own that the user should hear about. The library

@@ -1,10 +1,11 @@
 //! Hyperparameters of the natural-gradient optimizers, with the project defaults of
 //! `docs/math.md` (spec §1). They are the defaults of `tekfac train` too: the CLI reads them from
-//! [`NgConfig::DEFAULT`]. Every field but `low_rank` and `eigenbasis_layers` (exact shortcuts,
-//! not hyperparameters) is a CLI flag.
+//! [`NgConfig::DEFAULT`]. Every field but `low_rank`, `eigenbasis_layers`, `warm_start` and
+//! `f32_statistics` (fast paths with the same mathematics, not hyperparameters) is a CLI flag.
 
 use super::damping::DampingPolicy;
 use crate::autograd::FisherType;
+use crate::curvature::{Variant, WarmStart};
 
 /// Settings shared by K-FAC, EKFAC, TKFAC and TEKFAC.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +37,14 @@ pub struct NgConfig {
     /// that costs fewer multiply-adds per step, so the update is elementwise (same update up to
     /// rounding; `optim/natural/eigenbasis.rs`).
     pub eigenbasis_layers: bool,
+    /// EKFAC/TEKFAC: refresh the eigenbasis warm-started from the previous one by GEMMs, with
+    /// nalgebra's exact decomposition as the first and periodic fallback (`curvature/warm.rs`;
+    /// their `s*`/`Θ` is the best diagonal in any basis, identity 7). K-FAC and TKFAC, which use
+    /// the factors' eigenvalues themselves, always refresh exactly.
+    pub warm_start: WarmStart,
+    /// Form the batch grams of f32 captures with f32 GEMMs, summed into the f64 averages
+    /// (`curvature/fast_stats.rs`; same statistics up to f32 rounding). f64 runs always use f64.
+    pub f32_statistics: bool,
 }
 
 impl NgConfig {
@@ -53,7 +62,20 @@ impl NgConfig {
         fisher: FisherType::Sampled { k: 1, seed: 0 },
         low_rank: true,
         eigenbasis_layers: true,
+        warm_start: WarmStart::DEFAULT,
+        f32_statistics: true,
     };
+}
+
+impl NgConfig {
+    /// The refresh policy of `variant`: `warm_start` for EKFAC/TEKFAC, exact for K-FAC/TKFAC.
+    pub fn refresh_settings(&self, variant: Variant) -> WarmStart {
+        if variant.corrects_eigenvalues() {
+            self.warm_start
+        } else {
+            WarmStart::exact_only()
+        }
+    }
 }
 
 impl Default for NgConfig {

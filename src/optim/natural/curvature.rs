@@ -4,11 +4,12 @@
 
 use super::{NaturalGradient, skipped};
 use crate::autograd::{BackwardOutput, LayerCapture};
-use crate::curvature::CurvatureBlock;
+use crate::curvature::{FastBasis, RefreshReport, fast_corrected_batch, fast_factors};
 use crate::error::Result;
 use crate::optim::StepStats;
 use crate::tensor::Float;
 use rayon::prelude::*;
+use std::any::Any;
 use std::time::Instant;
 
 impl<F: Float> NaturalGradient<F> {
@@ -39,40 +40,69 @@ impl<F: Float> NaturalGradient<F> {
         Ok(())
     }
 
-    /// Blends each layer's batch factors into its running average.
+    /// Blends each layer's batch factors into its running average: formed by f32 GEMMs from f32
+    /// captures (`config.f32_statistics`), else by the block's own f64 path.
     fn observe_all(&mut self, captures: &[LayerCapture<F>]) -> Result<()> {
         let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
+        let f32_path = self.config.f32_statistics;
         let results: Vec<Result<()>> = self
             .blocks
             .par_iter_mut()
             .enumerate()
-            .map(|(i, b)| find(i).map_or(Ok(()), |c| b.observe(c)))
+            .map(
+                |(i, b)| match (find(i), find(i).and_then(|c| as_f32(c, f32_path))) {
+                    (_, Some(c)) => {
+                        b.observe_factors(fast_factors(b.variant().trace_restricted(), c)?)
+                    }
+                    (Some(c), None) => b.observe(c),
+                    (None, _) => Ok(()),
+                },
+            )
             .collect();
         results.into_iter().collect()
     }
 
-    /// Recomputes each layer's eigenbasis (and re-seeds s*/Θ); a failed layer keeps its basis.
+    /// Recomputes each layer's eigenbasis (and re-seeds s*/Θ) under its refresh policy, warm
+    /// or exact (`config.warm_start`); a failed layer keeps its basis.
     fn refresh_all(&mut self, stats: &mut StepStats) {
-        let results: Vec<Result<()>> = self
+        let results: Vec<Result<RefreshReport>> = self
             .blocks
             .par_iter_mut()
-            .map(CurvatureBlock::refresh)
+            .zip(&mut self.refresh)
+            .map(|(b, policy)| b.refresh_warm(policy))
             .collect();
         for (r, l) in results.into_iter().zip(&self.layers) {
-            if let Err(e) = r {
-                stats.events.push(skipped("eigenbasis refresh", l, e));
+            match r {
+                Ok(report) => stats.refreshes.push((l.name.clone(), report)),
+                Err(e) => stats.events.push(skipped("eigenbasis refresh", l, e)),
             }
         }
     }
 
-    /// Re-estimates each layer's s*/Θ in its current basis; a failed layer keeps its values.
+    /// Re-estimates each layer's s*/Θ in its current basis, by f32 GEMMs from f32 captures
+    /// (`config.f32_statistics`) or the block's f64 path; a failed layer keeps its values.
     fn rescale_all(&mut self, captures: &[LayerCapture<F>], stats: &mut StepStats) {
         let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
+        let f32_path = self.config.f32_statistics;
         let results: Vec<Result<()>> = self
             .blocks
             .par_iter_mut()
+            .zip(&mut self.fast)
             .enumerate()
-            .map(|(i, b)| find(i).map_or(Ok(()), |c| b.rescale(c)))
+            .map(
+                |(i, (b, fast))| match (find(i), find(i).and_then(|c| as_f32(c, f32_path))) {
+                    (_, Some(c)) => {
+                        fast.sync_basis(b);
+                        let batch = match fast.basis().map(f32_basis) {
+                            Some(Some((q_a, q_g))) => fast_corrected_batch(c, q_a, q_g)?,
+                            _ => return b.rescale(c), // no basis yet: the block's own error
+                        };
+                        b.rescale_batch(batch)
+                    }
+                    (Some(c), None) => b.rescale(c),
+                    (None, _) => Ok(()),
+                },
+            )
             .collect();
         for (r, l) in results.into_iter().zip(&self.layers) {
             if let Err(e) = r {
@@ -80,4 +110,15 @@ impl<F: Float> NaturalGradient<F> {
             }
         }
     }
+}
+
+/// The capture as f32, when the f32 statistics path applies (`F` is f32 and it is switched on).
+fn as_f32<F: Float>(capture: &LayerCapture<F>, on: bool) -> Option<&LayerCapture<f32>> {
+    (capture as &dyn Any).downcast_ref().filter(|_| on)
+}
+
+/// The basis as f32 row-major slices `(Q_A, Q_G)`, when `F` is f32.
+fn f32_basis<F: Float>(basis: &FastBasis<F>) -> Option<(&[f32], &[f32])> {
+    let basis = (basis as &dyn Any).downcast_ref::<FastBasis<f32>>()?;
+    Some((basis.q_a(), basis.q_g()))
 }

@@ -35,7 +35,7 @@ pub use eigenbasis::pays as eigenbasis_pays;
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, Damping, FastBlock};
+use crate::curvature::{CurvatureBlock, Damping, EigenRefresh, FastBlock};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
@@ -52,6 +52,8 @@ pub struct NaturalGradient<F: Float = f32> {
     blocks: Vec<CurvatureBlock>,
     /// The hot path of each layer, kept in step with its block.
     fast: Vec<FastBlock<F>>,
+    /// Each layer's eigenbasis refresh policy (warm or exact, `curvature/warm.rs`).
+    refresh: Vec<EigenRefresh>,
     /// Heavy-ball momentum of each layer, row-major `[d_out, d_in']`.
     momentum: Vec<Option<Vec<F>>>,
     /// Parameters outside every layer (e.g. a learnable scale): plain SGD-momentum.
@@ -89,10 +91,12 @@ impl<F: Float> NaturalGradient<F> {
             .iter()
             .map(|l| CurvatureBlock::new(variant, l, config.decay))
             .collect();
+        let policy = EigenRefresh::new(config.refresh_settings(variant));
         Ok(NaturalGradient {
             variant,
             config,
             fast: blocks.iter().map(FastBlock::new).collect(),
+            refresh: vec![policy; layers.len()],
             momentum: vec![None; layers.len()],
             loose_momentum: vec![None; loose.len()],
             basis_revision: vec![None; layers.len()],

@@ -1,6 +1,7 @@
 //! Checkpoint state of [`NaturalGradient`]: the step counter and variant as metadata, each
 //! block's f64 state (`ng.<layer>.<array>`, see `curvature/state.rs`), and the momentum buffers
-//! (`ng.<layer>.momentum`, `ng.loose.<param>.momentum`) in the training precision.
+//! (`ng.<layer>.momentum`, `ng.loose.<param>.momentum`) in the training precision, and each
+//! layer's refresh policy state (`ng.<layer>.warm_streak`, `curvature/warm.rs`).
 //!
 //! A layer stored in its eigenbasis (`eigenbasis.rs`) also saves its stored block
 //! `ng.<layer>.eigenbasis_weight` = `W̃` (its momentum is in the same coordinates); the weights
@@ -9,7 +10,7 @@
 
 use super::NaturalGradient;
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, FastBasis, StateArray};
+use crate::curvature::{CurvatureBlock, EigenRefresh, FastBasis, StateArray};
 use crate::error::{Error, Result};
 use crate::params::{LayerEigenbasis, LayerId, ParamStore};
 use crate::tensor::{Float, Tensor};
@@ -20,10 +21,17 @@ impl<F: Float> NaturalGradient<F> {
         dict.meta.insert("ng.step".into(), self.step.to_string());
         dict.meta
             .insert("ng.variant".into(), format!("{:?}", self.variant));
-        for ((l, b), m) in self.layers.iter().zip(&self.blocks).zip(&self.momentum) {
+        let per_layer = self.blocks.iter().zip(&self.momentum).zip(&self.refresh);
+        for (l, ((b, m), policy)) in self.layers.iter().zip(per_layer) {
             for a in b.state() {
                 dict.put_f64(&format!("ng.{}.{}", l.name, a.name), &a.shape, &a.data);
             }
+            let [a, g] = policy.warm_streak();
+            dict.put_f64(
+                &format!("ng.{}.warm_streak", l.name),
+                &[2],
+                &[a as f64, g as f64],
+            );
             if let Some(m) = m {
                 dict.put_tensor(&format!("ng.{}.momentum", l.name), &vector(m));
             }
@@ -81,11 +89,31 @@ impl<F: Float> NaturalGradient<F> {
             let len = l.d_out * l.d_in_bar();
             *m = optional_vector(dict, &format!("ng.{}.momentum", l.name), len)?;
         }
+        self.load_refresh_policies(dict)?;
         for ((id, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
             let len = params.get(*id).len();
             *m = optional_vector(dict, &format!("ng.loose.{name}.momentum"), len)?;
         }
         self.load_eigenbases(params, dict)
+    }
+
+    /// Restores each layer's count of warm refreshes since its last exact one (so a resumed
+    /// run schedules its exact refreshes as the uninterrupted one would); none saved: zero.
+    fn load_refresh_policies(&mut self, dict: &TensorDict) -> Result<()> {
+        for (l, policy) in self.layers.iter().zip(self.refresh.iter_mut()) {
+            let key = format!("ng.{}.warm_streak", l.name);
+            let streak = match dict.contains(&key) {
+                true => match dict.f64s(&key)?.1.as_slice() {
+                    &[a, g] if [a, g].iter().all(|x| x.fract() == 0.0 && *x >= 0.0) => {
+                        [a as u64, g as u64]
+                    }
+                    _ => return Err(Error::Checkpoint(format!("`{key}` must hold two counts"))),
+                },
+                false => [0, 0],
+            };
+            *policy = EigenRefresh::resume(*policy.settings(), streak);
+        }
+        Ok(())
     }
 
     /// Puts the layers saved in their eigenbasis back into it: `W̃` from the dict, the basis

@@ -1,0 +1,411 @@
+//! Warm-started refinement of one symmetric factor's eigenbasis, at GEMM speed (issue 16,
+//! lever 2). The factors are moving averages and change slowly, so the previous basis `Q`
+//! nearly diagonalises the new factor `F` (`[n, n]`). Each iteration rotates the `h` leading
+//! columns (largest Rayleigh quotients, the *head* `H`) by one Jacobi-type step and completes
+//! them with the closest orthonormal basis of the rest (the *tail* `T`):
+//!
+//! ```text
+//! Y = F Q,  d = diag(QᵀY),  B_H = Q_Hᵀ Y                      Rayleigh quotients, head rows of QᵀFQ
+//! τ_ij = (d_j − d_i) / (2 b_ij),  t_ij = sign(τ_ij) / (|τ_ij| + √(1 + τ_ij²))     i ∈ H, all j
+//! ρ_i² = ‖y_i‖² − d_i² − b_ij²,  s_ij = |d_i − d_j| / (|d_i − d_j| + c (ρ_i + ρ_j)),  c = 0.1
+//! Z_H = Q_H + Q K_H,  (K_H)_{ji} = −s_ij t_ij                  first-order corrected head vectors
+//! Z_Hᵀ Z_H = L Lᵀ,  Q'_H = Z_H L⁻ᵀ                            Cholesky-QR of the head
+//! C = Q'_Hᵀ Q_T,  P = Q_T − Q'_H C,  Q'_T = P (PᵀP)^(−1/2)     tail: Löwdin-orthonormal complement,
+//!                 (PᵀP)^(−1/2) = I + Cᵀ g(CCᵀ) C,  g(s) = ((1 − s)^(−1/2) − 1) / s
+//! Q ← [Q'_H | Q'_T],  then Y = F Q, d = diag(QᵀY)
+//! off(Q) = ‖offdiag(QᵀFQ)‖_F / ‖F‖_F = √(‖F‖²_F − ‖d‖²) / ‖F‖_F           (Q orthonormal)
+//! ```
+//!
+//! `t_ij` is the tangent of the Jacobi rotation that would zero `b_ij` alone: `≈ b_ij/(d_i − d_j)`
+//! (first-order perturbation theory) for well-separated eigenvalues, at most 1 (π/4) where they
+//! are close. Normalising `Z_H` turns an isolated pair's correction into that exact rotation.
+//! All pairs move at once, so a pair that couples to other columns (`ρ`, from `‖y_i‖ = ‖B e_i‖`)
+//! more strongly than its eigenvalues are separated is damped by `s_ij`: inside an exactly
+//! repeated eigenvalue, whose vectors only need to stay in their eigenspace, `s_ij → 0`. With
+//! it convergence is quadratic near a solution, repeated eigenvalues included (as in Ogita &
+//! Aishima 2018, *Iterative refinement for symmetric eigenvalue decomposition*, whose rule skips
+//! such pairs outright), and about 2–4× per iteration on the MLP's dense factor spectra, where
+//! skipping them stalls (damping constant `c` and alternatives measured in
+//! `docs/PERFORMANCE.md`).
+//!
+//! **Why only a head.** The tail holds the small eigenvalues; its off-diagonal block is left as
+//! it is (it is bounded by the tail's Rayleigh quotients, `|b_ij| ≤ √(d_i d_j)` for a PSD
+//! factor) and only re-orthogonalised against the rotated head. On the MLP's factors a head of
+//! `n/8` columns reaches the same `off(Q)` as rotating all pairs, at a fraction of the cost:
+//! two `n³` GEMMs (`Y = FQ` before and after) plus `O(n²h)` work, instead of five (measured in
+//! `docs/PERFORMANCE.md`). The tail–tail block's share of the off-diagonal mass is known
+//! exactly from `B_H`, `d` and `‖F‖` ([`tail_share`]); when it exceeds half (a repeated
+//! eigenvalue cut by the head boundary, or a late iteration that has already fixed the head),
+//! the iteration rotates every column. So do factors of at most [`FULL_ROTATION_UP_TO`] rows.
+//!
+//! **Robustness.** Both orthonormalisations act on well-conditioned matrices whatever `F` is:
+//! `Z_Hᵀ Z_H = (I + K)ᵀ(I + K)` restricted to the head, `≥ I` for skew `K`; `PᵀP = I − CᵀC`,
+//! refused (not inverted) if a singular value of `C` approaches 1. A singular factor (MNIST's
+//! always-zero pixels give zero rows and columns), repeated eigenvalues or a zero factor cannot
+//! break them. Entries `|b_ij| ≤ n·ε·‖F‖_F` are rounding noise and are not rotated. The previous
+//! basis is checked to be orthonormal first (products with a probe vector, `O(n²)`).
+//!
+//! `off(Q)` from the Rayleigh quotients costs no extra GEMM but cancels below about `1e-7`; below
+//! `1e-6` it is recomputed from `B = QᵀY` (one more product), so tight tolerances are honoured.
+//! Exactly-zero rows and columns are deflated first (`deflate.rs`): the iteration runs on the
+//! live block only.
+
+use super::deflate::Deflation;
+use super::rowmat::RowMatrix;
+use crate::kernels::cholesky::{cholesky_lower, solve_right_lower_t};
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+use rayon::prelude::*;
+use std::fmt;
+
+/// Factors up to this size rotate every column (no tail).
+pub const FULL_ROTATION_UP_TO: usize = 64;
+/// Above [`FULL_ROTATION_UP_TO`], the head is `n / HEAD_DIVISOR` columns (at least 64).
+const HEAD_DIVISOR: usize = 8;
+/// Below this `off(Q)` is measured from `B = QᵀFQ` directly (module docs).
+const PRECISE_BELOW: f64 = 1e-6;
+/// `c` of the damping `s_ij` (module docs): measured best of 0.1, 0.3 and 1 on the MLP's factors.
+const CROWDING: f64 = 0.1;
+/// Largest `‖Qᵀ(Q v) − v‖ / ‖v‖`, and deviation of a column norm from 1, accepted for the
+/// previous basis: `SymmetricEigen` and this module deliver about `1e-14`.
+const ORTHONORMAL_PROBE_TOL: f64 = 1e-10;
+/// Largest squared singular value of `C = Q'_Hᵀ Q_T` for which the tail is completed.
+const TAIL_OVERLAP_LIMIT: f64 = 1.0 - 1e-8;
+
+/// Why a warm refinement could not run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RefineFailure {
+    /// The factor contains NaN or ±Inf.
+    NonFinite,
+    /// The previous basis is not orthonormal (or not finite).
+    NotOrthonormal,
+    /// Cholesky-QR of the head met a non-positive pivot.
+    Cholesky,
+    /// The rotated head nearly contains an old tail vector: no well-conditioned complement.
+    TailCollapsed,
+}
+
+impl fmt::Display for RefineFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefineFailure::NonFinite => "non-finite factor",
+            RefineFailure::NotOrthonormal => "previous basis not orthonormal",
+            RefineFailure::Cholesky => "Cholesky-QR of the rotated head failed",
+            RefineFailure::TailCollapsed => "rotated head nearly contains a tail vector",
+        })
+    }
+}
+
+/// A refined basis of one factor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refined {
+    /// Orthonormal columns, `[n, n]`: the head by decreasing Rayleigh quotient, then the tail
+    /// (the previous order when no iteration ran).
+    pub q: DMatrix<f64>,
+    /// Rayleigh quotients `diag(QᵀFQ)`, clamped `≥ 0`, in the order of `q`'s columns.
+    pub d: DVector<f64>,
+    /// `off(Q) = ‖offdiag(QᵀFQ)‖_F / ‖F‖_F` reached (0 for a zero factor).
+    pub off_diagonal: f64,
+    /// Iterations run.
+    pub iterations: usize,
+}
+
+/// Rotates `previous` towards the eigenvectors of the symmetric `f`: one iteration (module docs),
+/// then more while `off(Q) > tolerance`, at most `max_iterations` in all (0: only measure), and
+/// returns the last basis with its Rayleigh quotients and `off(Q)`; the caller decides whether
+/// it is good enough.
+///
+/// # Panics
+/// When `f` or `previous` is not square of the same size (the caller checks dims).
+///
+/// ```
+/// use nalgebra::{DMatrix, dvector};
+/// use tekfac::curvature::{off_diagonal_mass, refine_eigenbasis};
+/// // diag(3, 1) seen from a basis rotated by 0.1 rad.
+/// let (c, s) = (0.1f64.cos(), 0.1f64.sin());
+/// let q = DMatrix::from_row_slice(2, 2, &[c, -s, s, c]);
+/// let f = DMatrix::from_diagonal(&dvector![3.0, 1.0]);
+/// let refined = refine_eigenbasis(&f, &q, 1e-6, 3).unwrap();
+/// assert!(off_diagonal_mass(&f, &refined.q) < 1e-12);
+/// assert!((refined.d[0] - 3.0).abs() < 1e-12 && (refined.d[1] - 1.0).abs() < 1e-12);
+/// ```
+pub fn refine_eigenbasis(
+    f: &DMatrix<f64>,
+    previous: &DMatrix<f64>,
+    tolerance: f64,
+    max_iterations: usize,
+) -> Result<Refined, RefineFailure> {
+    let n = f.nrows();
+    assert!(
+        f.is_square() && previous.shape() == (n, n),
+        "refine_eigenbasis: f and previous must be square of the same size"
+    );
+    if f.iter().any(|x| !x.is_finite()) {
+        return Err(RefineFailure::NonFinite);
+    }
+    let deflation = Deflation::of(f);
+    if deflation.is_trivial() {
+        return refine_live(f, previous, tolerance, max_iterations);
+    }
+    let f_live = deflation.restrict(f);
+    let start = deflation.restrict_basis(previous);
+    let live = refine_live(&f_live, &start, tolerance, max_iterations)?;
+    let (q, d) = deflation.embed(&live.q, &live.d);
+    Ok(Refined { q, d, ..live })
+}
+
+/// [`refine_eigenbasis`] on a factor without exactly-zero rows (or its live block).
+fn refine_live(
+    f: &DMatrix<f64>,
+    previous: &DMatrix<f64>,
+    tolerance: f64,
+    max_iterations: usize,
+) -> Result<Refined, RefineFailure> {
+    let mut q = RowMatrix::from_dmatrix(previous);
+    if !is_orthonormal(&q) {
+        return Err(RefineFailure::NotOrthonormal);
+    }
+    let f = RowMatrix::symmetric_part(f);
+    let norm = f.frobenius();
+    if norm == 0.0 {
+        // NOTE: every basis diagonalises a zero factor (deflation leaves an empty live block).
+        return Ok(Refined {
+            q: previous.clone(),
+            d: DVector::zeros(previous.ncols()),
+            off_diagonal: 0.0,
+            iterations: 0,
+        });
+    }
+    let mut y = RowMatrix::product(&f, false, &q, false);
+    let (mut d, mut off) = measure(&q, &y, norm);
+    let mut iterations = 0;
+    while iterations < max_iterations && (iterations == 0 || off > tolerance) {
+        q = rotate(&q, &y, &d, norm)?;
+        y = RowMatrix::product(&f, false, &q, false);
+        (d, off) = measure(&q, &y, norm);
+        iterations += 1;
+    }
+    Ok(Refined {
+        q: q.to_dmatrix(),
+        d: DVector::from_iterator(d.len(), d.into_iter().map(|x| x.max(0.0))),
+        off_diagonal: off,
+        iterations,
+    })
+}
+
+/// `(d, off(Q))` for `Y = F Q`: `off` from the Rayleigh quotients, or from `B = QᵀY` itself
+/// (one more product) once it falls below [`PRECISE_BELOW`], where the former cancels.
+fn measure(q: &RowMatrix, y: &RowMatrix, norm: f64) -> (Vec<f64>, f64) {
+    let d = q.column_dots(y);
+    let off = off_of_rayleigh(norm, &d);
+    if off >= PRECISE_BELOW {
+        return (d, off);
+    }
+    let b = RowMatrix::product(q, true, y, false);
+    (d, off_of_matrix(&b))
+}
+
+/// `‖offdiag(QᵀFQ)‖_F / ‖QᵀFQ‖_F` by two full products, for any `q` (0 when `QᵀFQ = 0`): the
+/// quality of a basis, measured without assuming it orthonormal.
+pub fn off_diagonal_mass(f: &DMatrix<f64>, q: &DMatrix<f64>) -> f64 {
+    let q = RowMatrix::from_dmatrix(q);
+    let f = RowMatrix::symmetric_part(f);
+    off_of_matrix(&RowMatrix::product(
+        &q,
+        true,
+        &RowMatrix::product(&f, false, &q, false),
+        false,
+    ))
+}
+
+/// `‖offdiag(B)‖_F / ‖B‖_F` (0 for `B = 0`), summing the off-diagonal squares themselves so
+/// that nothing cancels.
+fn off_of_matrix(b: &RowMatrix) -> f64 {
+    let total = b.frobenius().powi(2);
+    let off: f64 = (0..b.rows)
+        .flat_map(|i| (0..b.cols).map(move |j| (i, j)))
+        .filter(|(i, j)| i != j)
+        .map(|(i, j)| b.at(i, j).powi(2))
+        .sum();
+    if total == 0.0 {
+        0.0
+    } else {
+        (off / total).sqrt()
+    }
+}
+
+/// The number of head columns for an `n`-row factor.
+fn head_size(n: usize) -> usize {
+    if n <= FULL_ROTATION_UP_TO {
+        n
+    } else {
+        (n / HEAD_DIVISOR).max(FULL_ROTATION_UP_TO)
+    }
+}
+
+/// One iteration (module docs): the rotated head, then the completed tail, as `[Q'_H | Q'_T]`.
+fn rotate(q: &RowMatrix, y: &RowMatrix, d: &[f64], norm: f64) -> Result<RowMatrix, RefineFailure> {
+    let n = q.cols;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| d[j].total_cmp(&d[i]));
+    let mut h = head_size(n);
+    let mut q_head = q.columns(&order[..h]);
+    let mut b_head = RowMatrix::product(&q_head, true, y, false);
+    if h < n && tail_share(&b_head, d, &order, norm) > 0.5 {
+        h = n;
+        q_head = q.columns(&order);
+        b_head = RowMatrix::product(&q_head, true, y, false);
+    }
+    let (head, tail) = order.split_at(h);
+    let coupling = coupling_radii(y, d);
+    let k = head_correction(&b_head, d, &coupling, head, norm);
+    let mut z = q_head;
+    z.add_product(1.0, q, false, &k, false);
+    let rotated = orthonormalise_head(z)?;
+    if tail.is_empty() {
+        return Ok(rotated);
+    }
+    let completed = complete_tail(&rotated, &q.columns(tail))?;
+    Ok(RowMatrix::beside(&rotated, &completed))
+}
+
+/// `off_TT / off`: the share of the off-diagonal mass in the tail–tail block, which a head
+/// rotation leaves alone. With `B_H` the head rows (`h × n`) of `B = QᵀFQ` and `‖B‖ = ‖F‖`,
+/// `‖B_TT‖² = ‖F‖² − 2‖B_H‖² + ‖B_HH‖²` and `off_TT² = ‖B_TT‖² − Σ_{j∈T} d_j²`.
+fn tail_share(b_head: &RowMatrix, d: &[f64], order: &[usize], norm: f64) -> f64 {
+    let h = b_head.rows;
+    let head_rows = b_head.frobenius().powi(2);
+    let head_head: f64 = (0..h)
+        .flat_map(|r| order[..h].iter().map(move |&c| (r, c)))
+        .map(|(r, c)| b_head.at(r, c).powi(2))
+        .sum();
+    let tail_diagonal: f64 = order[h..].iter().map(|&j| d[j] * d[j]).sum();
+    let off_tt = (norm * norm - 2.0 * head_rows + head_head - tail_diagonal).max(0.0);
+    let off = (norm * norm - d.iter().map(|x| x * x).sum::<f64>()).max(0.0);
+    if off == 0.0 {
+        0.0
+    } else {
+        (off_tt / off).sqrt()
+    }
+}
+
+/// `r_i² = ‖offdiag row i of B‖² = ‖y_i‖² − d_i²` (because `‖B e_i‖ = ‖Qᵀ y_i‖ = ‖y_i‖`).
+fn coupling_radii(y: &RowMatrix, d: &[f64]) -> Vec<f64> {
+    y.column_dots(y)
+        .iter()
+        .zip(d)
+        .map(|(yy, di)| (yy - di * di).max(0.0))
+        .collect()
+}
+
+/// `K_H`, `[n, h]`: column `c` holds `(K_H)_{j c} = −s_ij t_ij` for the head index `i = head[c]`
+/// and every row `j ≠ i` (module docs), zero where `b_ij` is rounding noise. `r2` holds `r_i²`.
+fn head_correction(
+    b_head: &RowMatrix,
+    d: &[f64],
+    r2: &[f64],
+    head: &[usize],
+    norm: f64,
+) -> RowMatrix {
+    let (h, n) = (b_head.rows, b_head.cols);
+    let noise = n as f64 * f64::EPSILON * norm;
+    let mut k = RowMatrix::zeros(n, h);
+    k.data.par_chunks_mut(h).enumerate().for_each(|(j, row)| {
+        for (c, kjc) in row.iter_mut().enumerate() {
+            let (i, b) = (head[c], b_head.at(c, j));
+            if i != j && b.abs() > noise {
+                let crowding = (r2[i] - b * b).max(0.0).sqrt() + (r2[j] - b * b).max(0.0).sqrt();
+                let gap = (d[i] - d[j]).abs();
+                let damping = if gap > 0.0 {
+                    gap / (gap + CROWDING * crowding)
+                } else {
+                    0.0
+                };
+                *kjc = -damping * jacobi_tangent(d[i], d[j], b);
+            }
+        }
+    });
+    k
+}
+
+/// `t = tan θ` of the Jacobi rotation zeroing `b` between diagonal entries `di` (row) and `dj`.
+fn jacobi_tangent(di: f64, dj: f64, b: f64) -> f64 {
+    let tau = (dj - di) / (2.0 * b);
+    // NOTE: signum keeps the sign of a zero τ (equal diagonals): θ = ±π/4, t = ±1; for huge
+    // |τ| the square root overflows to ∞ and t = 0, as it should.
+    tau.signum() / (tau.abs() + (1.0 + tau * tau).sqrt())
+}
+
+/// Cholesky-QR: `Z L⁻ᵀ` with `ZᵀZ = L Lᵀ` (Gram–Schmidt order: the largest `d` first).
+fn orthonormalise_head(mut z: RowMatrix) -> Result<RowMatrix, RefineFailure> {
+    let gram = RowMatrix::product(&z, true, &z, false);
+    let l = cholesky_lower(&gram.data, z.cols).map_err(|_| RefineFailure::Cholesky)?;
+    solve_right_lower_t(&mut z.data, z.rows, &l, z.cols);
+    Ok(z)
+}
+
+/// The orthonormal basis of the complement of `head` closest to the old tail columns `q_tail`:
+/// `P (PᵀP)^(−1/2)` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
+fn complete_tail(head: &RowMatrix, q_tail: &RowMatrix) -> Result<RowMatrix, RefineFailure> {
+    let c = RowMatrix::product(head, true, q_tail, false);
+    let s = overlap_correction(&RowMatrix::product(&c, false, &c, true))?;
+    let mut p = q_tail.clone();
+    p.add_product(-1.0, head, false, &c, false);
+    let pc = RowMatrix::product(&p, false, &c, true);
+    let pcs = RowMatrix::product(&pc, false, &s, false);
+    p.add_product(1.0, &pcs, false, &c, false);
+    Ok(p)
+}
+
+/// `g(CCᵀ) = X diag(g(σ²)) Xᵀ` for `CCᵀ = X diag(σ²) Xᵀ`, `g(s) = 1/(√(1−s)(1 + √(1−s)))`
+/// (the cancellation-free form of `((1 − s)^(−1/2) − 1)/s`, `g(0) = 1/2`).
+fn overlap_correction(cct: &RowMatrix) -> Result<RowMatrix, RefineFailure> {
+    let eig = SymmetricEigen::new(RowMatrix::symmetric_part(&cct.to_dmatrix()).to_dmatrix());
+    if eig
+        .eigenvalues
+        .iter()
+        .any(|&s| s.is_nan() || s >= TAIL_OVERLAP_LIMIT)
+    {
+        return Err(RefineFailure::TailCollapsed);
+    }
+    let g = eig.eigenvalues.map(|s| {
+        let r = (1.0 - s.max(0.0)).sqrt();
+        1.0 / (r * (1.0 + r))
+    });
+    let x = &eig.eigenvectors;
+    Ok(RowMatrix::from_dmatrix(
+        &(x * DMatrix::from_diagonal(&g) * x.transpose()),
+    ))
+}
+
+/// `√(‖F‖² − ‖d‖²) / ‖F‖`: the off-diagonal mass of an orthonormal basis with Rayleigh
+/// quotients `d`, because `‖QᵀFQ‖_F = ‖F‖_F` (0 for a zero factor).
+fn off_of_rayleigh(norm: f64, d: &[f64]) -> f64 {
+    if norm == 0.0 {
+        return 0.0;
+    }
+    let diagonal = d.iter().map(|x| x * x).sum::<f64>();
+    ((norm * norm - diagonal).max(0.0)).sqrt() / norm
+}
+
+/// True when every column has unit norm and `Qᵀ(Q v) = v` for a fixed probe `v`, both to
+/// [`ORTHONORMAL_PROBE_TOL`] (`O(n²)`; false for NaN).
+fn is_orthonormal(q: &RowMatrix) -> bool {
+    let n = q.cols;
+    let v = RowMatrix {
+        rows: n,
+        cols: 1,
+        data: (0..n).map(|i| (0.7 * i as f64 + 0.3).sin()).collect(),
+    };
+    let back = RowMatrix::product(q, true, &RowMatrix::product(q, false, &v, false), false);
+    let err = back
+        .data
+        .iter()
+        .zip(&v.data)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>();
+    let norms = q.column_dots(q);
+    norms
+        .iter()
+        .all(|x| (x - 1.0).abs() <= ORTHONORMAL_PROBE_TOL)
+        && err.sqrt() <= ORTHONORMAL_PROBE_TOL * v.frobenius()
+}

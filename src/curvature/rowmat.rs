@@ -1,0 +1,142 @@
+//! `RowMatrix`: a plain row-major f64 matrix whose products go through matrixmultiply
+//! (`kernels::gemm`, threaded), for the GEMM-speed eigenbasis refresh (`refine.rs`). nalgebra's
+//! `DMatrix` stays the type of the curvature state; conversions copy (`O(n²)`).
+
+use crate::kernels::gemm::{MatRef, gemm_into};
+use nalgebra::DMatrix;
+
+/// A row-major `rows × cols` matrix of f64.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct RowMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// Row-major elements, `rows · cols` of them.
+    pub data: Vec<f64>,
+}
+
+impl RowMatrix {
+    /// All zeros.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        RowMatrix {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+
+    /// A row-major copy of `m`.
+    pub fn from_dmatrix(m: &DMatrix<f64>) -> Self {
+        RowMatrix {
+            rows: m.nrows(),
+            cols: m.ncols(),
+            data: m.transpose().as_slice().to_vec(),
+        }
+    }
+
+    /// The row-major copy of `(m + mᵀ)/2` for a square `m`.
+    pub fn symmetric_part(m: &DMatrix<f64>) -> Self {
+        let n = m.nrows();
+        let mut s = Self::zeros(n, n);
+        for i in 0..n {
+            for j in 0..n {
+                s.data[i * n + j] = 0.5 * (m[(i, j)] + m[(j, i)]);
+            }
+        }
+        s
+    }
+
+    /// The nalgebra copy.
+    pub fn to_dmatrix(&self) -> DMatrix<f64> {
+        DMatrix::from_row_slice(self.rows, self.cols, &self.data)
+    }
+
+    /// Element `(r, c)`.
+    pub fn at(&self, r: usize, c: usize) -> f64 {
+        self.data[r * self.cols + c]
+    }
+
+    /// The columns `idx`, in that order.
+    pub fn columns(&self, idx: &[usize]) -> Self {
+        let mut out = Self::zeros(self.rows, idx.len());
+        for (src, dst) in self
+            .data
+            .chunks_exact(self.cols)
+            .zip(out.data.chunks_exact_mut(idx.len().max(1)))
+        {
+            for (o, &c) in dst.iter_mut().zip(idx) {
+                *o = src[c];
+            }
+        }
+        out
+    }
+
+    /// `[a | b]`, side by side.
+    pub fn beside(a: &Self, b: &Self) -> Self {
+        assert_eq!(a.rows, b.rows, "RowMatrix::beside: row counts differ");
+        let mut out = Self::zeros(a.rows, a.cols + b.cols);
+        for r in 0..a.rows {
+            let dst = &mut out.data[r * (a.cols + b.cols)..(r + 1) * (a.cols + b.cols)];
+            dst[..a.cols].copy_from_slice(&a.data[r * a.cols..(r + 1) * a.cols]);
+            dst[a.cols..].copy_from_slice(&b.data[r * b.cols..(r + 1) * b.cols]);
+        }
+        out
+    }
+
+    /// `op(a) · op(b)`, where `op` transposes when its flag is set.
+    pub fn product(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
+        let (m, n) = (op_dims(a, ta).0, op_dims(b, tb).1);
+        let mut c = Self::zeros(m, n);
+        c.add_product(1.0, a, ta, b, tb);
+        c
+    }
+
+    /// `self ← self + α · op(a) · op(b)`.
+    ///
+    /// # Panics
+    /// When the shapes do not chain (internal callers build them to match).
+    pub fn add_product(&mut self, alpha: f64, a: &Self, ta: bool, b: &Self, tb: bool) {
+        assert_eq!(
+            (op_dims(a, ta).0, op_dims(b, tb).1),
+            (self.rows, self.cols),
+            "RowMatrix::add_product: output shape"
+        );
+        let ma = MatRef::new(&a.data, a.rows, a.cols, ta);
+        let mb = MatRef::new(&b.data, b.rows, b.cols, tb);
+        gemm_into(alpha, ma, mb, 1.0, &mut self.data);
+    }
+
+    /// `diag(selfᵀ other)`: the dot product of each column with the same column of `other`.
+    pub fn column_dots(&self, other: &Self) -> Vec<f64> {
+        assert_eq!(
+            (self.rows, self.cols),
+            (other.rows, other.cols),
+            "RowMatrix::column_dots: shapes differ"
+        );
+        let mut d = vec![0.0; self.cols];
+        let width = self.cols.max(1);
+        for (a, b) in self
+            .data
+            .chunks_exact(width)
+            .zip(other.data.chunks_exact(width))
+        {
+            for ((di, x), y) in d.iter_mut().zip(a).zip(b) {
+                *di += x * y;
+            }
+        }
+        d
+    }
+
+    /// `‖self‖_F`.
+    pub fn frobenius(&self) -> f64 {
+        self.data.iter().map(|x| x * x).sum::<f64>().sqrt()
+    }
+}
+
+/// Rows and columns of `op(a)`.
+fn op_dims(a: &RowMatrix, t: bool) -> (usize, usize) {
+    if t {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    }
+}

@@ -1,0 +1,276 @@
+//! The eigenbasis refresh policy: each factor is refined from its previous basis by GEMMs
+//! ([`refine_eigenbasis`]) when that is close enough, and decomposed exactly by nalgebra's
+//! `SymmetricEigen` otherwise; every refresh reports, per factor, which path ran and why.
+//!
+//! ```text
+//! exact  if there is no previous basis, warm starts are off, its dims differ, or the factor
+//!        has had `exact_every − 1` warm refreshes in a row (a periodic exact reset)
+//! warm   Q ← refine(F, Q_prev): one iteration, more while off(Q) > tolerance, at most
+//!        max_iterations; d = diag(QᵀFQ) (Rayleigh quotients, clamped ≥ 0)
+//! exact  if off(Q) > tolerance after max_iterations, or the previous basis is unusable
+//! ```
+//!
+//! The exact path is nalgebra's `SymmetricEigen` of the factor's live block: exactly-zero rows
+//! and columns (always-zero pixels, dead units) are split off as eigenvalue-0 coordinate
+//! vectors first (`deflate.rs`), so every basis this policy returns restricts exactly to the
+//! next live block, which is what the warm path starts from.
+//!
+//! with `off(Q) = ‖offdiag(QᵀFQ)‖_F / ‖F‖_F`. The result has the form of the exact path,
+//! `KroneckerBasis { q_a, d_a, q_g, d_g }`, so a block installs either the same way.
+//!
+//! **Why an approximate basis keeps EKFAC's and TEKFAC's guarantee.** Lemma 1 of EKFAC (spec
+//! §4.1, identity 7) holds for *any* orthogonal `Q`: the diagonal minimising `‖F − Q D Qᵀ‖_F`
+//! is `D = diag(QᵀFQ)`, which is what re-scaling measures (`s*`, `Θ`). With `Q = Q_G ⊗ Q_A`
+//! from a warm refresh, `Θ` is still the best diagonal in that basis and `Σ Θ = tr F` still
+//! holds (identity 5); only how much of `F` a diagonal can capture depends on the basis.
+//! K-FAC and TKFAC use `d_a`, `d_g` directly: with a warm basis they precondition with the
+//! factors' pinched parts `Q diag(QᵀAQ) Qᵀ`, which keep the factors' traces (so TKFAC's
+//! `tr Φ = tr Ψ = 1` survives) but differ from `A`, `G` by `off(Q)` in relative Frobenius norm.
+//!
+//! **Defaults** ([`WarmStart::default`]), measured on the real fc1 factors of the MLP preset
+//! (`docs/PERFORMANCE.md`, "Warm-started eigenbasis refresh"): tolerance `0.05`, at most 2
+//! iterations, an exact refresh every 10th time.
+
+use super::basis::eigh;
+use super::basis::{BasisFailure, KroneckerBasis};
+use super::factors::KroneckerFactors;
+use super::refine::{RefineFailure, refine_eigenbasis};
+use nalgebra::{DMatrix, DVector};
+use std::fmt;
+
+/// When to refine the previous basis instead of decomposing afresh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WarmStart {
+    /// Refine from the previous basis at all (`false`: nalgebra at every refresh).
+    pub enabled: bool,
+    /// Largest `off(Q)` accepted from a warm refresh. Default `0.05`.
+    pub tolerance: f64,
+    /// Refinement iterations before falling back to the exact path. Default 2.
+    pub max_iterations: usize,
+    /// Every `exact_every`-th refresh of a factor is exact (0: only when needed). Default 10.
+    pub exact_every: u64,
+}
+
+impl Default for WarmStart {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl WarmStart {
+    /// The defaults (field docs; module docs for how they were measured).
+    pub const DEFAULT: WarmStart = WarmStart {
+        enabled: true,
+        tolerance: 0.05,
+        max_iterations: 2,
+        exact_every: 10,
+    };
+
+    /// Warm starts switched off: the exact path at every refresh.
+    pub fn exact_only() -> Self {
+        WarmStart {
+            enabled: false,
+            ..Self::DEFAULT
+        }
+    }
+}
+
+/// Why a factor was decomposed exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExactReason {
+    /// The first decomposition: no previous basis.
+    NoPrevious,
+    /// Warm starts are switched off.
+    Disabled,
+    /// The previous basis has other dimensions.
+    DimsChanged,
+    /// The periodic exact refresh (`exact_every`).
+    Scheduled,
+    /// The refinement stopped above the tolerance.
+    NotConverged {
+        /// `off(Q)` reached.
+        off_diagonal: f64,
+        /// Iterations run.
+        iterations: usize,
+    },
+    /// The refinement could not run on the previous basis.
+    Failed(RefineFailure),
+}
+
+/// How one factor's basis was obtained.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FactorRefresh {
+    /// Refined from the previous basis.
+    Warm {
+        /// Iterations run.
+        iterations: usize,
+        /// `off(Q)` reached.
+        off_diagonal: f64,
+    },
+    /// Decomposed by nalgebra's `SymmetricEigen`.
+    Exact(ExactReason),
+}
+
+/// What one block refresh did with each factor: the event a front end may print.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefreshReport {
+    /// The input factor (`A` or `δΦ`).
+    pub a: FactorRefresh,
+    /// The output factor (`G` or `δΨ`).
+    pub g: FactorRefresh,
+}
+
+impl fmt::Display for ExactReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExactReason::NoPrevious => f.write_str("first decomposition"),
+            ExactReason::Disabled => f.write_str("warm starts off"),
+            ExactReason::DimsChanged => f.write_str("previous basis has other dimensions"),
+            ExactReason::Scheduled => f.write_str("periodic exact refresh"),
+            ExactReason::NotConverged {
+                off_diagonal,
+                iterations,
+            } => write!(
+                f,
+                "off-diagonal mass {off_diagonal:.2e} above tolerance after {iterations} iterations"
+            ),
+            ExactReason::Failed(why) => write!(f, "warm start failed: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for FactorRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FactorRefresh::Warm {
+                iterations,
+                off_diagonal,
+            } => write!(
+                f,
+                "warm ({iterations} iterations, off-diagonal mass {off_diagonal:.2e})"
+            ),
+            FactorRefresh::Exact(reason) => write!(f, "exact ({reason})"),
+        }
+    }
+}
+
+impl fmt::Display for RefreshReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input factor {}, output factor {}", self.a, self.g)
+    }
+}
+
+/// The refresh policy of one block: the settings and, per factor, how many warm refreshes ran
+/// since its last exact one.
+///
+/// ```
+/// use nalgebra::DMatrix;
+/// use tekfac::curvature::{EigenRefresh, FactorRefresh, KroneckerFactors, WarmStart};
+/// let mut policy = EigenRefresh::new(WarmStart::default());
+/// let f = |s: f64| KroneckerFactors {
+///     a_factor: DMatrix::from_row_slice(2, 2, &[2.0, s, s, 1.0]),
+///     g_factor: DMatrix::from_row_slice(2, 2, &[1.0, 0.0, 0.0, 3.0]),
+///     trace_scale: 1.0,
+/// };
+/// let (basis, report) = policy.refresh(&f(0.1), None).unwrap();
+/// assert!(matches!(report.a, FactorRefresh::Exact(_)));
+/// let (_, report) = policy.refresh(&f(0.11), Some(&basis)).unwrap();
+/// assert!(matches!(report.a, FactorRefresh::Warm { .. }));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct EigenRefresh {
+    settings: WarmStart,
+    /// Consecutive warm refreshes of the input and output factor.
+    warm_streak: [u64; 2],
+}
+
+impl EigenRefresh {
+    /// A policy with `settings` and no history.
+    pub fn new(settings: WarmStart) -> Self {
+        EigenRefresh {
+            settings,
+            warm_streak: [0, 0],
+        }
+    }
+
+    /// A policy with `settings` that resumes a history saved by [`warm_streak`](Self::warm_streak)
+    /// (so a resumed run schedules its exact refreshes as the uninterrupted one would).
+    pub fn resume(settings: WarmStart, warm_streak: [u64; 2]) -> Self {
+        EigenRefresh {
+            settings,
+            warm_streak,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &WarmStart {
+        &self.settings
+    }
+
+    /// Warm refreshes of the input and output factor since their last exact one: the policy's
+    /// only state, for checkpoints.
+    pub fn warm_streak(&self) -> [u64; 2] {
+        self.warm_streak
+    }
+
+    /// The basis of `factors`, refined from `previous` where the policy allows (module docs),
+    /// both factors concurrently. `Err` (and no change to the policy's history) for non-finite
+    /// factors or a failed eigensolver, as [`KroneckerBasis::from_factors`].
+    pub fn refresh(
+        &mut self,
+        factors: &KroneckerFactors,
+        previous: Option<&KroneckerBasis>,
+    ) -> Result<(KroneckerBasis, RefreshReport), BasisFailure> {
+        if !factors.is_finite() {
+            return Err(BasisFailure::NonFinite);
+        }
+        let prev_a = previous.map(|b| &b.q_a);
+        let prev_g = previous.map(|b| &b.q_g);
+        let (a, g) = rayon::join(
+            || self.refresh_factor(&factors.a_factor, prev_a, self.warm_streak[0]),
+            || self.refresh_factor(&factors.g_factor, prev_g, self.warm_streak[1]),
+        );
+        let ((q_a, d_a, how_a), (q_g, d_g, how_g)) = (a?, g?);
+        for (streak, how) in self.warm_streak.iter_mut().zip([how_a, how_g]) {
+            *streak = match how {
+                FactorRefresh::Warm { .. } => *streak + 1,
+                FactorRefresh::Exact(_) => 0,
+            };
+        }
+        let report = RefreshReport { a: how_a, g: how_g };
+        Ok((KroneckerBasis { q_a, d_a, q_g, d_g }, report))
+    }
+
+    /// One factor: the warm path if allowed and good enough, else the exact one.
+    fn refresh_factor(
+        &self,
+        f: &DMatrix<f64>,
+        previous: Option<&DMatrix<f64>>,
+        streak: u64,
+    ) -> Result<(DMatrix<f64>, DVector<f64>, FactorRefresh), BasisFailure> {
+        let s = &self.settings;
+        let reason = match previous {
+            _ if !s.enabled => ExactReason::Disabled,
+            None => ExactReason::NoPrevious,
+            Some(q) if q.shape() != f.shape() => ExactReason::DimsChanged,
+            _ if s.exact_every > 0 && streak + 1 >= s.exact_every => ExactReason::Scheduled,
+            Some(q) => match refine_eigenbasis(f, q, s.tolerance, s.max_iterations) {
+                Ok(r) if r.off_diagonal <= s.tolerance => {
+                    let how = FactorRefresh::Warm {
+                        iterations: r.iterations,
+                        off_diagonal: r.off_diagonal,
+                    };
+                    return Ok((r.q, r.d, how));
+                }
+                Ok(r) => ExactReason::NotConverged {
+                    off_diagonal: r.off_diagonal,
+                    iterations: r.iterations,
+                },
+                Err(RefineFailure::NonFinite) => return Err(BasisFailure::NonFinite),
+                Err(why) => ExactReason::Failed(why),
+            },
+        };
+        let (q, d) = eigh(f)?;
+        Ok((q, d, FactorRefresh::Exact(reason)))
+    }
+}
