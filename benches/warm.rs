@@ -41,7 +41,7 @@ fn factors_along_training(data: &str, steps: usize) -> Vec<Vec<KroneckerFactors>
         stats_interval: 1,
         eigen_interval: 10,
         scale_interval: 1,
-        damping: 0.1,
+        damping: tekfac::optim::DampingPolicy::with_lambda(0.1),
         ..Default::default()
     };
     let mut opt = NaturalGradient::new(Variant::Tekfac, config, &ps).unwrap();

@@ -152,7 +152,10 @@ impl CurvatureBlock {
         let factors = self.require_factors("CurvatureBlock::refresh")?;
         let trace_scale = factors.trace_scale;
         match KroneckerBasis::from_factors(factors) {
-            Ok(basis) => Ok(self.install(basis, trace_scale)),
+            Ok(basis) => {
+                self.install(basis, trace_scale);
+                Ok(())
+            }
             Err(failure) => Err(self.refresh_failed(failure)),
         }
     }
