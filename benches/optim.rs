@@ -1,20 +1,27 @@
 //! Optimizer benchmark: the per-step time of SGD, Adam, K-FAC, EKFAC, TKFAC and TEKFAC on the
 //! MLP and CNN presets at batch 128 (f32, embedded Fashion-MNIST subset), at the default
-//! intervals and at kfac-jax's usual setting (statistics every step, eigenbasis every 10); one
-//! eigen-refresh per factor (nalgebra) next to numpy's LAPACK `eigh`; TEKFAC's FLOP floor from
-//! the GEMM rates of the same run; and the JAX SGD step of `../shared/bench/peer` for the ratio.
+//! intervals and at kfac-jax's usual setting (statistics every step, eigenbasis every 10), next
+//! to EKFAC and TEKFAC with their fast paths off ("-plain": no eigenbasis-parametrised layers,
+//! exact refreshes, f64 statistics) and to the JAX SGD step of `../shared/bench/peer`; then one
+//! eigen-refresh per factor (nalgebra) next to numpy's LAPACK `eigh`, and TEKFAC's FLOP floor
+//! from the GEMM rates of the same run.
 //!
-//! Run: cargo bench --bench optim -- [--threads 2] [--model mlp|cnn|both]
-//!      [--steps 200] [--optimizers sgd,adam,kfac,ekfac,tkfac,tekfac] [--no-peer] [--no-eigen]
+//! Run: flock /tmp/tekfac-bench.lock cargo bench --bench optim -- [--rounds 3] [--threads 2]
+//!      [--model mlp|cnn|both] [--steps 200] [--optimizers sgd,adam,kfac,ekfac,tkfac,tekfac]
+//!      [--no-plain] [--no-peer] [--no-eigen]
 //!
-//! A step's time is the mean over whole intervals (`--steps` is a multiple of 100), so refreshes
-//! are amortized exactly as in training.
+//! The machine drifts by up to 2× within a minute, so every figure is a same-run ratio: each
+//! round times, back to back, the JAX SGD step, tekfac's SGD step and every requested optimizer
+//! at both interval settings (a fast path and its plain twin adjacent, their order alternating
+//! between rounds). The summary gives the median step over rounds and the medians of the
+//! per-round ratios with their [min–max] range. A step's time is the mean over whole intervals
+//! (`--steps` is a multiple of 100), so refreshes are amortized exactly as in training.
 
 #[path = "common/peer.rs"]
 mod peer;
 
 use std::time::Instant;
-use tekfac::curvature::Variant;
+use tekfac::curvature::{Variant, WarmStart};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::kernels::gemm::{MatRef, gemm_into};
 use tekfac::nn::{Cnn, Mlp, Module};
@@ -25,8 +32,95 @@ use tekfac::tensor::{Float, seeded_rng};
 use tekfac::train::{Task, train_step};
 use tekfac::{LayerKind, ParamStore, Tensor};
 
+/// The optimizers `--optimizers` accepts (and its default).
+const OPTIMIZERS: [&str; 6] = ["sgd", "adam", "kfac", "ekfac", "tkfac", "tekfac"];
+
+/// The value following `name` on the command line, if the flag is given.
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+/// True when the bare flag `name` is given.
+fn has_flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// Prints which flag is wrong and what it accepts, then exits with status 2 (usage error).
+fn usage_error(flag: &str, allowed: &str) -> ! {
+    eprintln!("error: {flag} must be {allowed}");
+    eprintln!(
+        "usage: cargo bench --bench optim -- [--rounds 3] [--threads 2] [--model mlp|cnn|both] \
+         [--steps 200] [--optimizers sgd,adam,kfac,ekfac,tkfac,tekfac] [--no-plain] [--no-peer] \
+         [--no-eigen]"
+    );
+    std::process::exit(2);
+}
+
+/// The whole number given with `flag` (`default` when absent); exits 2 unless `ok` accepts it.
+fn count_flag(flag: &str, default: usize, ok: impl Fn(usize) -> bool, allowed: &str) -> usize {
+    if !has_flag(flag) {
+        return default;
+    }
+    match arg(flag).and_then(|s| s.parse().ok()) {
+        Some(v) if ok(v) => v,
+        _ => usage_error(flag, allowed),
+    }
+}
+
+/// The command line, checked before anything runs.
+struct Options {
+    threads: usize,
+    rounds: usize,
+    steps: usize,
+    models: Vec<&'static str>,
+    optimizers: Vec<&'static str>,
+    plain: bool,
+    peer: bool,
+    eigen: bool,
+}
+
+impl Options {
+    /// Parses and checks every flag; a bad value exits 2 naming the flag and its allowed values.
+    fn parse() -> Options {
+        let threads = count_flag("--threads", 2, |t| (1..=256).contains(&t), "in 1..=256");
+        let rounds = count_flag("--rounds", 3, |r| (1..=100).contains(&r), "in 1..=100");
+        let steps = count_flag(
+            "--steps",
+            200,
+            |s| s > 0 && s % 100 == 0,
+            "a positive multiple of 100 (whole eigenbasis intervals)",
+        );
+        let models = match arg("--model").as_deref() {
+            None if !has_flag("--model") => vec!["mlp", "cnn"],
+            Some("both") => vec!["mlp", "cnn"],
+            Some("mlp") => vec!["mlp"],
+            Some("cnn") => vec!["cnn"],
+            _ => usage_error("--model", "one of mlp, cnn, both"),
+        };
+        let optimizers = match arg("--optimizers") {
+            None if has_flag("--optimizers") => usage_error("--optimizers", "a comma list"),
+            None => OPTIMIZERS.to_vec(),
+            Some(list) => (list.split(','))
+                .map(|n| OPTIMIZERS.into_iter().find(|&o| o == n))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_else(|| {
+                    usage_error(
+                        "--optimizers",
+                        "a comma list of sgd, adam, kfac, ekfac, tkfac, tekfac",
+                    )
+                }),
+        };
+        Options {
+            threads,
+            rounds,
+            steps,
+            models,
+            optimizers,
+            plain: !has_flag("--no-plain"),
+            peer: !has_flag("--no-peer"),
+            eigen: !has_flag("--no-eigen"),
+        }
+    }
 }
 
 /// GFLOP/s of an `n×n×n` GEMM in `F` (best of 5).
@@ -49,7 +143,7 @@ fn gemm_rate<F: Float>(n: usize) -> f64 {
 }
 
 /// Statistics / eigenbasis / re-scaling intervals.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Intervals {
     name: &'static str,
     stats: u64,
@@ -70,7 +164,9 @@ const KFAC_JAX: Intervals = Intervals {
     scale: 1,
 };
 
-fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals) -> Box<dyn Optimizer> {
+/// The optimizer `name` at intervals `iv`; `plain` switches EKFAC/TEKFAC's fast paths off
+/// (eigenbasis-parametrised layers, warm-started refreshes, f32 statistics).
+fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals, plain: bool) -> Box<dyn Optimizer> {
     let variant = match name {
         "sgd" => {
             return Box::new(Sgd::new(SgdConfig {
@@ -86,12 +182,17 @@ fn optimizer(name: &str, ps: &ParamStore<f32>, iv: Intervals) -> Box<dyn Optimiz
             .expect("a variant"),
     };
     // NOTE: the library's (and the CLI's) default λ, tuned per variant and network.
-    let config = NgConfig {
+    let mut config = NgConfig {
         stats_interval: iv.stats,
         eigen_interval: iv.eigen,
         scale_interval: iv.scale,
         ..Default::default()
     };
+    if plain {
+        config.eigenbasis_layers = false;
+        config.warm_start = WarmStart::exact_only();
+        config.f32_statistics = false;
+    }
     Box::new(NaturalGradient::new(variant, config, ps).expect("valid config"))
 }
 
@@ -103,6 +204,7 @@ fn model(name: &str, ps: &mut ParamStore<f32>) -> Box<dyn Module<f32>> {
 }
 
 /// Mean step time and its parts (ms): total, statistics, eigenbasis, preconditioning.
+#[derive(Clone, Copy)]
 struct Timing {
     total: f64,
     stats: f64,
@@ -110,17 +212,81 @@ struct Timing {
     precondition: f64,
 }
 
+/// One timed configuration of a round: an optimizer at some intervals, fast or plain.
+#[derive(Clone, Copy)]
+struct Entry {
+    iv: Intervals,
+    name: &'static str,
+    plain: bool,
+}
+
+impl Entry {
+    /// The row label: `tekfac`, or `tekfac-plain` with the fast paths off.
+    fn label(&self) -> String {
+        if self.plain {
+            format!("{}-plain", self.name)
+        } else {
+            self.name.to_string()
+        }
+    }
+}
+
+/// What one round times, in order: tekfac's SGD (the reference, default intervals) first, then
+/// every requested optimizer at each interval setting (SGD and Adam only at the default, which
+/// they ignore), each EKFAC/TEKFAC followed by its plain twin unless `plain` is false.
+fn plan(optimizers: &[&'static str], plain: bool) -> Vec<Entry> {
+    let mut entries = vec![Entry {
+        iv: DEFAULT,
+        name: "sgd",
+        plain: false,
+    }];
+    for iv in [DEFAULT, KFAC_JAX] {
+        for &name in optimizers {
+            let first_order = matches!(name, "sgd" | "adam");
+            if name == "sgd" || (first_order && iv != DEFAULT) {
+                continue;
+            }
+            entries.push(Entry {
+                iv,
+                name,
+                plain: false,
+            });
+            if plain && matches!(name, "ekfac" | "tekfac") {
+                entries.push(Entry {
+                    iv,
+                    name,
+                    plain: true,
+                });
+            }
+        }
+    }
+    entries
+}
+
+/// The order in which round `round` times `plan`: as planned, except that in odd rounds each
+/// fast/plain pair is timed plain first, so drift within a round favours neither.
+fn round_order(plan: &[Entry], round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..plan.len()).collect();
+    if round % 2 == 1 {
+        for (i, e) in plan.iter().enumerate().skip(1) {
+            if e.plain {
+                order.swap(i - 1, i);
+            }
+        }
+    }
+    order
+}
+
 /// Runs one step (first statistics and basis), then times `steps` more over the data.
 fn time_steps(
     model_name: &str,
-    opt_name: &str,
-    iv: Intervals,
+    entry: Entry,
     data: &Dataset,
     steps: usize,
 ) -> Result<Timing, String> {
     let mut ps = ParamStore::<f32>::seeded(0);
     let model = model(model_name, &mut ps);
-    let mut opt = optimizer(opt_name, &ps, iv);
+    let mut opt = optimizer(entry.name, &ps, entry.iv, entry.plain);
     let mut t = Timing {
         total: 0.0,
         stats: 0.0,
@@ -162,6 +328,224 @@ fn time_steps(
     t.eigen /= n;
     t.precondition /= n;
     Ok(t)
+}
+
+/// The median of `v` (not empty).
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// `median [min–max]` of per-round figures, `-` when there are none.
+fn spread(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} [{lo:.2}–{hi:.2}]", median(v))
+}
+
+/// One model's rounds: the JAX SGD step of each round and `timings[round][entry]` of the plan
+/// (an `Err` when that run failed, e.g. diverged).
+struct Rounds {
+    plan: Vec<Entry>,
+    jax: Vec<Option<f64>>,
+    timings: Vec<Vec<Result<Timing, String>>>,
+}
+
+impl Rounds {
+    /// The plan index of the fast `name` at `iv`.
+    fn find(&self, iv: Intervals, name: &str) -> Option<usize> {
+        (self.plan.iter()).position(|e| e.iv == iv && e.name == name && !e.plain)
+    }
+
+    /// Entry `i`'s figure `f` in every round where it ran.
+    fn figures(&self, i: usize, f: impl Fn(&Timing) -> f64) -> Vec<f64> {
+        (self.timings.iter())
+            .filter_map(|row| row[i].as_ref().ok().map(&f))
+            .collect()
+    }
+
+    /// Entry `i`'s per-round step time over `reference(round)`, in rounds where both exist.
+    fn ratios(&self, i: usize, reference: impl Fn(usize) -> Option<f64>) -> Vec<f64> {
+        (self.timings.iter().enumerate())
+            .filter_map(|(r, row)| Some(row[i].as_ref().ok()?.total / reference(r)?))
+            .collect()
+    }
+
+    /// Per-round ratios of entry `i` to tekfac's SGD step (entry 0) of the same round.
+    fn over_sgd(&self, i: usize) -> Vec<f64> {
+        self.ratios(i, |r| self.timings[r][0].as_ref().ok().map(|t| t.total))
+    }
+
+    /// Per-round ratios of entry `i` to the JAX SGD step of the same round.
+    fn over_jax(&self, i: usize) -> Vec<f64> {
+        self.ratios(i, |r| self.jax[r])
+    }
+
+    /// Per-round speed-ups of the fast entry `i` over its plain twin (`plain ÷ fast`), if any.
+    fn gain(&self, i: usize) -> Vec<f64> {
+        let e = self.plan[i];
+        let twin = (self.plan.iter()).position(|p| p.plain && p.iv == e.iv && p.name == e.name);
+        match twin {
+            Some(j) if !e.plain => (self.timings.iter())
+                .filter_map(|row| Some(row[j].as_ref().ok()?.total / row[i].as_ref().ok()?.total))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Times `opts.rounds` rounds of the plan on model `m`, printing each round's table.
+fn run_rounds(m: &str, opts: &Options, data: &Dataset) -> Rounds {
+    let mut rounds = Rounds {
+        plan: plan(&opts.optimizers, opts.plain),
+        jax: Vec::new(),
+        timings: Vec::new(),
+    };
+    for round in 0..opts.rounds {
+        let jax = opts.peer.then(|| peer::jax_step_ms(m, &[])).flatten();
+        let mut row = vec![Err("not run".to_string()); rounds.plan.len()];
+        for i in round_order(&rounds.plan, round) {
+            row[i] = time_steps(m, rounds.plan[i], data, opts.steps);
+        }
+        rounds.jax.push(jax);
+        rounds.timings.push(row);
+        print_round(m, round, opts, &rounds);
+    }
+    rounds
+}
+
+/// The table of the latest round of `rounds`.
+fn print_round(m: &str, round: usize, opts: &Options, rounds: &Rounds) {
+    let jax = rounds.jax[round];
+    println!(
+        "\n### {m}, round {} of {}: per-step time (ms), mean over {} steps after the first",
+        round + 1,
+        opts.rounds,
+        opts.steps
+    );
+    match jax {
+        Some(j) => println!("JAX SGD step (peer, this round): {j:.2} ms"),
+        None if opts.peer => println!("JAX peer not found (run ../shared/bench/peer/setup.sh)"),
+        None => println!("JAX peer skipped (--no-peer)"),
+    }
+    println!(
+        "| intervals | optimizer | step | stats | eigen | precondition | × tekfac SGD | × JAX SGD |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let row = &rounds.timings[round];
+    let sgd = row[0].as_ref().ok().map(|t| t.total);
+    for (e, timing) in rounds.plan.iter().zip(row) {
+        let (iv, label) = (e.iv.name, e.label());
+        match timing {
+            Ok(t) => {
+                let over = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.2}", t.total / r));
+                println!(
+                    "| {iv} | {label} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                    t.total,
+                    t.stats,
+                    t.eigen,
+                    t.precondition,
+                    over(sgd),
+                    over(jax)
+                );
+            }
+            Err(err) => println!("| {iv} | {label} | failed: {err} | | | | | |"),
+        }
+    }
+}
+
+/// Medians over the rounds: step and its parts, and the medians of the per-round ratios to
+/// tekfac's SGD, to the JAX SGD and of the plain twin to the fast path, each with [min–max].
+fn print_summary(m: &str, rounds: &Rounds) {
+    let n = rounds.timings.len();
+    println!(
+        "\n## {m}: summary over {n} rounds — step parts are medians (ms); ratios are medians of \
+         per-round ratios [min–max]"
+    );
+    println!(
+        "| intervals | optimizer | step | stats | eigen | precondition | × tekfac SGD | × JAX SGD \
+         | plain ÷ fast | rounds |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (i, e) in rounds.plan.iter().enumerate() {
+        let totals = rounds.figures(i, |t| t.total);
+        if totals.is_empty() {
+            println!(
+                "| {} | {} | failed in every round | | | | | | | 0 |",
+                e.iv.name,
+                e.label()
+            );
+            continue;
+        }
+        let part = |f: fn(&Timing) -> f64| format!("{:.2}", median(&rounds.figures(i, f)));
+        println!(
+            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} of {n} |",
+            e.iv.name,
+            e.label(),
+            median(&totals),
+            part(|t| t.stats),
+            part(|t| t.eigen),
+            part(|t| t.precondition),
+            spread(&rounds.over_sgd(i)),
+            spread(&rounds.over_jax(i)),
+            spread(&rounds.gain(i)),
+            totals.len()
+        );
+    }
+}
+
+/// Which reference step a target of issue 16 divides by.
+#[derive(Clone, Copy)]
+enum Reference {
+    TekfacSgd,
+    JaxSgd,
+}
+
+/// Issue 16's speed targets: model, intervals, optimizer, reference, largest ratio.
+const TARGETS: [(&str, Intervals, &str, Reference, f64); 4] = [
+    ("mlp", DEFAULT, "tekfac", Reference::TekfacSgd, 3.0),
+    ("mlp", DEFAULT, "ekfac", Reference::TekfacSgd, 3.0),
+    ("mlp", KFAC_JAX, "tekfac", Reference::JaxSgd, 7.0),
+    ("cnn", DEFAULT, "tekfac", Reference::TekfacSgd, 1.3),
+];
+
+/// Issue 16's targets for model `m` that this run measured: the median of the per-round ratios
+/// [min–max] against the bound, and in how many rounds the ratio was within it.
+fn print_targets(m: &str, rounds: &Rounds) {
+    for (model, iv, name, reference, bound) in TARGETS {
+        let Some(i) = rounds.find(iv, name).filter(|_| model == m) else {
+            continue;
+        };
+        let (ratios, what) = match reference {
+            Reference::TekfacSgd => (rounds.over_sgd(i), "tekfac's SGD step"),
+            Reference::JaxSgd => (rounds.over_jax(i), "the JAX SGD step"),
+        };
+        if ratios.is_empty() {
+            continue;
+        }
+        let within = ratios.iter().filter(|&&r| r <= bound).count();
+        let verdict = if median(&ratios) <= bound {
+            "met"
+        } else {
+            "NOT met"
+        };
+        println!(
+            "issue 16 target: {m} {}, {name} ≤ {bound}× {what}: {}, {verdict} by the median \
+             (within the bound in {within} of {} rounds)",
+            iv.name,
+            spread(&ratios),
+            ratios.len()
+        );
+    }
 }
 
 /// FLOPs of one amortized TEKFAC step at batch `b` (sampled Fisher, k = 1), split into the f32
@@ -206,81 +590,55 @@ fn tekfac_flops(ps: &ParamStore<f32>, b: usize, iv: Intervals, low_rank: bool) -
     (f32s, f64s)
 }
 
+/// TEKFAC's FLOP floor at the default intervals against its `measured` step (ms), at the best
+/// GEMM rates seen in this run (`s_rate`, `d_rate` are raised by a fresh measurement).
+fn print_floor(m: &str, measured: Option<f64>, s_rate: &mut f64, d_rate: &mut f64) {
+    let mut ps = ParamStore::<f32>::seeded(0);
+    let _ = model(m, &mut ps);
+    let (f32s, f64s) = tekfac_flops(&ps, 128, DEFAULT, true);
+    // NOTE: the ceiling is the best GEMM rate seen in this run (start and here): a rate
+    // measured during a noisy second would make the floor look slow and the ratio good.
+    *s_rate = s_rate.max(gemm_rate::<f32>(1024));
+    *d_rate = d_rate.max(gemm_rate::<f64>(1024));
+    println!(
+        "\nGEMM 1024³ ceiling of this run: sgemm {s_rate:.1} GFLOP/s, dgemm {d_rate:.1} GFLOP/s"
+    );
+    let floor = (f32s / *s_rate + f64s / *d_rate) / 1e6;
+    let Some(measured) = measured else {
+        return;
+    };
+    println!(
+        "TEKFAC default intervals: {:.3} GFLOP f32 + {:.3} GFLOP f64 per step → floor {floor:.2} ms \
+         at this run's GEMM rates; measured {measured:.2} ms (median over rounds) = {:.2}× the floor",
+        f32s / 1e9,
+        f64s / 1e9,
+        measured / floor
+    );
+}
+
 fn main() {
-    let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(2);
-    let which = arg("--model").unwrap_or_else(|| "both".into());
-    let steps: usize = arg("--steps").and_then(|s| s.parse().ok()).unwrap_or(200);
-    let use_peer = !std::env::args().any(|a| a == "--no-peer");
-    tekfac::set_threads(threads);
+    let opts = Options::parse();
+    tekfac::set_threads(opts.threads);
     tekfac::tensor::retain_freed_memory();
     let data = dataset::load("fashion-mnist-mini", Split::Train, &DataSource::default())
         .expect("the embedded data set");
-    println!("threads {threads}, batch 128, f32 (f64 curvature state), {steps} timed steps");
+    println!(
+        "threads {}, batch 128, f32 (f64 curvature state), {} timed steps, {} rounds",
+        opts.threads, opts.steps, opts.rounds
+    );
     let (mut s_rate, mut d_rate) = (gemm_rate::<f32>(1024), gemm_rate::<f64>(1024));
     println!("GEMM 1024³: sgemm {s_rate:.1} GFLOP/s, dgemm {d_rate:.1} GFLOP/s");
-
-    let models: Vec<&str> = match which.as_str() {
-        "both" => vec!["mlp", "cnn"],
-        m => vec![if m == "cnn" { "cnn" } else { "mlp" }],
-    };
-    let all = "sgd,adam,kfac,ekfac,tkfac,tekfac".to_string();
-    let list = arg("--optimizers").unwrap_or(all);
-    let names: Vec<&str> = list.split(',').collect();
-    let eigen = !std::env::args().any(|a| a == "--no-eigen");
-    for m in models {
-        let jax = use_peer.then(|| peer::jax_step_ms(m, &[])).flatten();
-        println!("\n## {m}: per-step time (ms), mean over {steps} steps after the first");
-        match jax {
-            Some(j) => println!("JAX SGD step (peer, same run): {j:.2} ms"),
-            None => println!("JAX peer not found (run ../shared/bench/peer/setup.sh)"),
-        }
-        println!("| intervals | optimizer | step | stats | eigen | precondition | × JAX SGD |");
-        println!("|---|---|---|---|---|---|---|");
-        let mut tekfac_default = None;
-        for iv in [DEFAULT, KFAC_JAX] {
-            for &name in &names {
-                if iv.stats == 1 && matches!(name, "sgd" | "adam") {
-                    continue;
-                }
-                let t = match time_steps(m, name, iv, &data, steps) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        println!("| {} | {name} | diverged: {e} | | | | |", iv.name);
-                        continue;
-                    }
-                };
-                let ratio = jax.map_or("-".into(), |j| format!("{:.1}", t.total / j));
-                println!(
-                    "| {} | {name} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} |",
-                    iv.name, t.total, t.stats, t.eigen, t.precondition
-                );
-                if name == "tekfac" && iv.stats == DEFAULT.stats {
-                    tekfac_default = Some(t.total);
-                }
-            }
-        }
-        let mut ps = ParamStore::<f32>::seeded(0);
-        let _ = model(m, &mut ps);
-        let (f32s, f64s) = tekfac_flops(&ps, 128, DEFAULT, true);
-        // NOTE: the ceiling is the best GEMM rate seen in this run (start and here): a rate
-        // measured during a noisy second would make the floor look slow and the ratio good.
-        s_rate = s_rate.max(gemm_rate::<f32>(1024));
-        d_rate = d_rate.max(gemm_rate::<f64>(1024));
-        println!(
-            "GEMM 1024³ ceiling of this run: sgemm {s_rate:.1} GFLOP/s, dgemm {d_rate:.1} GFLOP/s"
-        );
-        let floor = (f32s / s_rate + f64s / d_rate) / 1e6;
-        let Some(measured) = tekfac_default else {
-            continue;
-        };
-        println!(
-            "TEKFAC default intervals: {:.3} GFLOP f32 + {:.3} GFLOP f64 per step → floor {floor:.2} ms \
-             at this run's GEMM rates; measured {measured:.2} ms = {:.2}× the floor",
-            f32s / 1e9,
-            f64s / 1e9,
-            measured / floor
-        );
-        if eigen {
+    for &m in &opts.models {
+        let rounds = run_rounds(m, &opts, &data);
+        print_summary(m, &rounds);
+        print_targets(m, &rounds);
+        let tekfac = rounds.find(DEFAULT, "tekfac");
+        let measured = tekfac
+            .map(|i| rounds.figures(i, |t| t.total))
+            .filter(|v| !v.is_empty())
+            .map(|v| median(&v));
+        print_floor(m, measured, &mut s_rate, &mut d_rate);
+        if opts.eigen {
             eigen_table(m, &data);
         }
     }
