@@ -11,7 +11,7 @@ use curvature_common::{EXACT, check, dense_solve, rel_err};
 use nalgebra::DMatrix;
 use ng_common::*;
 use tekfac::curvature::exact::per_example_gradients;
-use tekfac::curvature::{Damping, FastBlock, Variant};
+use tekfac::curvature::{Damping, FastBlock, Variant, WarmStart};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
 use tekfac::optim::{
@@ -82,6 +82,9 @@ fn exact_step_config(momentum: f64, weight_decay: f64) -> NgConfig {
         // stays in standard coordinates; tests/ng_eigenbasis_layers.rs pins the eigenbasis
         // storage to this plain path.
         eigenbasis_layers: false,
+        // NOTE: the block must equal one fitted to the capture exactly: nalgebra at every refresh
+        // (tests/ng_fast_curvature.rs covers the warm-started refresh).
+        warm_start: WarmStart::exact_only(),
         ..Default::default()
     }
 }
