@@ -124,22 +124,14 @@ impl CurvatureBlock {
     /// The statistics step with the batch factors formed elsewhere (the f32 statistics path,
     /// `fast_factors`): blends them into the running average as [`observe`](Self::observe) does.
     pub fn observe_factors(&mut self, batch: KroneckerFactors) -> Result<()> {
-        if batch.dims() != self.dims() {
-            let why = "batch factor dims differ from the block's";
-            let got = Shape::new(&[batch.dims().0, batch.dims().1])?;
-            return Err(self.shape_error("CurvatureBlock::observe_factors", why, got));
-        }
+        self.check_factor_dims("CurvatureBlock::observe_factors", &batch)?;
         self.factors.update(batch);
         Ok(())
     }
 
     /// Replaces the averaged factors (tests, e.g. TEKFAC fed `Φ := A, Ψ := G, δ := 1`).
     pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
-        if factors.dims() != self.dims() {
-            let why = "factor dims differ from the block's";
-            let got = Shape::new(&[factors.dims().0, factors.dims().1])?;
-            return Err(self.shape_error("CurvatureBlock::set_factors", why, got));
-        }
+        self.check_factor_dims("CurvatureBlock::set_factors", &factors)?;
         self.factors.reseed(factors);
         Ok(())
     }
@@ -383,14 +375,32 @@ impl CurvatureBlock {
         })
     }
 
-    fn shape_error(&self, op: &'static str, why: &'static str, got: Shape) -> Error {
-        // NOTE: block dims are at most rank 2, so Shape::new cannot fail here.
-        let left = Shape::new(&[self.d_out, self.d_in_bar]).expect("rank-2 shape");
-        Error::ShapeMismatch {
-            op,
-            why,
-            left,
-            right: got,
+    fn check_factor_dims(&self, op: &'static str, factors: &KroneckerFactors) -> Result<()> {
+        if factors.dims() == self.dims() {
+            return Ok(());
         }
+        let got = Shape::new(&[factors.dims().0, factors.dims().1])?;
+        Err(self.shape_error(op, "factor dims differ from the block's", got))
+    }
+
+    fn shape_error(&self, op: &'static str, why: &'static str, got: Shape) -> Error {
+        block_shape_error(op, why, self.dims(), got)
+    }
+}
+
+/// A shape mismatch against a block of `[d_out, d_in']` (shared with `FastBlock`).
+pub(super) fn block_shape_error(
+    op: &'static str,
+    why: &'static str,
+    (d_out, d_in_bar): (usize, usize),
+    got: Shape,
+) -> Error {
+    // NOTE: block dims are at most rank 2, so Shape::new cannot fail here.
+    let left = Shape::new(&[d_out, d_in_bar]).expect("rank-2 shape");
+    Error::ShapeMismatch {
+        op,
+        why,
+        left,
+        right: got,
     }
 }

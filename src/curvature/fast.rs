@@ -367,13 +367,6 @@ impl<F: Float> FastBlock<F> {
     }
 
     fn shape_error(&self, op: &'static str, why: &'static str, got: Shape) -> Error {
-        // NOTE: block dims are at most rank 2, so Shape::new cannot fail here.
-        let left = Shape::new(&[self.d_out, self.d_in_bar]).expect("rank-2 shape");
-        Error::ShapeMismatch {
-            op,
-            why,
-            left,
-            right: got,
-        }
+        super::block::block_shape_error(op, why, (self.d_out, self.d_in_bar), got)
     }
 }

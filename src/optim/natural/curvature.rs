@@ -49,15 +49,11 @@ impl<F: Float> NaturalGradient<F> {
             .blocks
             .par_iter_mut()
             .enumerate()
-            .map(
-                |(i, b)| match (find(i), find(i).and_then(|c| as_f32(c, f32_path))) {
-                    (_, Some(c)) => {
-                        b.observe_factors(fast_factors(b.variant().trace_restricted(), c)?)
-                    }
-                    (Some(c), None) => b.observe(c),
-                    (None, _) => Ok(()),
-                },
-            )
+            .map(|(i, b)| match with_f32(find(i), f32_path) {
+                (_, Some(c)) => b.observe_factors(fast_factors(b.variant().trace_restricted(), c)?),
+                (Some(c), None) => b.observe(c),
+                (None, _) => Ok(()),
+            })
             .collect();
         results.into_iter().collect()
     }
@@ -89,20 +85,18 @@ impl<F: Float> NaturalGradient<F> {
             .par_iter_mut()
             .zip(&mut self.fast)
             .enumerate()
-            .map(
-                |(i, (b, fast))| match (find(i), find(i).and_then(|c| as_f32(c, f32_path))) {
-                    (_, Some(c)) => {
-                        fast.sync_basis(b);
-                        let batch = match fast.basis().map(f32_basis) {
-                            Some(Some((q_a, q_g))) => fast_corrected_batch(c, q_a, q_g)?,
-                            _ => return b.rescale(c), // no basis yet: the block's own error
-                        };
-                        b.rescale_batch(batch)
-                    }
-                    (Some(c), None) => b.rescale(c),
-                    (None, _) => Ok(()),
-                },
-            )
+            .map(|(i, (b, fast))| match with_f32(find(i), f32_path) {
+                (_, Some(c)) => {
+                    fast.sync_basis(b);
+                    let batch = match fast.basis().map(f32_basis) {
+                        Some(Some((q_a, q_g))) => fast_corrected_batch(c, q_a, q_g)?,
+                        _ => return b.rescale(c), // no basis yet: the block's own error
+                    };
+                    b.rescale_batch(batch)
+                }
+                (Some(c), None) => b.rescale(c),
+                (None, _) => Ok(()),
+            })
             .collect();
         for (r, l) in results.into_iter().zip(&self.layers) {
             if let Err(e) = r {
@@ -110,6 +104,14 @@ impl<F: Float> NaturalGradient<F> {
             }
         }
     }
+}
+
+/// The capture, and the same capture as f32 when the f32 statistics path applies.
+fn with_f32<F: Float>(
+    capture: Option<&LayerCapture<F>>,
+    on: bool,
+) -> (Option<&LayerCapture<F>>, Option<&LayerCapture<f32>>) {
+    (capture, capture.and_then(|c| as_f32(c, on)))
 }
 
 /// The capture as f32, when the f32 statistics path applies (`F` is f32 and it is switched on).
