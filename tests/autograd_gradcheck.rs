@@ -1,9 +1,9 @@
 //! Every op's backward against central finite differences in f64 (relative error ≤ 1e-6),
 //! on several shapes including non-square ones and a batch of one.
 
-mod common;
+mod support;
 
-use common::{GRAD_TOL, away_from_zero, randn, store};
+use support::tensors::{GRAD_TOL, away_from_zero, randn, store};
 use tekfac::gradcheck::{GradCheckOptions, check_gradients, weighted_sum};
 use tekfac::{ParamId, Result, Tape, Var};
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-mod cli_common;
-use cli_common::{assert_usage_error, latest_checkpoint, tekfac, text, tmp};
+mod support;
+use support::cli::{assert_usage_error, latest_checkpoint, tekfac, text, tmp};
 
 /// `(step, train_loss)` of every step row of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<(u64, String)> {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tekfac::checkpoint::{TensorDict, read_dict};
 use tekfac::train::{Checkpoints, RunLock, read_metrics};
 
-mod cli_common;
-use cli_common::{Scratch, assert_usage_error, latest_checkpoint, tekfac, text, tmp};
+mod support;
+use support::cli::{Scratch, assert_usage_error, latest_checkpoint, tekfac, text, tmp};
 
 /// Adam on 2,000 images in batches of 20: 100 steps an epoch, a metrics row every step.
 const SMALL: [&str; 10] = [

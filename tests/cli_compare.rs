@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-mod cli_common;
-use cli_common::{tekfac, text, tmp};
+mod support;
+use support::cli::{tekfac, text, tmp};
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

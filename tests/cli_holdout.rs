@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-mod cli_common;
-use cli_common::{assert_usage_error, tekfac, text, tmp};
+mod support;
+use support::cli::{assert_usage_error, tekfac, text, tmp};
 
 /// The `train_loss` column of the step rows of a run's metrics.csv.
 fn step_losses(dir: &Path) -> Vec<String> {

@@ -3,9 +3,9 @@
 //! seed, no `running` rows without a natural-gradient optimizer, the exact optimizer, and bad
 //! flags refused before anything is written.
 
-mod cli_common;
+mod support;
 
-use cli_common::{assert_usage_error, tekfac, text, tmp};
+use support::cli::{assert_usage_error, tekfac, text, tmp};
 use tekfac::train::track::TRACK_COLUMNS;
 
 /// The rows of a track.csv, checked for form: the header, seven fields, known layers and

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-mod cli_common;
-use cli_common::{Scratch, tekfac, text, tmp};
+mod support;
+use support::cli::{Scratch, tekfac, text, tmp};
 
 /// Every file under `dir` with its bytes and modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {

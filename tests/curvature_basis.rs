@@ -3,7 +3,7 @@
 //! eigensolver never sees them. On an MNIST batch, nalgebra's `SymmetricEigen` returns NaN
 //! eigenvectors for the TKFAC `δΦ` of the MLP preset's fc1 when handed the whole matrix.
 
-mod real_data;
+mod support;
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use tekfac::curvature::{KroneckerBasis, KroneckerFactors};
@@ -57,7 +57,7 @@ fn zero_rows_are_split_off_exactly() {
 )]
 #[test]
 fn mnist_tkfac_factor_gets_a_finite_orthogonal_basis() {
-    real_data::dir();
+    support::data::dir();
     let data = dataset::load("mnist", Split::Test, &DataSource::default()).unwrap();
     let b = data.batch(&(0..128).collect::<Vec<_>>()).unwrap();
     let mut ps = ParamStore::<f32>::seeded(0);

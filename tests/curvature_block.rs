@@ -1,10 +1,10 @@
 //! `CurvatureBlock` beyond the spec's identities: the pinned Kronecker order, every damping mode
 //! against a dense solve, the large-damping limit, and singular factors.
 
-mod curvature_common;
+mod support;
 
-use curvature_common::*;
 use nalgebra::DMatrix;
+use support::curvature::*;
 use tekfac::curvature::exact::{exact_fisher, kron_rows, vec_rows};
 use tekfac::curvature::{Damping, KroneckerFactors, Variant};
 

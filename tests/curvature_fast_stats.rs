@@ -5,17 +5,16 @@
 //! empirical, sampled (k = 2) and exact Fisher. The f64 path (`KroneckerFactors::from_capture`,
 //! `corrected_batch`) is the oracle.
 //!
-//! Tolerance `F32_STATS_TOL` (tests/common): relative Frobenius error 1e-5. Both paths read the
+//! Tolerance `F32_STATS_TOL` (`tests/support/tensors.rs`): relative Frobenius error 1e-5. Both paths read the
 //! same f32 rows; the f32 path rounds each product and each partial sum of at most 256 terms
 //! (matrixmultiply's register block) and 1024 rows (`ROW_BLOCK`) to f32 (`u = 6e-8`), then sums
 //! in f64. Measured: 1e-7 to 1e-6 (printed with `--nocapture`). The negative controls show that
 //! a relative error of 1e-4 and a wrong normalisation, layout or cross-location term fail.
 
-mod common;
-mod real_data;
+mod support;
 
-use common::F32_STATS_TOL;
 use nalgebra::DMatrix;
+use support::tensors::F32_STATS_TOL;
 use tekfac::curvature::{
     CaptureRows, GramSplit, KroneckerBasis, KroneckerFactors, corrected_batch,
     fast_corrected_batch, fast_factors, gram_with,
@@ -355,7 +354,7 @@ fn real_fashion_mnist_captures_match_the_f64_path() {
 )]
 #[test]
 fn real_mnist_captures_match_the_f64_path() {
-    real_data::dir();
+    support::data::dir();
     let data = dataset::load("mnist", Split::Test, &DataSource::default()).unwrap();
     check_presets("mnist", &data, &[FisherType::Sampled { k: 2, seed: 6 }]);
 }

@@ -1,10 +1,10 @@
 //! `CurvatureBlock` robustness and bookkeeping: NaN captures, running averages and re-seeding,
 //! misuse reported as errors, the network damping rules of spec §1.7, f32 captures.
 
-mod curvature_common;
+mod support;
 
-use curvature_common::*;
 use nalgebra::DMatrix;
+use support::curvature::*;
 use tekfac::curvature::{CurvatureBlock, Damping, KroneckerFactors, Variant, trace_adaptive};
 use tekfac::optim::{DampingPolicy, DenseInCnn, default_lambda};
 use tekfac::{Error, LayerCapture};

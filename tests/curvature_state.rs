@@ -1,8 +1,8 @@
 //! A block's state survives `state()` → `restore()`: the same updates afterwards.
 
-mod curvature_common;
+mod support;
 
-use curvature_common::*;
+use support::curvature::*;
 use tekfac::curvature::{CurvatureBlock, Damping, StateArray, Variant};
 
 #[test]

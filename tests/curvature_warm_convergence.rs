@@ -3,16 +3,15 @@
 //! through spectral projectors), head and tail of a large factor, and repeated eigenvalues and
 //! zero blocks that must never break it.
 
-mod curvature_common;
-mod warm_common;
+mod support;
 
-use curvature_common::*;
 use nalgebra::DMatrix;
+use support::curvature::*;
+use support::warm::*;
 use tekfac::curvature::{
     EigenRefresh, KroneckerBasis, KroneckerFactors, MovingAverage, RefineFailure, WarmStart,
     off_diagonal_mass, refine_eigenbasis,
 };
-use warm_common::*;
 
 #[test]
 fn refined_bases_are_orthonormal_to_1e_10_over_chained_refreshes() {

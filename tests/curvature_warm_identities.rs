@@ -4,17 +4,16 @@
 //! approximate (one refinement from another capture's exact basis), and a negative control shows
 //! that a diagonal measured in another basis is not optimal in this one.
 
-mod curvature_common;
-mod warm_common;
+mod support;
 
-use curvature_common::*;
+use support::curvature::*;
+use support::warm::*;
 use tekfac::LayerCapture;
 use tekfac::curvature::exact::{exact_fisher, vec_rows};
 use tekfac::curvature::{
     CaptureRows, KroneckerBasis, KroneckerFactors, corrected_batch, off_diagonal_mass,
     refine_eigenbasis,
 };
-use warm_common::*;
 
 /// A K-FAC (`trace_restricted = false`) or TKFAC basis of `c`'s factors that is deliberately
 /// approximate: one refinement step from the exact basis of another capture's factors.

@@ -3,11 +3,11 @@
 //! singular through its always-zero pixels, refreshed warm without NaN, loss of orthogonality
 //! or a dead pixel leaking into an eigenvector.
 
-mod curvature_common;
-mod warm_common;
+mod support;
 
-use curvature_common::*;
 use nalgebra::DMatrix;
+use support::curvature::*;
+use support::warm::*;
 use tekfac::curvature::{
     EigenRefresh, ExactReason, FactorRefresh, KroneckerBasis, KroneckerFactors, MovingAverage,
     RefineFailure, WarmStart, off_diagonal_mass, refine_eigenbasis,
@@ -15,7 +15,6 @@ use tekfac::curvature::{
 use tekfac::dataset::{self, DataSource, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
 use tekfac::{FisherType, ParamStore, Tape};
-use warm_common::*;
 
 /// Factors of a small block from a seeded capture, a fixed perturbation of them, and a basis.
 fn small_factors(seed: u64, scale: f64) -> KroneckerFactors {

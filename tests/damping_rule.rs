@@ -2,10 +2,10 @@
 //! damping written as a shift of the diagonal in the eigenbasis, applicable to every variant.
 //! f64, synthetic captures, decay 0.
 
-mod curvature_common;
+mod support;
 
-use curvature_common::*;
 use nalgebra::{DMatrix, DVector};
+use support::curvature::*;
 use tekfac::curvature::exact::{self, kron_rows};
 use tekfac::curvature::{CurvatureBlock, Damping, FastBlock, Variant};
 use tekfac::optim::{DampingPolicy, DampingRule};

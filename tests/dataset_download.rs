@@ -1,7 +1,7 @@
 //! Download against a small HTTP/1.1 server that the test starts on 127.0.0.1, serving files
 //! from a temp folder. Nothing here contacts any other address.
 
-mod real_data;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -311,7 +311,7 @@ fn missing_files_and_unreachable_mirrors_give_clear_errors() {
 )]
 #[test]
 fn downloads_real_mnist_from_a_local_mirror() {
-    let data = real_data::dir();
+    let data = support::data::dir();
     let dest = tempfile::tempdir().unwrap();
     let server = Server::start(&data);
     let got = download("mnist", dest.path(), &[&server.url("mnist")], |_| {}).unwrap();

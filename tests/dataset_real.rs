@@ -1,6 +1,6 @@
 //! The real MNIST and Fashion-MNIST files from `$TEKFAC_DATA_DIR` (CI sets it to
 //! `../shared/data`): sizes, class counts and checksums. Ignored, with the reason, when the
-//! tests were built without the variable (see `tests/real_data/mod.rs`); a CI build without it
+//! tests were built without the variable (see `tests/support/data.rs`); a CI build without it
 //! fails.
 
 use tekfac::dataset::checksum::{self, KNOWN_FILES};
@@ -11,7 +11,7 @@ const MNIST_TRAIN_COUNTS: [usize; 10] =
     [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
 const MNIST_TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
 
-mod real_data;
+mod support;
 
 /// Shape, pixel range and class counts of a loaded split.
 fn check(data: &Dataset, n: usize, counts: &[usize]) {
@@ -30,7 +30,7 @@ fn check(data: &Dataset, n: usize, counts: &[usize]) {
 )]
 #[test]
 fn mnist_train_has_60000_images_and_known_class_counts() {
-    real_data::dir();
+    support::data::dir();
     let train = Mnist::load(Split::Train, &DataSource::default()).unwrap();
     check(&train, 60_000, &MNIST_TRAIN_COUNTS);
     assert_eq!(train.class_names()[7], "7");
@@ -44,7 +44,7 @@ fn mnist_train_has_60000_images_and_known_class_counts() {
 )]
 #[test]
 fn mnist_test_has_10000_images_and_known_class_counts() {
-    real_data::dir();
+    support::data::dir();
     let test = Mnist::load(Split::Test, &DataSource::default()).unwrap();
     check(&test, 10_000, &MNIST_TEST_COUNTS);
     assert_eq!(&test.labels()[..3], &[7, 2, 1]);
@@ -56,7 +56,7 @@ fn mnist_test_has_10000_images_and_known_class_counts() {
 )]
 #[test]
 fn fashion_mnist_has_6000_per_class_in_train_and_1000_in_test() {
-    real_data::dir();
+    support::data::dir();
     let train = FashionMnist::load(Split::Train, &DataSource::default()).unwrap();
     check(&train, 60_000, &[6000; 10]);
     assert_eq!(train.class_names()[0], "T-shirt/top");
@@ -70,7 +70,7 @@ fn fashion_mnist_has_6000_per_class_in_train_and_1000_in_test() {
 )]
 #[test]
 fn every_real_file_matches_its_content_checksum() {
-    let root = real_data::dir();
+    let root = support::data::dir();
     let mut checked = 0;
     for known in KNOWN_FILES
         .iter()
@@ -95,7 +95,7 @@ fn every_real_file_matches_its_content_checksum() {
 )]
 #[test]
 fn explicit_dir_finds_the_same_data_and_mini_is_its_prefix() {
-    let root = real_data::dir();
+    let root = support::data::dir();
     let source = DataSource::from_dir(root.join("fashion-mnist"));
     let full = FashionMnist::load(Split::Test, &source).unwrap();
     let mini = FashionMnist::load_mini(Split::Test, &DataSource::default()).unwrap();

@@ -1,9 +1,9 @@
 //! The core engine: gemm against a naive reference, multiple sweeps from one forward, stable
 //! cross-entropy, no-grad mode, clear shape errors, and a small MLP that learns.
 
-mod common;
+mod support;
 
-use common::{MATMUL_TOL, randn, store};
+use support::tensors::{MATMUL_TOL, randn, store};
 use tekfac::nn::{Linear, Module};
 use tekfac::tensor::seeded_rng;
 use tekfac::{Error, ParamId, ParamStore, SweepMode, Tape, Tensor};

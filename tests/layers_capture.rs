@@ -3,13 +3,12 @@
 //! identity 16), an `Exact` capture is the exact Fisher / GGN block built from per-class or
 //! per-output backpropagation, and `Sampled` converges to `Exact` (spec identity 17).
 
-mod common;
-mod common_layers;
+mod support;
 
-use common::randn;
-use common_layers::{
+use support::layers::{
     add_outer, fisher_from_capture, layer_block, per_example_gradients, rel_error,
 };
+use support::tensors::randn;
 use tekfac::nn::{Activation, Conv2d, Linear, Module, Sequential};
 use tekfac::{FisherType, LayerCapture, ParamStore, Result, SweepMode, Tape, Tensor, Var};
 

@@ -2,11 +2,10 @@
 //! definition, im2col and col2im are adjoint, pooling equals a direct window scan, and bad
 //! geometries are errors.
 
-mod common;
-mod common_layers;
+mod support;
 
-use common::{MATMUL_TOL, randn, store};
-use common_layers::naive_conv2d;
+use support::layers::naive_conv2d;
+use support::tensors::{MATMUL_TOL, randn, store};
 use tekfac::kernels::im2col::{ConvGeometry, col2im, col2im_columns, im2col};
 use tekfac::{Error, ParamId, Tape, Tensor};
 

@@ -3,9 +3,9 @@
 //! without bias), both pools, every activation as a module, every loss on a conv net, and the
 //! CNN preset. Inputs are parameters too, so input gradients are checked as well.
 
-mod common;
+mod support;
 
-use common::{GRAD_TOL, randn};
+use support::tensors::{GRAD_TOL, randn};
 use tekfac::gradcheck::{GradCheckOptions, check_gradients, weighted_sum};
 use tekfac::nn::{Activation, AvgPool2d, Cnn, Conv2d, Linear, MaxPool2d, Module, Sequential};
 use tekfac::{ParamId, ParamStore, Result, Tape, Tensor, Var};
@@ -118,7 +118,7 @@ fn pools_match_finite_differences() {
 
 #[test]
 fn activations_as_modules_on_images() {
-    let x = common::away_from_zero(randn(&[2, 3, 4, 5], 5), 1e-3);
+    let x = support::tensors::away_from_zero(randn(&[2, 3, 4, 5], 5), 1e-3);
     let (ps, xid) = with_input(x);
     for act in [
         Activation::Relu,

@@ -2,9 +2,9 @@
 //! conv block, and TEKFAC on the CNN preset training with the CLI's defaults (the literal rule
 //! diverged there within 6 steps; docs/math.md, `src/curvature/damping.rs`).
 
-mod ng_common;
+mod support;
 
-use ng_common::*;
+use support::nets::*;
 use tekfac::curvature::{Damping, Variant};
 use tekfac::dataset::{self, DataSource, LastBatch, Split};
 use tekfac::nn::Cnn;

@@ -3,9 +3,9 @@
 //! order Lemma 1 imposes on the Fisher errors, and the exact optimizer's step. The command,
 //! `tekfac inspect --steps N --every K`, is tested in `tests/cli_inspect.rs`.
 
-mod ng_common;
+mod support;
 
-use ng_common::{Net, conv_net, deep_linear_net, dense_net};
+use support::nets::{Net, conv_net, deep_linear_net, dense_net};
 use tekfac::FisherType;
 use tekfac::ParamStore;
 use tekfac::curvature::Variant;
@@ -118,7 +118,7 @@ fn the_exact_step_is_a_dense_solve() {
         model,
         example: vec![3],
         outputs: 2,
-        loss: ng_common::Loss::Mse,
+        loss: support::nets::Loss::Mse,
     };
     let pass = net.pass(&net.input(4, 1), FisherType::Exact);
     let f = tekfac::curvature::exact::exact_fisher(&pass.captures[0]).unwrap();
@@ -155,7 +155,8 @@ fn exact_optimizer_steps_along_the_exact_damped_natural_gradient() {
         let f = tekfac::curvature::exact::exact_fisher(c).unwrap();
         let g = tekfac::train::track::layer_gradient(info, &before, &pass.grads).unwrap();
         let u = tekfac::curvature::probe::exact_natural_gradient(&f, &g, config.damping).unwrap();
-        let moved = ng_common::param_block(info, &before) - ng_common::param_block(info, &net.ps);
+        let moved =
+            support::nets::param_block(info, &before) - support::nets::param_block(info, &net.ps);
         let err = (&moved - &u * config.lr).norm() / (u.norm() * config.lr);
         assert!(
             err < 1e-10,

@@ -2,20 +2,10 @@
 //! orthonormality tolerance, random orthogonal matrices, factors with a known spectrum and the
 //! spectral projectors they are compared through (eigenvector signs and the order inside a
 //! repeated eigenvalue are arbitrary, projectors are not).
-#![allow(dead_code)]
 
+use super::curvature::{eye, randn};
 use nalgebra::{DMatrix, DVector};
-use tekfac::tensor::{Rng, Tensor};
-
-/// A `[rows, cols]` matrix of standard normal entries.
-fn randn(r: &mut Rng, rows: usize, cols: usize) -> DMatrix<f64> {
-    let t = Tensor::<f64>::randn(&[rows, cols], 0.0, 1.0, r);
-    DMatrix::from_row_slice(rows, cols, t.data())
-}
-
-fn eye(n: usize) -> DMatrix<f64> {
-    DMatrix::identity(n, n)
-}
+use tekfac::tensor::Rng;
 
 /// `‖QᵀQ − I‖_F` must stay below this in f64 (issue 16).
 pub const ORTHONORMAL: f64 = 1e-10;

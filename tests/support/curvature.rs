@@ -1,14 +1,16 @@
-//! Shared helpers for the curvature tests: tolerances, synthetic captures, dense checks.
+//! Shared helpers for the curvature tests: tolerances, synthetic captures, dense checks, and the
+//! statistics of one capture computed the plain way (partial traces, δ by rows, `Stats`).
 //!
 //! Captures are built directly as `LayerCapture<f64>` from random rows (a trailing ones column
 //! for the bias), with per-example scales so that `‖ā‖²` and `‖g‖²` are correlated, which is
 //! what separates K-FAC from TKFAC. Blocks are fitted with decay 0 and a refresh after every
 //! observation, so each identity is exact for the batch at hand.
-#![allow(dead_code)]
 
 use nalgebra::{DMatrix, DVector};
-use tekfac::curvature::exact::per_example_gradients;
-use tekfac::curvature::{CurvatureBlock, Variant, exact};
+use tekfac::curvature::exact::{exact_fisher, per_example_gradients};
+use tekfac::curvature::{
+    CaptureRows, CurvatureBlock, KroneckerBasis, KroneckerFactors, Variant, corrected_batch, exact,
+};
 use tekfac::tensor::{Rng, seeded_rng};
 use tekfac::{LayerCapture, LayerId, LayerInfo, LayerKind, ParamId, Tensor};
 
@@ -178,4 +180,88 @@ pub fn trace(m: &DMatrix<f64>) -> f64 {
 pub fn trace_of_exact(c: &LayerCapture<f64>) -> f64 {
     let dw = per_example_gradients(c).unwrap();
     dw.iter().map(|m| m.norm_squared()).sum::<f64>() / c.examples() as f64
+}
+
+/// `(1/N) Σ_n Σ_s DW_{n,s}ᵀ DW_{n,s}` and `(1/N) Σ_n Σ_s DW_{n,s} DW_{n,s}ᵀ`.
+pub fn exact_partial_traces(c: &LayerCapture<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+    let dw = per_example_gradients(c).unwrap();
+    let n = c.examples() as f64;
+    let dtd = dw.iter().map(|m| m.transpose() * m).sum::<DMatrix<f64>>() / n;
+    let ddt = dw.iter().map(|m| m * m.transpose()).sum::<DMatrix<f64>>() / n;
+    (dtd, ddt)
+}
+
+/// The same rows with every location as its own example: `T·F(pooled)` is the spatially
+/// uncorrelated Fisher `F_SU = E_n Σ_t Σ_s vec(g āᵀ) vec(g āᵀ)ᵀ` (spec §5.2).
+pub fn spatially_uncorrelated_fisher(c: &LayerCapture<f64>) -> DMatrix<f64> {
+    let pooled = LayerCapture {
+        rows_per_example: 1,
+        ..c.clone()
+    };
+    exact_fisher(&pooled).unwrap() * c.rows_per_example as f64
+}
+
+/// `E[Σ_t Σ_s ‖ā_t‖²‖g_{s,t}‖²]` straight from the capture's rows.
+pub fn delta_by_rows(c: &LayerCapture<f64>) -> f64 {
+    let (rows, d_in_bar) = (c.a.dims()[0], c.a.dims()[1]);
+    let sq = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
+    let total: f64 = (0..rows)
+        .map(|r| {
+            let a2 = sq(&c.a.data()[r * d_in_bar..(r + 1) * d_in_bar]);
+            let g2: f64 =
+                c.g.iter()
+                    .map(|g| {
+                        let d = g.dims()[1];
+                        sq(&g.data()[r * d..(r + 1) * d])
+                    })
+                    .sum();
+            a2 * g2
+        })
+        .sum();
+    total / c.examples() as f64
+}
+
+/// A capture's rows as f64 matrices.
+pub fn rows_of(c: &LayerCapture<f64>) -> CaptureRows {
+    CaptureRows::from_capture(c).unwrap()
+}
+
+/// Every curvature statistic of one capture: K-FAC's A, G; TKFAC's δΦ, δΨ, δ; the exact F; s*
+/// and Θ (in fixed bases).
+pub struct Stats {
+    pub kfac: KroneckerFactors,
+    pub tkfac: KroneckerFactors,
+    pub fisher: DMatrix<f64>,
+    pub s_star: DMatrix<f64>,
+    pub theta: DMatrix<f64>,
+}
+
+impl Stats {
+    pub fn of(c: &LayerCapture<f64>, ekfac: &KroneckerBasis, tekfac: &KroneckerBasis) -> Self {
+        let rows = rows_of(c);
+        Stats {
+            kfac: KroneckerFactors::kfac(&rows),
+            tkfac: KroneckerFactors::tkfac(&rows),
+            fisher: exact_fisher(c).unwrap(),
+            s_star: corrected_batch(ekfac, &rows),
+            theta: corrected_batch(tekfac, &rows),
+        }
+    }
+
+    /// Relative errors against `other`, statistic by statistic.
+    pub fn errors(&self, other: &Stats) -> Vec<(&'static str, f64)> {
+        vec![
+            ("A", rel_err(&self.kfac.a_factor, &other.kfac.a_factor)),
+            ("G", rel_err(&self.kfac.g_factor, &other.kfac.g_factor)),
+            ("δΦ", rel_err(&self.tkfac.a_factor, &other.tkfac.a_factor)),
+            ("δΨ", rel_err(&self.tkfac.g_factor, &other.tkfac.g_factor)),
+            (
+                "δ",
+                rel_err_scalar(self.tkfac.trace_scale, other.tkfac.trace_scale),
+            ),
+            ("F", rel_err(&self.fisher, &other.fisher)),
+            ("s*", rel_err(&self.s_star, &other.s_star)),
+            ("Θ", rel_err(&self.theta, &other.theta)),
+        ]
+    }
 }

@@ -5,7 +5,6 @@
 //! build.rs sets that cfg when `TEKFAC_DATA_DIR` is set at build time. Without the data the
 //! test shows as `ignored` with its reason; with it, the test runs and fails if the files are
 //! not there.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

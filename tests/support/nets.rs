@@ -2,7 +2,6 @@
 //! `Linear` and `Conv2d`, one forward/backward with a chosen Fisher type, the captures it hands
 //! out, and curvature blocks fitted to one capture (decay 0, observe → refresh → rescale, so
 //! every identity of spec §7 is exact for that batch).
-#![allow(dead_code)]
 
 use nalgebra::DMatrix;
 use tekfac::curvature::CurvatureBlock;
@@ -231,4 +230,22 @@ pub fn param_block(info: &LayerInfo, ps: &ParamStore<f64>) -> DMatrix<f64> {
             ps.get(info.bias.unwrap()).data()[o]
         }
     })
+}
+
+/// Conv 3→2 (kernel 2×2, stride (1, 2), padding (0, 1)) WITHOUT bias + tanh + flatten + dense
+/// 18→3 with bias, on `[N, 3, 4, 5]` input (3×3 = 9 output locations), cross-entropy.
+pub fn conv_net_no_bias(seed: u64) -> Net {
+    let mut ps = ParamStore::seeded(seed);
+    let model = Sequential::new()
+        .push(Conv2d::new(&mut ps, "conv", 3, 2, (2, 2), (1, 2), (0, 1), false).unwrap())
+        .push(Activation::Tanh)
+        .push(Activation::Flatten)
+        .push(Linear::new(&mut ps, "fc", 18, 3, true).unwrap());
+    Net {
+        ps,
+        model,
+        example: vec![3, 4, 5],
+        outputs: 3,
+        loss: Loss::CrossEntropy,
+    }
 }

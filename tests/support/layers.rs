@@ -1,11 +1,13 @@
-//! Brute-force references for the layer tests: a naive convolution, per-example gradients and
-//! Fisher blocks from captures, and the tape gradient of a layer as one `[W | b]` block.
+//! Brute-force references for the layer tests: a naive convolution, im2col patches by hand,
+//! per-example gradients and Fisher blocks from captures, and the tape gradient of a layer as one
+//! `[W | b]` block.
 //!
 //! Everything here is deliberately the slow, obvious loop, in f64, so that a test compares the
-//! engine against arithmetic a reader can check by eye. Matrices are row-major `Vec<f64>`.
-#![allow(dead_code)]
+//! engine against arithmetic a reader can check by eye. Matrices are row-major `Vec<f64>`
+//! (the patches: a `DMatrix`).
 
-use tekfac::{Gradients, LayerCapture, LayerInfo, ParamStore, Tensor};
+use nalgebra::DMatrix;
+use tekfac::{Gradients, LayerCapture, LayerInfo, LayerKind, ParamStore, Tensor};
 
 /// The 6-loop convolution `y[n,o,i,j] = b[o] + Σ_{c,u,v} w[o,c,u,v]·x[n,c,i·s+u−p, j·s+v−p]`.
 pub fn naive_conv2d(
@@ -116,4 +118,47 @@ pub fn rel_error(a: &[f64], b: &[f64]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
     let norm: f64 = b.iter().map(|y| y * y).sum();
     (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// The im2col patches of `x: [N, C, H, W]` for a conv layer, by the obvious loop: row
+/// `(n·H_out + i)·W_out + j`, column `(c·kh + u)·kw + v` (the weight's `[C_out, C, kh, kw]` order),
+/// zero outside the image, a trailing 1 with a bias.
+pub fn patches_by_hand(x: &Tensor<f64>, info: &LayerInfo) -> DMatrix<f64> {
+    let LayerKind::Conv2d {
+        kernel: (kh, kw),
+        stride: (sh, sw),
+        padding: (ph, pw),
+    } = info.kind
+    else {
+        panic!("{} is not a conv layer", info.name);
+    };
+    let (n, c_in, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    assert_eq!(c_in * kh * kw, info.d_in, "patch length");
+    let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+    let mut m = DMatrix::zeros(n * oh * ow, info.d_in_bar());
+    for e in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                let r = (e * oh + i) * ow + j;
+                for c in 0..c_in {
+                    for u in 0..kh {
+                        for v in 0..kw {
+                            let (y, z) = (
+                                (i * sh + u) as isize - ph as isize,
+                                (j * sw + v) as isize - pw as isize,
+                            );
+                            if y >= 0 && z >= 0 && (y as usize) < h && (z as usize) < w {
+                                m[(r, (c * kh + u) * kw + v)] =
+                                    x.data()[((e * c_in + c) * h + y as usize) * w + z as usize];
+                            }
+                        }
+                    }
+                }
+                if info.bias.is_some() {
+                    m[(r, info.d_in)] = 1.0;
+                }
+            }
+        }
+    }
+    m
 }

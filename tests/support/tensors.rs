@@ -1,5 +1,4 @@
 //! Shared tolerances and helpers for the integration tests.
-#![allow(dead_code)]
 
 use tekfac::tensor::seeded_rng;
 use tekfac::{ParamStore, Tensor};
