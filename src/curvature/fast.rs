@@ -337,6 +337,14 @@ impl<F: Float> FastBlock<F> {
             .collect())
     }
 
+    /// The damped diagonal `D + λ`, row-major `[d_out, d_in']`, that
+    /// [`precondition_in_basis`](Self::precondition_in_basis) divides by: for an update fused
+    /// with the optimizer's step (`optim/natural/update.rs`).
+    pub fn damped_in_basis(&self) -> Result<&[F]> {
+        let (_, prepared) = self.ready("FastBlock::damped_in_basis")?;
+        Ok(&prepared.damped)
+    }
+
     /// The basis in `F`, `None` before the block's first refresh.
     pub fn basis(&self) -> Option<&FastBasis<F>> {
         self.basis.as_ref()

@@ -12,7 +12,7 @@
 //! Z_Hᵀ Z_H = L Lᵀ,  Q'_H = Z_H L⁻ᵀ                            Cholesky-QR of the head
 //! C = Q'_Hᵀ Q_T,  P = Q_T − Q'_H C,  Q'_T = P (PᵀP)^(−1/2)     tail: Löwdin-orthonormal complement,
 //!                 (PᵀP)^(−1/2) = I + Cᵀ g(CCᵀ) C,  g(s) = ((1 − s)^(−1/2) − 1) / s
-//! Q ← [Q'_H | Q'_T],  then Y = F Q, d = diag(QᵀY)
+//! Q ← [Q'_H | Q'_T],  Y ← [F Q'_H | F P + (F P Cᵀ) S C],  F P = Y_T − (F Q'_H) C,  d = diag(QᵀY)
 //! off(Q) = ‖offdiag(QᵀFQ)‖_F / ‖F‖_F = √(‖F‖²_F − ‖d‖²) / ‖F‖_F           (Q orthonormal)
 //! ```
 //!
@@ -32,8 +32,10 @@
 //! it is (it is bounded by the tail's Rayleigh quotients, `|b_ij| ≤ √(d_i d_j)` for a PSD
 //! factor) and only re-orthogonalised against the rotated head. On the MLP's factors a head of
 //! `n/8` columns reaches the same `off(Q)` as rotating all pairs, at a fraction of the cost:
-//! two `n³` GEMMs (`Y = FQ` before and after) plus `O(n²h)` work, instead of five (measured in
-//! `docs/PERFORMANCE.md`). The tail–tail block's share of the off-diagonal mass is known
+//! one `n³` GEMM (`Y = FQ` of the previous basis) plus `O(n²h)` work per iteration, instead of
+//! five (measured in `docs/PERFORMANCE.md`). `Y` of the new basis needs no second `n³` product:
+//! `Q'_T` is linear in `P = Q_T − Q'_H C`, so `F Q'_T` follows from the columns `Y_T = F Q_T`
+//! already formed and `F Q'_H` (`n² h`). The tail–tail block's share of the off-diagonal mass is known
 //! exactly from `B_H`, `d` and `‖F‖` ([`tail_share`]); when it exceeds half (a repeated
 //! eigenvalue cut by the head boundary, or a late iteration that has already fixed the head),
 //! the iteration rotates every column. So do factors of at most [`FULL_ROTATION_UP_TO`] rows.
@@ -179,8 +181,7 @@ fn refine_live(
     let (mut d, mut off) = measure(&q, &y, norm);
     let mut iterations = 0;
     while iterations < max_iterations && (iterations == 0 || off > tolerance) {
-        q = rotate(&q, &y, &d, norm)?;
-        y = RowMatrix::product(&f, false, &q, false);
+        (q, y) = rotate(&f, &q, &y, &d, norm)?;
         (d, off) = measure(&q, &y, norm);
         iterations += 1;
     }
@@ -242,8 +243,15 @@ fn head_size(n: usize) -> usize {
     }
 }
 
-/// One iteration (module docs): the rotated head, then the completed tail, as `[Q'_H | Q'_T]`.
-fn rotate(q: &RowMatrix, y: &RowMatrix, d: &[f64], norm: f64) -> Result<RowMatrix, RefineFailure> {
+/// One iteration (module docs): the rotated head, then the completed tail, as
+/// `Q' = [Q'_H | Q'_T]`, with `Y' = F Q'` for the next iteration ([`product_after`]).
+fn rotate(
+    f: &RowMatrix,
+    q: &RowMatrix,
+    y: &RowMatrix,
+    d: &[f64],
+    norm: f64,
+) -> Result<(RowMatrix, RowMatrix), RefineFailure> {
     let n = q.cols;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| d[j].total_cmp(&d[i]));
@@ -261,11 +269,16 @@ fn rotate(q: &RowMatrix, y: &RowMatrix, d: &[f64], norm: f64) -> Result<RowMatri
     let mut z = q_head;
     z.add_product(1.0, q, false, &k, false);
     let rotated = orthonormalise_head(z)?;
+    let y_head = RowMatrix::product(f, false, &rotated, false);
     if tail.is_empty() {
-        return Ok(rotated);
+        return Ok((rotated, y_head));
     }
-    let completed = complete_tail(&rotated, &q.columns(tail))?;
-    Ok(RowMatrix::beside(&rotated, &completed))
+    let completion = complete_tail(&rotated, &q.columns(tail))?;
+    let y_tail = product_after(&completion, &y.columns(tail), &y_head);
+    Ok((
+        RowMatrix::beside(&rotated, &completion.q_tail),
+        RowMatrix::beside(&y_head, &y_tail),
+    ))
 }
 
 /// `off_TT / off`: the share of the off-diagonal mass in the tail–tail block, which a head
@@ -343,17 +356,44 @@ fn orthonormalise_head(mut z: RowMatrix) -> Result<RowMatrix, RefineFailure> {
     Ok(z)
 }
 
+/// The completed tail `Q'_T = P + (P Cᵀ) S C` of one iteration, with the `C` and `S` it was
+/// built from.
+struct TailCompletion {
+    q_tail: RowMatrix,
+    /// `C = Q'_Hᵀ Q_T`, `[h, n − h]`.
+    c: RowMatrix,
+    /// `S = g(CCᵀ)`, `[h, h]`.
+    s: RowMatrix,
+}
+
 /// The orthonormal basis of the complement of `head` closest to the old tail columns `q_tail`:
-/// `P (PᵀP)^(−1/2)` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
-fn complete_tail(head: &RowMatrix, q_tail: &RowMatrix) -> Result<RowMatrix, RefineFailure> {
+/// `P (PᵀP)^(−1/2) = P + (P Cᵀ) S C` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
+fn complete_tail(head: &RowMatrix, q_tail: &RowMatrix) -> Result<TailCompletion, RefineFailure> {
     let c = RowMatrix::product(head, true, q_tail, false);
     let s = overlap_correction(&RowMatrix::product(&c, false, &c, true))?;
     let mut p = q_tail.clone();
     p.add_product(-1.0, head, false, &c, false);
-    let pc = RowMatrix::product(&p, false, &c, true);
-    let pcs = RowMatrix::product(&pc, false, &s, false);
-    p.add_product(1.0, &pcs, false, &c, false);
-    Ok(p)
+    let q_tail = plus_overlap_term(p, &c, &s);
+    Ok(TailCompletion { q_tail, c, s })
+}
+
+/// `X + (X Cᵀ) S C`: the tail completion applied to `X = P` (the basis) or `X = F P` (its
+/// product with the factor).
+fn plus_overlap_term(mut x: RowMatrix, c: &RowMatrix, s: &RowMatrix) -> RowMatrix {
+    let xc = RowMatrix::product(&x, false, c, true);
+    let xcs = RowMatrix::product(&xc, false, s, false);
+    x.add_product(1.0, &xcs, false, c, false);
+    x
+}
+
+/// `F Q'_T` without an `n³` product: `F P = F Q_T − (F Q'_H) C = Y_T − Y'_H C`, then
+/// `F Q'_T = F P + (F P Cᵀ) S C`, because `Q'_T` is linear in `P`. `O(n² h)` instead of the
+/// `n²(n − h)` of forming it from `F`; `tests/curvature_warm_identities.rs` pins the Rayleigh
+/// quotients and `off(Q)` it yields to a direct `QᵀFQ`.
+fn product_after(tail: &TailCompletion, y_tail: &RowMatrix, y_head: &RowMatrix) -> RowMatrix {
+    let mut fp = y_tail.clone();
+    fp.add_product(-1.0, y_head, false, &tail.c, false);
+    plus_overlap_term(fp, &tail.c, &tail.s)
 }
 
 /// `g(CCᵀ) = X diag(g(σ²)) Xᵀ` for `CCᵀ = X diag(σ²) Xᵀ`, `g(s) = 1/(√(1−s)(1 + √(1−s)))`

@@ -127,6 +127,14 @@ impl<F: Float> NaturalGradient<F> {
             .collect()
     }
 
+    /// True when layer `i` is stored in its eigenbasis and keeps that basis this step: its
+    /// update is then formed in place ([`LayerGrad::InBasis`]), nothing is gathered or rebased.
+    pub(super) fn stays_in_basis(&self, i: usize, params: &ParamStore<F>, wanted: &[bool]) -> bool {
+        wanted[i]
+            && params.eigenbasis(LayerId(i)).is_some()
+            && self.basis_revision[i] == self.fast[i].basis_revision()
+    }
+
     /// Moves each layer's stored weights, momentum and this step's gathered gradient (in the
     /// coordinates the pass was computed in) into the coordinates of this step's update: into a
     /// (new) eigenbasis, between bases after a refresh, or back to the standard ones.
@@ -160,7 +168,7 @@ impl<F: Float> NaturalGradient<F> {
             }
             match &mut grads[i] {
                 LayerGrad::Full(g) => *g = rebase.apply(g),
-                LayerGrad::Rows(_) => {
+                LayerGrad::Rows(_) | LayerGrad::InBasis => {
                     unreachable!("a layer changing coordinates gathers its gradient")
                 }
             }

@@ -224,7 +224,7 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
         let updates = self.precondition_all(params, &grads)?;
         stats.time_precondition = t.elapsed().as_secs_f64();
         let nu = self.kl_clip_factor(params, pass, &grads, &updates)?;
-        let mut update_sq = self.apply_momentum(params, updates, nu);
+        let mut update_sq = self.apply_momentum(params, pass, &grads, updates, nu)?;
         update_sq += self.step_loose(params, pass);
         stats.update_norm = update_sq.sqrt();
         stats.lambda = self
