@@ -492,8 +492,8 @@ pub struct TrainArgs {
     #[serde(default = "yes")]
     pub conv_damping_at_least_lambda: bool,
     /// EKFAC/TEKFAC: refresh the eigenbasis warm-started from the previous one by GEMMs, with
-    /// an exact decomposition first and every 10th time (true), or decompose exactly at every
-    /// refresh (false). K-FAC and TKFAC always decompose exactly.
+    /// an exact decomposition first, every 50th time and whenever it misses its tolerance (true),
+    /// or decompose exactly at every refresh (false). K-FAC and TKFAC always decompose exactly.
     #[arg(long, default_value_t = NgConfig::DEFAULT.warm_start.enabled, action = clap::ArgAction::Set)]
     #[serde(default = "yes")]
     pub warm_refresh: bool,
