@@ -1,21 +1,16 @@
-//! Loading the train and test splits named by `--dataset`, and batching them for evaluation.
+//! The train and evaluation splits named by `--dataset`, `--holdout` and `--train-limit`.
 
 use super::args::TrainArgs;
-use tekfac::dataset::{self, Dataset, Split};
-use tekfac::{Error, Result, Tensor};
+use tekfac::dataset::{self, DataSource, Dataset, Split};
+use tekfac::{Error, Result};
 
 /// Train and evaluation splits of `--dataset` (searched as documented in
-/// `tekfac::dataset::locate`): the test split, or under `--holdout N` the last `N` training
-/// examples (the same for every seed). The train split is then cut to `--train-limit` when set.
+/// `tekfac::dataset::locate`): the test split, or under `--holdout N` the library's validation
+/// split (`tekfac::dataset::load_train_eval`). The train split is then cut to `--train-limit`
+/// when set.
 pub fn load(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
-    let source = args.data_source();
-    let train = dataset::load(&args.dataset, Split::Train, &source)?;
-    let (train, test) = if args.holdout > 0 {
-        hold_out(&train, args.holdout)?
-    } else {
-        let test = dataset::load(&args.dataset, Split::Test, &source)?;
-        (train, test)
-    };
+    let (train, eval) = dataset::load_train_eval(&args.dataset, args.holdout, &args.data_source())
+        .map_err(holdout_error)?;
     let train = match args.train_limit {
         0 => train,
         n if n <= train.len() => train.take(n),
@@ -24,30 +19,25 @@ pub fn load(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
             return Err(super::checks::out_of_range("--train-limit", n, &allowed));
         }
     };
-    Ok((train, test))
+    Ok((train, eval))
 }
 
-/// `(train, validation)` for `--holdout N`: the training split without its last `N` examples,
-/// and those `N`. Errors when nothing would be left to train on.
-pub fn hold_out(train: &Dataset, holdout: usize) -> Result<(Dataset, Dataset)> {
-    let n = train.len();
-    if holdout >= n {
-        return Err(Error::Data(format!(
-            "--holdout {holdout} leaves nothing to train on: {} has {n} training examples",
-            train.name()
-        )));
+/// The examples a `--holdout N` run held out, for `tekfac eval --split validation`.
+pub fn held_out(args: &TrainArgs, source: &DataSource) -> Result<Dataset> {
+    let train = dataset::load(&args.dataset, Split::Train, source)?;
+    Ok(train
+        .split_validation(args.holdout)
+        .map_err(holdout_error)?
+        .1)
+}
+
+/// The library's refusal of a validation split, as a refusal of `--holdout`.
+fn holdout_error(e: Error) -> Error {
+    match e {
+        Error::InvalidArgument {
+            op: "split_validation",
+            msg,
+        } => Error::invalid("--holdout", msg),
+        other => other,
     }
-    Ok((train.subset(0..n - holdout)?, train.subset(n - holdout..n)?))
-}
-
-/// The whole split in order, `size` examples at a time.
-pub fn eval_batches(
-    data: &Dataset,
-    size: usize,
-) -> impl Iterator<Item = Result<(Tensor<f32>, Vec<usize>)>> + '_ {
-    let indices: Vec<usize> = (0..data.len()).collect();
-    let chunks: Vec<Vec<usize>> = indices.chunks(size.max(1)).map(<[usize]>::to_vec).collect();
-    chunks
-        .into_iter()
-        .map(move |idx| data.batch(&idx).map(|b| (b.images, b.labels)))
 }

@@ -37,12 +37,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         )));
     };
     checkpoint.load_weights(&mut params)?;
-    let (loss, acc) = evaluate(
-        model.as_ref(),
-        task,
-        &params,
-        data::eval_batches(&data, 1000),
-    )?;
+    let (loss, acc) = evaluate(model.as_ref(), task, &params, data.eval_batches(1000))?;
     if !loss.is_finite() {
         return Err(Error::NonFinite {
             what: format!("the {split} loss of the weights in {}", a.run.display()),
@@ -65,7 +60,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     say(&line)
 }
 
-/// The examples a `--holdout` run held out (the last `holdout` of the training split).
+/// The examples a `--holdout` run held out (the library's validation split).
 fn held_out(args: &TrainArgs, source: &DataSource) -> Result<Dataset> {
     if args.holdout == 0 {
         return Err(Error::Data(
@@ -74,6 +69,5 @@ fn held_out(args: &TrainArgs, source: &DataSource) -> Result<Dataset> {
                 .into(),
         ));
     }
-    let train = dataset::load(&args.dataset, Split::Train, source)?;
-    Ok(data::hold_out(&train, args.holdout)?.1)
+    data::held_out(args, source)
 }

@@ -1,54 +1,38 @@
-//! A run folder as the CLI lays it out: `config.json` (everything to reproduce the run),
-//! `metrics.csv`, the charts, and `checkpoints/` (written by [`tekfac::train::Checkpoints`]).
-//!
-//! Opening a folder takes its lock (one writer at a time) and removes what a killed run left:
-//! temporary files and folders, and checkpoints older than the newest. A new run in an old
-//! folder also removes the old run's checkpoints and charts, so nothing in the folder belongs
-//! to another run.
+//! A run folder as the CLI lays it out: the library's [`tekfac::train::RunFolder`] (lock,
+//! `metrics.csv`, `checkpoints/`, cleaned of what a killed run left) plus `config.json`
+//! (everything to reproduce the run) and the charts. A new run in an old folder also removes
+//! the old run's charts, so nothing in the folder belongs to another run.
 
 use super::args::TrainArgs;
 use super::charts::{self, Curves};
 use super::say;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tekfac::checkpoint::write_atomic;
-use tekfac::train::{Checkpoint, Checkpoints, MetricsCsv, Position, Row, RunLock, read_metrics};
+use tekfac::train::{
+    Checkpoint, Checkpoints, METRICS_FILE, MetricsCsv, Position, Row, RunFolder, read_metrics,
+};
 use tekfac::{Error, Result};
 
 /// An open run folder, locked for this process.
 pub struct RunDir {
-    path: PathBuf,
-    checkpoints: Checkpoints,
-    _lock: RunLock,
+    folder: RunFolder,
 }
 
 impl RunDir {
-    /// Creates (or reuses) and locks `args.out`, cleans it, and writes `config.json` (with the
-    /// run's `steps_per_epoch`, which places its `step` rows on the epoch axis of the charts).
-    /// `resumed` is the checkpoint a resumed run continues from: it must still be the newest.
+    /// Opens `args.out` ([`RunFolder::open`]), removes an earlier run's charts when this run is
+    /// new, and writes `config.json` (with the run's `steps_per_epoch`, which places its `step`
+    /// rows on the epoch axis of the charts). `resumed` is the checkpoint a resumed run
+    /// continues from.
     pub fn open(
         args: &TrainArgs,
         resumed: Option<&Checkpoint>,
         steps_per_epoch: u64,
     ) -> Result<Self> {
-        let path = args.out.clone();
-        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        let lock = RunLock::acquire(&path)?;
-        let checkpoints = Checkpoints::new(&path);
-        remove_temporaries(&path)?;
-        match resumed {
-            Some(c) => {
-                if checkpoints.latest()?.as_ref() != Some(c) {
-                    return Err(Error::Checkpoint(format!(
-                        "{} changed while this run started; try again",
-                        checkpoints.dir().display()
-                    )));
-                }
-                checkpoints.clean()?;
-            }
-            None => {
-                checkpoints.clear()?;
-                remove_stale_outputs(&path)?;
-            }
+        let folder = RunFolder::open(&args.out, resumed)?;
+        if resumed.is_none() {
+            folder.remove_files(|name| {
+                name.contains("_vs_") && (name.ends_with(".png") || name.ends_with(".svg"))
+            })?;
         }
         let mut config =
             serde_json::to_value(args).map_err(|e| Error::Checkpoint(e.to_string()))?;
@@ -56,42 +40,35 @@ impl RunDir {
         config["steps_per_epoch"] = steps_per_epoch.into();
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| Error::Checkpoint(e.to_string()))?;
-        write_atomic(&path.join("config.json"), text.as_bytes())?;
-        Ok(RunDir {
-            path,
-            checkpoints,
-            _lock: lock,
-        })
+        write_atomic(&folder.path().join("config.json"), text.as_bytes())?;
+        Ok(RunDir { folder })
     }
 
     /// The run's checkpoints.
     pub fn checkpoints(&self) -> &Checkpoints {
-        &self.checkpoints
+        self.folder.checkpoints()
     }
 
     /// `metrics.csv`: new, or for a run resumed at `pos` the rows up to it.
     pub fn metrics(&self, resumed_at: Option<&Position>) -> Result<MetricsCsv> {
-        let path = self.path.join("metrics.csv");
-        match resumed_at {
-            Some(pos) => MetricsCsv::resume(&path, pos),
-            None => MetricsCsv::create(&path),
-        }
+        self.folder.metrics(resumed_at)
     }
 
     /// Writes the run's charts, then prints where everything is and what to run next.
     pub fn finish(&self, args: &TrainArgs, saved: Option<&Checkpoint>) -> Result<()> {
-        let curves = read_curves(&self.path)?;
+        let dir = self.folder.path();
+        let curves = read_curves(dir)?;
         charts::write_curves(
-            &self.path,
+            dir,
             &[(args.optimizer.name().to_string(), curves)],
             false,
             args.eval_split(),
         )?;
-        let dir = self.path.display();
         let checkpoint = saved.map_or(String::new(), |c| {
-            let rel = c.path.strip_prefix(&self.path).unwrap_or(&c.path);
+            let rel = c.path.strip_prefix(dir).unwrap_or(&c.path);
             format!(", checkpoint {}/", rel.display())
         });
+        let dir = dir.display();
         note(
             args,
             &format!(
@@ -117,37 +94,6 @@ pub fn note(args: &TrainArgs, line: &str) -> Result<()> {
     } else {
         say(line)
     }
-}
-
-/// Removes the temporary files a killed process left in `dir` (`.<name>.tmp-<pid>…`, from
-/// atomic writes). Call it while holding the lock.
-fn remove_temporaries(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name.is_some_and(|n| n.starts_with('.') && n.contains(".tmp-")) && path.is_file() {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes what an earlier run in the folder wrote and this run will not overwrite at once: its
-/// charts, and the checkpoint files of the layout before `checkpoints/`.
-fn remove_stale_outputs(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let chart = name.contains("_vs_") && (name.ends_with(".png") || name.ends_with(".svg"));
-        let old_checkpoint = name == "weights.safetensors" || name == "optimizer.safetensors";
-        if (chart || old_checkpoint) && path.is_file() {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// Reads the `config.json` of a run folder (for `--resume` and `eval`).
@@ -178,7 +124,7 @@ pub fn json_line(args: &TrainArgs, row: &Row) -> Result<()> {
 /// fractional epoch `step / steps_per_epoch` (the epoch means when there are none), and the
 /// evaluation after each epoch.
 pub fn read_curves(dir: &Path) -> Result<Curves> {
-    let rows = read_metrics(&dir.join("metrics.csv"))?;
+    let rows = read_metrics(&dir.join(METRICS_FILE))?;
     let mut c = Curves::default();
     let mut steps = Vec::new();
     for r in &rows {

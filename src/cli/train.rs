@@ -327,8 +327,12 @@ impl Session {
     /// Evaluation, the `epoch` row, the checkpoint and the printed line.
     fn end_epoch(&mut self) -> Result<()> {
         let p = &self.p;
-        let eval_batches = data::eval_batches(&p.eval, 1000);
-        let (loss, acc) = evaluate(p.model.as_ref(), p.task, &p.params, eval_batches)?;
+        let (loss, acc) = evaluate(
+            p.model.as_ref(),
+            p.task,
+            &p.params,
+            p.eval.eval_batches(1000),
+        )?;
         let classify = p.task == Task::Classify;
         self.pos.epoch += 1;
         self.pos.batch = 0;

@@ -1,4 +1,4 @@
-//! Seeded shuffling into minibatches.
+//! Seeded shuffling into minibatches (and the in-order batches of an evaluation).
 //!
 //! Epoch `e` visits the examples in the order of a Fisher–Yates permutation drawn from
 //! `seeded_rng(seed ⊕ e·φ)` (φ = 0x9E37_79B9_7F4A_7C15), cut into batches of `batch_size`.
@@ -7,7 +7,7 @@
 
 use super::labeled::{Batch, Dataset};
 use crate::error::{Error, Result};
-use crate::tensor::seeded_rng;
+use crate::tensor::{Tensor, seeded_rng};
 use rand::RngExt;
 
 /// What to do with the last, short batch of an epoch when `batch_size` does not divide `n`.
@@ -161,6 +161,29 @@ impl Dataset {
             data: self,
             batches,
             next: 0,
+        })
+    }
+
+    /// The whole set in order, `size` examples at a time (the last batch may be smaller), as
+    /// `(images, labels)`: what [`crate::train::evaluate`] reads.
+    ///
+    /// ```
+    /// # fn main() -> tekfac::Result<()> {
+    /// use tekfac::dataset::{FashionMnist, DataSource, Split};
+    /// let data = FashionMnist::load_mini(Split::Test, &DataSource::default())?.take(2500);
+    /// let sizes: Vec<usize> = data.eval_batches(1000).map(|b| Ok(b?.1.len())).collect::<tekfac::Result<_>>()?;
+    /// assert_eq!(sizes, [1000, 1000, 500]);
+    /// # Ok(()) }
+    /// ```
+    pub fn eval_batches(
+        &self,
+        size: usize,
+    ) -> impl Iterator<Item = Result<(Tensor<f32>, Vec<usize>)>> + '_ {
+        let n = self.len();
+        let size = size.max(1);
+        (0..n.div_ceil(size)).map(move |i| {
+            let indices: Vec<usize> = (i * size..n.min((i + 1) * size)).collect();
+            self.batch(&indices).map(|b| (b.images, b.labels))
         })
     }
 }

@@ -147,6 +147,33 @@ pub fn load(name: &str, split: Split, source: &DataSource) -> Result<Dataset> {
     }
 }
 
+/// The examples to train on and to evaluate on, for a run of `name`: the training and test
+/// splits, or with `validation = n > 0` the training split cut by
+/// [`Dataset::split_validation`] into all but its last `n` examples and those `n` (then the
+/// test split is not read at all, so nothing chosen on the validation split has seen it).
+///
+/// ```
+/// # fn main() -> tekfac::Result<()> {
+/// use tekfac::dataset::{self, DataSource};
+/// let source = DataSource::default();
+/// let (train, validation) = dataset::load_train_eval("fashion-mnist-mini", 1000, &source)?;
+/// let (all, test) = dataset::load_train_eval("fashion-mnist-mini", 0, &source)?;
+/// assert_eq!(train.len() + validation.len(), all.len());
+/// assert_eq!(test.name(), "fashion-mnist-mini (test)");
+/// # Ok(()) }
+/// ```
+pub fn load_train_eval(
+    name: &str,
+    validation: usize,
+    source: &DataSource,
+) -> Result<(Dataset, Dataset)> {
+    let train = load(name, Split::Train, source)?;
+    match validation {
+        0 => Ok((train, load(name, Split::Test, source)?)),
+        n => train.split_validation(n),
+    }
+}
+
 /// Locates, reads, checks and converts a split of a known data set.
 fn load_kind(kind: DatasetKind, split: Split, source: &DataSource) -> Result<Dataset> {
     let files = locate(kind, split, source)?;

@@ -34,7 +34,7 @@
 //!
 //! Files: `kind` (names, splits, classes), `idx` (reader), `gzip` (members), `checksum`
 //! (table), `locate` (search order), `mnist` (loaders), `labeled` (`Dataset`, `Batch`),
-//! `subsets` (slices, validation split), `batches` (shuffling), `augment` (random flips and
+//! `subsets` (slices, the validation split), `batches` (shuffling), `augment` (random flips and
 //! shifts of training images), `download` (mirrors).
 
 pub mod augment;
@@ -55,4 +55,4 @@ pub use batches::{BatchIter, Batches, LastBatch, permutation};
 pub use kind::{DatasetKind, Split};
 pub use labeled::{Batch, Dataset};
 pub use locate::{DataSource, locate};
-pub use mnist::{FashionMnist, IdxDataset, Mnist, load};
+pub use mnist::{FashionMnist, IdxDataset, Mnist, load, load_train_eval};

@@ -1,7 +1,6 @@
-//! Smaller data sets cut from a `Dataset`: a range, the first `n`, chosen indices, and a seeded
+//! Smaller data sets cut from a `Dataset`: a range, the first `n`, chosen indices, and the
 //! train/validation split. Each copies the examples it keeps, so the result owns its data.
 
-use super::batches::permutation;
 use super::labeled::Dataset;
 use crate::error::{Error, Result};
 use std::ops::Range;
@@ -53,21 +52,35 @@ impl Dataset {
         self.with_parts(self.images()[..n * p].to_vec(), self.labels()[..n].to_vec())
     }
 
-    /// Splits off `validation` examples drawn at random with `seed`: returns
-    /// `(train, validation)`, each keeping the original order of its examples. Errors when
-    /// `validation > len()`.
-    pub fn split_validation(&self, validation: usize, seed: u64) -> Result<(Dataset, Dataset)> {
-        if validation > self.len() {
-            return Err(Error::Data(format!(
-                "{}: cannot hold out {validation} of {} examples for validation",
-                self.name(),
-                self.len()
-            )));
+    /// The validation split of a training set: `(train, validation)`, all but the last `n`
+    /// examples and those `n`, each in its original order. The split depends on nothing but
+    /// `n` (as Keras's `validation_split`, which also takes the last examples), so every seed
+    /// and every optimizer is scored on the same examples. Errors unless `0 < n < len()`.
+    ///
+    /// ```
+    /// # fn main() -> tekfac::Result<()> {
+    /// use tekfac::dataset::{FashionMnist, DataSource, Split};
+    /// let data = FashionMnist::load_mini(Split::Train, &DataSource::default())?;
+    /// let (train, validation) = data.split_validation(1000)?;
+    /// assert_eq!((train.len(), validation.len()), (data.len() - 1000, 1000));
+    /// assert_eq!(validation.image(0), data.image(data.len() - 1000));
+    /// # Ok(()) }
+    /// ```
+    pub fn split_validation(&self, n: usize) -> Result<(Dataset, Dataset)> {
+        let len = self.len();
+        if n == 0 || n >= len {
+            let why = match n {
+                0 => "holds no examples".to_string(),
+                _ => format!(
+                    "leaves nothing to train on: {} has {len} training examples",
+                    self.name()
+                ),
+            };
+            return Err(Error::invalid(
+                "split_validation",
+                format!("a validation split of {n} {why}"),
+            ));
         }
-        let order = permutation(self.len(), seed, 0);
-        let (mut held, mut kept) = (order[..validation].to_vec(), order[validation..].to_vec());
-        held.sort_unstable();
-        kept.sort_unstable();
-        Ok((self.select(&kept)?, self.select(&held)?))
+        Ok((self.subset(0..len - n)?, self.subset(len - n..len)?))
     }
 }

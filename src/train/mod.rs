@@ -1,7 +1,8 @@
 //! The training loop pieces shared by the CLI and the examples: one step (forward, loss,
 //! backward with the optimizer's Fisher type, divergence check, update) and evaluation; and
 //! the run layer around a loop: its [`Position`], [`Checkpoints`] written as one atomic folder
-//! each, `metrics.csv` ([`MetricsCsv`], [`read_metrics`]) and the [`RunLock`] of a run folder.
+//! each, `metrics.csv` ([`MetricsCsv`], [`read_metrics`]), and the [`RunFolder`] that holds
+//! them, opened under its [`RunLock`] and cleaned of what a killed run left.
 //!
 //! The loop itself stays visible in its callers; these functions only keep the step honest:
 //! a NaN or infinity in the loss, a gradient or the updated weights stops training with an
@@ -10,12 +11,14 @@
 mod checkpoints;
 mod metrics;
 mod position;
+mod run_folder;
 mod run_lock;
 pub mod track;
 
 pub use checkpoints::{Checkpoint, Checkpoints};
 pub use metrics::{COLUMNS, MetricsCsv, Row, read_metrics};
 pub use position::{LossSum, Position};
+pub use run_folder::{METRICS_FILE, RunFolder};
 pub use run_lock::RunLock;
 
 use crate::autograd::Tape;
