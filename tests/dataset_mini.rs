@@ -108,8 +108,16 @@ fn subset_take_select_and_validation_split_keep_examples_intact() {
     );
     let (train, val) = test.split_validation(500).unwrap();
     assert_eq!((train.len(), val.len()), (1500, 500));
-    assert_eq!(train, test.take(1500), "the examples before the split, in order");
-    assert_eq!(val, test.subset(1500..2000).unwrap(), "the last 500, in order");
+    assert_eq!(
+        train,
+        test.take(1500),
+        "the examples before the split, in order"
+    );
+    assert_eq!(
+        val,
+        test.subset(1500..2000).unwrap(),
+        "the last 500, in order"
+    );
     let total: Vec<usize> = train
         .class_counts()
         .iter()
