@@ -75,7 +75,10 @@ fn a_resumed_run_keeps_the_newest_checkpoint_and_is_refused_when_it_changed() {
     assert!(stale.exists(), "a refused open keeps every checkpoint");
 
     let run = RunFolder::open(&path, Some(&newest)).unwrap();
-    assert_eq!(run.checkpoints().list().unwrap(), [newest.clone()]);
+    assert_eq!(
+        run.checkpoints().list().unwrap(),
+        std::slice::from_ref(&newest)
+    );
     assert!(
         RunFolder::open(&path, Some(&newest)).is_err(),
         "the lock is held"
