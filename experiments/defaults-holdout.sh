@@ -13,8 +13,8 @@
 #                                                    #  --optimizer tekfac --epochs 10`
 #
 # `bin=` names the tekfac binary (default target/release/tekfac), `out=` the output folder.
-# Runs are niced 19, one at a time; a run is paused (SIGSTOP) while /tmp/tekfac-quiet exists or
-# a benchmark holds /tmp/tekfac-bench.lock, and resumed (SIGCONT) after. Training is
+# Runs are niced 19, one at a time; a run is paused (SIGSTOP) while /tmp/tekfac-quiet exists
+# (the shared machine's quiet periods for benchmarks) and resumed (SIGCONT) after. Training is
 # deterministic, so a pause changes only the wall-clock seconds. A run whose NAME.done exists
 # is skipped.
 set -u
@@ -22,7 +22,7 @@ bin=${bin:-target/release/tekfac}
 out=${out:-runs/defaults-holdout}
 export TEKFAC_DATA_DIR=${TEKFAC_DATA_DIR:-/work/shared/data}
 
-busy() { [ -e /tmp/tekfac-quiet ] || ! flock -n /tmp/tekfac-bench.lock true; }
+busy() { [ -e /tmp/tekfac-quiet ]; }
 
 # run NAME ARGS...: `$bin train ARGS --out $out/NAME`, log in $out/NAME.log.
 run() {

@@ -2,13 +2,15 @@
 //! backward with the optimizer's Fisher type, divergence check, update) and evaluation; and
 //! the run layer around a loop: its [`Position`], [`Checkpoints`] written as one atomic folder
 //! each, `metrics.csv` ([`MetricsCsv`], [`read_metrics`]), and the [`RunFolder`] that holds
-//! them, opened under its [`RunLock`] and cleaned of what a killed run left.
+//! them, opened under its [`RunLock`] and cleaned of what a killed run left; and
+//! [`RunDefaults`], the weight decay and learning-rate schedule a run uses by default.
 //!
 //! The loop itself stays visible in its callers; these functions only keep the step honest:
 //! a NaN or infinity in the loss, a gradient or the updated weights stops training with an
 //! error naming the step and the first offending parameter, before anything is saved.
 
 mod checkpoints;
+mod defaults;
 mod metrics;
 mod position;
 mod run_folder;
@@ -16,6 +18,7 @@ mod run_lock;
 pub mod track;
 
 pub use checkpoints::{Checkpoint, Checkpoints};
+pub use defaults::RunDefaults;
 pub use metrics::{COLUMNS, MetricsCsv, Row, read_metrics};
 pub use position::{LossSum, Position};
 pub use run_folder::{METRICS_FILE, RunFolder};
