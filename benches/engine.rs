@@ -1,22 +1,43 @@
-//! Engine benchmark: f32 GEMM GFLOP/s and the SGD-momentum training step of the 784-512-256-10
-//! ReLU MLP at batch 128, side by side with the JAX peer (`../shared/bench/peer`) when its venv
-//! exists (`../shared/bench/peer/setup.sh`).
+//! Engine benchmark: f32 GEMM rates, and the training step of the MLP preset 784-512-256-10
+//! (ReLU) at batch 128 with SGD-momentum and with Adam, side by side with the JAX peer
+//! (`../shared/bench/peer`) when its venv exists (`../shared/bench/peer/setup.sh`). With `--cli`
+//! it times one epoch of `tekfac train` instead: a 2-epoch run minus a 1-epoch run on
+//! Fashion-MNIST (`TEKFAC_DATA_DIR`), against the peer's epoch of jitted steps.
 //!
-//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer]
+//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli]
+//!
+//! NOTE: the shared machines drift by 2× within a minute. Each round times SGD, then Adam, then
+//! the peer, and every ratio reported is the median of the per-round ratios, with their range.
 
 #[path = "common/peer.rs"]
 mod peer;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Instant;
 use tekfac::kernels::gemm::{MatRef, gemm_into};
-use tekfac::nn::{Linear, Module};
-use tekfac::optim::{Optimizer, Sgd, SgdConfig};
+use tekfac::nn::{Mlp, Module};
+use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
 use tekfac::{ParamStore, Tape, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+fn arg(name: &str) -> Option<usize> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// `median (min–max)` of per-round ratios.
+fn spread(ratios: &[f64]) -> String {
+    let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = ratios.iter().cloned().fold(0.0, f64::max);
+    format!("{:.2} (rounds {lo:.2}-{hi:.2})", median(ratios.to_vec()))
 }
 
 /// Median seconds per call of `f` over `blocks` blocks of `reps` calls, after a warm-up.
@@ -53,129 +74,197 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     2.0 * (m * k * n) as f64 / s / 1e9
 }
 
-/// Milliseconds of (forward, backward, update) of one MLP step, medians.
-fn mlp_breakdown(
-    ps: &mut ParamStore<f32>,
-    layers: &[Linear],
-    x: &Tensor<f32>,
-    y: &[usize],
-    opt: &mut Sgd<f32>,
-) -> [f64; 3] {
-    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..200 {
-        let t0 = Instant::now();
-        let mut t = Tape::new(ps);
-        let mut h = t.input(x.clone());
-        for (i, l) in layers.iter().enumerate() {
-            h = l.forward(&mut t, h).unwrap();
-            if i < 2 {
-                h = t.relu(h);
-            }
-        }
-        let loss = t.cross_entropy(h, y).unwrap();
-        let t1 = Instant::now();
-        let out = t.backward(loss).unwrap();
-        let t2 = Instant::now();
-        opt.step(ps, &out).unwrap();
-        let t3 = Instant::now();
-        for (p, (a, b)) in parts.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
-            p.push((b - a).as_secs_f64() * 1e3);
-        }
-    }
-    parts.map(median)
+/// The MLP preset, one optimizer and one batch, as `tekfac train --model mlp` steps them.
+struct MlpStep {
+    ps: ParamStore<f32>,
+    model: Mlp,
+    opt: Box<dyn Optimizer<f32>>,
+    x: Tensor<f32>,
+    y: Vec<usize>,
 }
 
-fn mlp_step_ms() -> f64 {
-    let mut ps = ParamStore::<f32>::seeded(0);
-    let sizes = [784, 512, 256, 10];
-    let layers: Vec<Linear> = (0..3)
-        .map(|i| {
-            Linear::new(
-                &mut ps,
-                &format!("fc{}", i + 1),
-                sizes[i],
-                sizes[i + 1],
-                true,
-            )
-            .unwrap()
-        })
-        .collect();
-    let mut rng = seeded_rng(1);
-    let x = Tensor::<f32>::rand_uniform(&[128, 784], 0.0, 1.0, &mut rng);
-    let y: Vec<usize> = (0..128).map(|i| i % 10).collect();
-    let mut opt = Sgd::new(SgdConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        ..Default::default()
-    });
-    let s = time(50, 7, || {
-        let mut t = Tape::new(&ps);
-        let mut h = t.input(x.clone());
-        for (i, l) in layers.iter().enumerate() {
-            h = l.forward(&mut t, h).unwrap();
-            if i < 2 {
-                h = t.relu(h);
+impl MlpStep {
+    fn new(opt: Box<dyn Optimizer<f32>>) -> Self {
+        let mut ps = ParamStore::<f32>::seeded(0);
+        let model = Mlp::new(&mut ps, 784, 10).expect("the MLP preset registers its parameters");
+        let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut seeded_rng(1));
+        let y = (0..128).map(|i| i % 10).collect();
+        MlpStep {
+            ps,
+            model,
+            opt,
+            x,
+            y,
+        }
+    }
+
+    /// One step; returns the end times of its forward (with the loss) and backward passes.
+    fn step(&mut self) -> (Instant, Instant) {
+        let mut tape = Tape::new(&self.ps);
+        let xv = tape.input(self.x.clone());
+        let logits = self.model.forward(&mut tape, xv).expect("valid shapes");
+        let loss = tape.cross_entropy(logits, &self.y).expect("valid labels");
+        let forward = Instant::now();
+        let pass = tape.backward(loss).expect("a loss node");
+        let backward = Instant::now();
+        self.opt.step(&mut self.ps, &pass).expect("matching shapes");
+        (forward, backward)
+    }
+
+    /// Median milliseconds per step (7 blocks of 50 steps).
+    fn step_ms(&mut self) -> f64 {
+        time(50, 7, || {
+            self.step();
+        }) * 1e3
+    }
+
+    /// Median milliseconds of (forward, backward, update) over 200 single steps.
+    fn breakdown(&mut self) -> [f64; 3] {
+        let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..200 {
+            let start = Instant::now();
+            let (forward, backward) = self.step();
+            let end = Instant::now();
+            for (p, (a, b)) in
+                parts
+                    .iter_mut()
+                    .zip([(start, forward), (forward, backward), (backward, end)])
+            {
+                p.push((b - a).as_secs_f64() * 1e3);
             }
         }
-        let loss = t.cross_entropy(h, &y).unwrap();
-        let out = t.backward(loss).unwrap();
-        opt.step(&mut ps, &out).unwrap();
-    });
-    let [f, b, u] = mlp_breakdown(&mut ps, &layers, &x, &y, &mut opt);
-    println!("  breakdown: forward {f:.2} ms, backward {b:.2} ms, update {u:.2} ms");
-    s * 1e3
+        parts.map(median)
+    }
 }
 
-fn main() {
-    let threads = std::env::args()
-        .skip_while(|a| a != "--threads")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tekfac::set_threads(threads);
-    let retained = tekfac::tensor::retain_freed_memory();
-    println!("allocator keeps freed memory: {retained}");
-    println!("threads: {threads}");
-    for (m, k, n) in [(128, 784, 512), (1024, 1024, 1024)] {
-        println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));
-    }
-    let rounds: usize = std::env::args()
-        .skip_while(|a| a != "--rounds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let use_peer = !std::env::args().any(|a| a == "--no-peer");
-    // NOTE: the shared machines drift by 2x within a minute; each round times tekfac then the
-    // JAX peer, and the ratio reported is the median of the per-round ratios.
-    let (mut ours, mut jax, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+fn sgd() -> Box<dyn Optimizer<f32>> {
+    Box::new(Sgd::new(SgdConfig::default()))
+}
+
+fn adam() -> Box<dyn Optimizer<f32>> {
+    Box::new(Adam::new(AdamConfig::default()))
+}
+
+/// Rounds of (SGD step, Adam step, JAX step), and the ratios of each round.
+fn step_rounds(rounds: usize, use_peer: bool) {
+    let (mut sgd_ms, mut adam_ms, mut jax_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut vs_jax, mut adam_vs_sgd) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let o = mlp_step_ms();
-        let j = if use_peer {
-            peer::jax_step_ms("mlp", &["--blocks", "5", "--steps", "50"])
-        } else {
-            None
-        };
+        // NOTE: fresh weights each round. Training on one batch for thousands of steps drives
+        // the gradients of that batch to 0 and the momentum buffers into subnormal numbers,
+        // whose arithmetic is many times slower: a benchmark artefact.
+        let (mut sgd_step, mut adam_step) = (MlpStep::new(sgd()), MlpStep::new(adam()));
+        let s = sgd_step.step_ms();
+        let [f, b, u] = sgd_step.breakdown();
+        let a = adam_step.step_ms();
+        let [_, _, au] = adam_step.breakdown();
+        let j = use_peer
+            .then(|| peer::jax_step_ms("mlp", &["--blocks", "5", "--steps", "50"]))
+            .flatten();
         let shown = j.map_or("-".into(), |j| format!("{j:.2}"));
-        println!("round {round}: tekfac {o:.2} ms, JAX {shown} ms");
-        ours.push(o);
+        println!(
+            "round {round}: SGD {s:.2} ms (forward {f:.2}, backward {b:.2}, update {u:.2}), \
+             Adam {a:.2} ms (update {au:.2}), JAX {shown} ms"
+        );
+        sgd_ms.push(s);
+        adam_ms.push(a);
+        adam_vs_sgd.push(a / s);
         if let Some(j) = j {
-            jax.push(j);
-            ratios.push(o / j);
+            jax_ms.push(j);
+            vs_jax.push(s / j);
         }
     }
-    let o = median(ours);
     println!(
-        "MLP 784-512-256-10 SGD step, batch 128: tekfac {o:.2} ms (median of {rounds} rounds)"
+        "MLP 784-512-256-10, batch 128: SGD step {:.2} ms, Adam step {:.2} ms (medians of {rounds} rounds)",
+        median(sgd_ms),
+        median(adam_ms)
     );
-    if ratios.is_empty() {
+    println!("Adam step / SGD step = {}", spread(&adam_vs_sgd));
+    if vs_jax.is_empty() {
         println!("JAX peer not found (run ../shared/bench/peer/setup.sh); no ratio");
     } else {
         println!(
-            "MLP step: JAX {:.2} ms, ratio tekfac/JAX = {:.2} (median of per-round ratios; range {:.2}-{:.2})",
-            median(jax),
-            median(ratios.clone()),
-            ratios.iter().cloned().fold(f64::MAX, f64::min),
-            ratios.iter().cloned().fold(0.0, f64::max),
+            "JAX step {:.2} ms; SGD step tekfac / JAX = {}",
+            median(jax_ms),
+            spread(&vs_jax)
         );
     }
+}
+
+/// Wall-clock seconds of `tekfac train` on Fashion-MNIST for `epochs` epochs (MLP, SGD).
+fn cli_seconds(epochs: usize, threads: usize, out: &PathBuf) -> f64 {
+    let _ = std::fs::remove_dir_all(out);
+    let start = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_tekfac"))
+        .args(["train", "--dataset", "fashion-mnist", "--model", "mlp"])
+        .args([
+            "--optimizer",
+            "sgd",
+            "--quiet",
+            "--epochs",
+            &epochs.to_string(),
+        ])
+        .args(["--threads", &threads.to_string(), "--out"])
+        .arg(out)
+        .status()
+        .expect("the tekfac binary runs");
+    assert!(
+        status.success(),
+        "tekfac train failed (is TEKFAC_DATA_DIR set?)"
+    );
+    start.elapsed().as_secs_f64()
+}
+
+/// Rounds of (CLI epoch, JAX epoch): the epoch of `tekfac train` is a 2-epoch run minus a
+/// 1-epoch run, so start-up, data loading and the first evaluation cancel out.
+fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
+    let out = std::env::temp_dir().join(format!("tekfac-bench-cli-{}", std::process::id()));
+    let (mut ours, mut jax, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let one = cli_seconds(1, threads, &out);
+        let two = cli_seconds(2, threads, &out);
+        let epoch = two - one;
+        let j = use_peer
+            .then(|| peer::jax_run("mlp", &["--blocks", "1", "--steps", "10", "--epochs", "2"]))
+            .flatten()
+            .and_then(|v| v["epoch_s"]["median"].as_f64());
+        let shown = j.map_or("-".into(), |j| format!("{j:.3}"));
+        println!(
+            "round {round}: tekfac train epoch {epoch:.3} s ({:.3} ms per step of 468), JAX epoch {shown} s",
+            epoch / 468.0 * 1e3
+        );
+        ours.push(epoch);
+        if let Some(j) = j {
+            jax.push(j);
+            ratios.push(epoch / j);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    println!(
+        "tekfac train epoch (2 epochs - 1 epoch): {:.3} s",
+        median(ours)
+    );
+    if !ratios.is_empty() {
+        println!(
+            "JAX epoch {:.3} s; tekfac / JAX = {}",
+            median(jax),
+            spread(&ratios)
+        );
+    }
+}
+
+fn main() {
+    let threads = arg("--threads").unwrap_or(2);
+    let rounds = arg("--rounds").unwrap_or(5);
+    let use_peer = !std::env::args().any(|a| a == "--no-peer");
+    tekfac::set_threads(threads);
+    let retained = tekfac::tensor::retain_freed_memory();
+    println!("threads: {threads}; allocator keeps freed memory: {retained}");
+    if std::env::args().any(|a| a == "--cli") {
+        return cli_rounds(rounds, threads, use_peer);
+    }
+    for (m, k, n) in [(128, 784, 512), (512, 128, 784), (1024, 1024, 1024)] {
+        println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));
+    }
+    step_rounds(rounds, use_peer);
 }

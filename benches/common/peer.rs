@@ -11,10 +11,10 @@ fn python() -> Option<&'static str> {
     Path::new(PYTHON).exists().then_some(PYTHON)
 }
 
-/// Median milliseconds of the JAX jit SGD-momentum step of `model` (`mlp` or `cnn`), with extra
-/// arguments for `bench_jax_train.py`; `None` when the peer is not installed or fails.
+/// The JSON line of the JAX peer's `bench_jax_train.py --model <model>` with extra arguments;
+/// `None` when the peer is not installed or fails.
 #[allow(dead_code)] // not used by benches/warm.rs
-pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
+pub fn jax_run(model: &str, extra: &[&str]) -> Option<serde_json::Value> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/bench/peer/bench_jax_train.py"
@@ -24,7 +24,7 @@ pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
     }
     let out = Command::new(python()?)
         .arg(script)
-        .args(["--model", model, "--epochs", "0"])
+        .args(["--model", model])
         .args(extra)
         .output()
         .ok()?;
@@ -32,8 +32,18 @@ pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
         .lines()
         .last()?
         .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-    v["step_ms"]["median"].as_f64()
+    serde_json::from_str(&line).ok()
+}
+
+/// Median milliseconds of the JAX jit SGD-momentum step of `model` (`mlp` or `cnn`), with extra
+/// arguments for `bench_jax_train.py`; `None` when the peer is not installed or fails.
+#[allow(dead_code)] // not used by benches/warm.rs
+pub fn jax_step_ms(model: &str, extra: &[&str]) -> Option<f64> {
+    let args: Vec<&str> = ["--epochs", "0"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    jax_run(model, &args)?["step_ms"]["median"].as_f64()
 }
 
 /// Best-of-3 milliseconds of `numpy.linalg.eigh` (LAPACK) on a random `n × n` SPD matrix in f64.

@@ -286,7 +286,7 @@ fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) ->
         Op::Sigmoid(x) => sw.add(*x, activation::sigmoid_backward(y, g)),
         Op::LogSoftmax(x) => sw.add(*x, activation::log_softmax_backward(y, g)),
         Op::MatMul { a, b, ta, tb } => matmul::matmul_backward(sw, *a, *b, *ta, *tb, &g),
-        Op::Dense { x, w, b, layer } => dense::dense_backward(sw, *x, *w, *b, *layer, g),
+        Op::Dense(node) => dense::dense_backward(sw, node, y, g),
         Op::EigenDense(node) => eigen_dense::eigen_dense_backward(sw, node, g),
         Op::Conv2d(node) => conv2d::conv2d_backward(sw, node, g),
         Op::MaxPool2d { x, argmax } => {

@@ -6,9 +6,10 @@
 use super::tape::Var;
 use crate::kernels::im2col::ConvGeometry;
 use crate::ops::conv2d::Conv2dNode;
+use crate::ops::dense::DenseNode;
 use crate::ops::eigen_dense::EigenDenseNode;
 use crate::ops::loss::LossKind;
-use crate::params::{LayerId, ParamId};
+use crate::params::ParamId;
 use crate::tensor::{Float, Tensor};
 
 /// The recorded operation of one tape node.
@@ -35,13 +36,9 @@ pub(crate) enum Op<F: Float> {
     Sigmoid(Var),
     /// `op(a)·op(b)` with optional transposes.
     MatMul { a: Var, b: Var, ta: bool, tb: bool },
-    /// Fused dense layer `x·Wᵀ + b`; its backward can emit a `LayerCapture`.
-    Dense {
-        x: Var,
-        w: Var,
-        b: Option<Var>,
-        layer: Option<LayerId>,
-    },
+    /// Fused dense layer `x·Wᵀ + b` (optionally with a fused ReLU); its backward can emit a
+    /// `LayerCapture`.
+    Dense(DenseNode),
     /// The dense layer stored in its Kronecker eigenbasis (`W̄ = Q_G W̃ Q_Aᵀ`); the node keeps
     /// `â = ā Q_A`.
     EigenDense(Box<EigenDenseNode<F>>),

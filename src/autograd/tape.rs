@@ -134,7 +134,7 @@ impl<'p, F: Float> Tape<'p, F> {
     pub fn first_non_finite_layer(&self) -> Option<crate::params::LayerId> {
         self.nodes.iter().find_map(|n| {
             let layer = match &n.op {
-                Op::Dense { layer, .. } => *layer,
+                Op::Dense(node) => node.layer,
                 Op::Conv2d(node) => node.layer,
                 _ => None,
             };

@@ -9,15 +9,12 @@
 //!   [`weight_grad_per_example`]: `Σ_n g_n·ā_n` from the NCHW gradient);
 //! - [`input_grad`]: `dX = col2im(α·g·W)`, computed as `col2im_columns(α·Wᵀ·gᵀ)`.
 //!
-//! matrixmultiply threads a product only when `m·k + k·n ≥ 2¹⁵` (its `threading.rs`), and then
-//! synchronises its threads once per 256-deep slice of the inner dimension. So a product that is
-//! small per example runs one example per rayon task on one thread each, and a long reduction
-//! with a tiny output (the first layer's `dW̄`) is cut into per-example products that each stay
-//! below the threshold, summed in a fixed order (deterministic for any thread count). Large
-//! products are
-//! one threaded call, oriented so that the operand matrixmultiply packs on the calling thread
-//! (its `B`, packed once per 256-deep slice before the threads split the work) is the small one:
-//! `dW̄ᵀ = āᵀ·g` rather than `gᵀ·ā`, and `dcolsᵀ = Wᵀ·gᵀ` a slice of examples at a time.
+//! A product that is small per example runs one example per rayon task, and a long reduction
+//! with a tiny output (the first layer's `dW̄`) is cut into per-example products summed in a
+//! fixed order (deterministic for any thread count). Large products are one call, which
+//! [`super::gemm`] cuts into per-thread panels of its output along the longer side, so the
+//! operand each panel packs again is the small one: `dW̄ᵀ = āᵀ·g` (panels of `āᵀ`'s rows, each
+//! packed once, contiguously), and `dcolsᵀ = Wᵀ·gᵀ` a slice of examples at a time.
 
 use super::gemm::{MatRef, gemm_into};
 use super::im2col::{ConvGeometry, col2im_columns};
@@ -26,7 +23,8 @@ use super::{PAR_MIN_WORK, zip_chunks};
 use crate::tensor::Float;
 use rayon::prelude::*;
 
-/// `m·k + k·n` below which matrixmultiply keeps a product on the calling thread.
+/// `m·k + k·n` of one example's product below which the examples run as separate products, one
+/// per rayon task.
 const SINGLE_THREAD_GEMM: usize = 1 << 15;
 
 /// Elements of `dcolsᵀ` computed per slice in [`input_grad`]: `2¹⁹` (2 MiB in f32) stay in cache

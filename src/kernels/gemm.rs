@@ -1,11 +1,124 @@
 //! The only call site of matrixmultiply: `C = α·op(A)·op(B) + β·C` with strides.
 //!
 //! `op(X)` is `X` or `Xᵀ`; a transpose is expressed by swapping the row and column strides, so no
-//! copy is ever made. matrixmultiply threads internally (`MATMUL_NUM_THREADS`, see
-//! [`crate::set_threads`]).
+//! copy is ever made.
+//!
+//! Threads: matrixmultiply runs single-threaded (its `threading` feature is off), and
+//! [`in_panels`] cuts a large product into one panel of `C` per rayon thread, each a
+//! single-threaded matrixmultiply call. So the whole process has one thread pool, rayon's: a
+//! product started from a rayon task (a layer's per-example products, a curvature block) never
+//! competes with a second pool, and no thread spins in `sched_yield` waiting for a partner.
+//! Panels are cut at multiples of 16 rows or columns, which keeps every element's arithmetic
+//! exactly that of one unsplit call: results do not depend on the number of threads.
 
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
+use rayon::prelude::*;
+
+/// One product `C ← α·A·B + β·C` on raw strided buffers, as matrixmultiply takes it: `A` is
+/// `m × k`, `B` is `k × n`, `C` is `m × n`, each with a row stride `rs*` and a column stride
+/// `cs*` (in elements).
+#[derive(Clone, Copy)]
+pub(crate) struct RawProduct<F> {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) alpha: F,
+    pub(crate) a: *const F,
+    pub(crate) rsa: isize,
+    pub(crate) csa: isize,
+    pub(crate) b: *const F,
+    pub(crate) rsb: isize,
+    pub(crate) csb: isize,
+    pub(crate) beta: F,
+    pub(crate) c: *mut F,
+    pub(crate) rsc: isize,
+    pub(crate) csc: isize,
+}
+
+// SAFETY: a `RawProduct` is built only inside `Float::gemm`, whose caller guarantees that the
+// buffers are valid for the whole call; `in_panels` hands each thread a disjoint block of `C`.
+unsafe impl<F: Send> Send for RawProduct<F> {}
+// SAFETY: as above; the shared operands `A` and `B` are only read.
+unsafe impl<F: Sync> Sync for RawProduct<F> {}
+
+impl<F> RawProduct<F> {
+    /// Columns `start..start + width` of `B` and `C`.
+    ///
+    /// # Safety
+    /// `start + width ≤ n`.
+    unsafe fn columns(self, start: usize, width: usize) -> Self {
+        // SAFETY: the columns lie inside `B` and `C` (caller's contract).
+        unsafe {
+            RawProduct {
+                n: width,
+                b: self.b.offset(start as isize * self.csb),
+                c: self.c.offset(start as isize * self.csc),
+                ..self
+            }
+        }
+    }
+
+    /// Rows `start..start + height` of `A` and `C`.
+    ///
+    /// # Safety
+    /// `start + height ≤ m`.
+    unsafe fn rows(self, start: usize, height: usize) -> Self {
+        // SAFETY: the rows lie inside `A` and `C` (caller's contract).
+        unsafe {
+            RawProduct {
+                m: height,
+                a: self.a.offset(start as isize * self.rsa),
+                c: self.c.offset(start as isize * self.rsc),
+                ..self
+            }
+        }
+    }
+}
+
+/// Multiply-adds below which a product stays on the calling thread: `2²⁰` take ≈ 20 µs on one
+/// core, against a few µs to hand a panel to another thread.
+const PAR_MIN_MACS: usize = 1 << 20;
+
+/// Panel edge granularity: a multiple of every matrixmultiply register tile (4 to 16 rows or
+/// columns; its row blocks of 64 are multiples of the tile too). So every tile of a panel sits
+/// exactly where it sits in the unsplit product, with the same full or partial shape, and the
+/// `k` blocking depends on `k` alone: each element of `C` is computed by the same operations in
+/// the same order whatever the split. (Finer than 64, so that two panels of 784 columns are
+/// 400 + 384 rather than 448 + 336.)
+const PANEL_ALIGN: usize = 16;
+
+/// Runs `kernel`, one single-threaded matrixmultiply call, on the whole product `p`, or, when
+/// `p` is large, on one panel of `C` per rayon thread. Panels split the longer of `m` and `n`,
+/// so the operand that every panel packs again is the smaller one (`A` when splitting columns,
+/// `B` when splitting rows).
+///
+/// # Safety
+/// `p` must describe valid, non-aliasing matrices (the contract of [`Float::gemm`]).
+pub(crate) unsafe fn in_panels<F: Float>(p: RawProduct<F>, kernel: impl Fn(RawProduct<F>) + Sync) {
+    let by_columns = p.n >= p.m;
+    let len = if by_columns { p.n } else { p.m };
+    let macs = p.m.saturating_mul(p.k).saturating_mul(p.n);
+    let panels = rayon::current_num_threads()
+        .min(len / PANEL_ALIGN)
+        .min(macs / PAR_MIN_MACS);
+    if panels < 2 {
+        return kernel(p);
+    }
+    let width = len.div_ceil(panels).next_multiple_of(PANEL_ALIGN);
+    (0..len.div_ceil(width)).into_par_iter().for_each(|i| {
+        let (start, w) = (i * width, width.min(len - i * width));
+        // SAFETY: `start + w ≤ len`; panels are disjoint blocks of `C`.
+        let panel = unsafe {
+            if by_columns {
+                p.columns(start, w)
+            } else {
+                p.rows(start, w)
+            }
+        };
+        kernel(panel)
+    });
+}
 
 /// A row-major matrix operand: data, rows, cols, and whether to use its transpose.
 #[derive(Clone, Copy)]
@@ -61,22 +174,69 @@ impl<'a, F: Float> MatRef<'a, F> {
 /// When the inner dimensions or `c`'s length do not match (callers check shapes first and
 /// return a `ShapeMismatch`; reaching this panic is a bug).
 pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c: &mut [F]) {
+    let (m, n) = product_dims(&a, &b);
+    assert_eq!(c.len(), m * n, "gemm: output buffer must be m * n");
+    // SAFETY: `c` is an exclusive borrow of exactly `m·n` initialised elements.
+    unsafe { gemm_ptr(alpha, a, b, beta, c.as_mut_ptr()) }
+}
+
+/// `α·op(a)·op(b)` in a new row-major `m × n` buffer that the product writes once: no zero fill
+/// beforehand (a `memset` of the whole output, and the page faults of touching it first).
+///
+/// # Panics
+/// When the inner dimensions do not match (callers check shapes first).
+pub fn gemm_new<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>) -> Vec<F> {
+    let (m, n) = product_dims(&a, &b);
+    let mut c = Vec::with_capacity(m * n);
+    // SAFETY: with β = 0 matrixmultiply writes every element of C and never reads it (its
+    // documented contract: "if β is zero, then C does not need to be initialized"); `gemm_ptr`
+    // zero-fills C itself when `k = 0`. So all `m·n` elements are initialised before `set_len`.
+    unsafe {
+        gemm_ptr(alpha, a, b, F::ZERO, c.as_mut_ptr());
+        c.set_len(m * n);
+    }
+    c
+}
+
+/// `(m, n)` of `op(a)·op(b)`, asserting that the inner dimensions agree.
+fn product_dims<F: Float>(a: &MatRef<'_, F>, b: &MatRef<'_, F>) -> (usize, usize) {
     let (m, k) = a.op_dims();
     let (k2, n) = b.op_dims();
     assert_eq!(k, k2, "gemm: inner dimensions must agree");
-    assert_eq!(c.len(), m * n, "gemm: output buffer must be m * n");
+    (m, n)
+}
+
+/// `c ← α·op(a)·op(b) + β·c` into a row-major `m × n` buffer at `c`.
+///
+/// # Safety
+/// `c` must be valid for writes of `m·n` elements and not overlap `a` or `b`; its elements must
+/// be initialised unless `β = 0`.
+unsafe fn gemm_ptr<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F, c: *mut F) {
+    let (m, k) = a.op_dims();
+    let n = b.op_dims().1;
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        // NOTE: matrixmultiply with k = 0 still scales C by β; do it here to be explicit.
-        c.iter_mut().for_each(|x| *x = beta * *x);
+        // NOTE: matrixmultiply with k = 0 still scales C by β; do it here to be explicit (and
+        // so that β = 0 writes zeros without reading C).
+        for i in 0..m * n {
+            // SAFETY: `i < m·n` (caller's contract).
+            unsafe {
+                let x = c.add(i);
+                x.write(if beta == F::ZERO {
+                    F::ZERO
+                } else {
+                    beta * x.read()
+                });
+            }
+        }
         return;
     }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
-    // SAFETY: the asserts above and MatRef::new guarantee that a, b and c describe valid
-    // m×k, k×n and m×n matrices with these strides; c is a distinct &mut borrow.
+    // SAFETY: MatRef::new guarantees that a and b describe valid m×k and k×n matrices with
+    // these strides; the caller guarantees c.
     unsafe {
         F::gemm(
             m,
@@ -90,7 +250,7 @@ pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F
             rsb,
             csb,
             beta,
-            c.as_mut_ptr(),
+            c,
             n as isize,
             1,
         );
@@ -126,9 +286,7 @@ pub fn matmul<F: Float>(a: &Tensor<F>, ta: bool, b: &Tensor<F>, tb: bool) -> Res
             right,
         });
     }
-    let mut out = Tensor::zeros(&[m, n]);
-    gemm_into(F::ONE, a, bm, F::ZERO, out.data_mut());
-    Ok(out)
+    Tensor::from_vec(gemm_new(F::ONE, a, bm), &[m, n])
 }
 
 /// `c ← α·op(a[:, a_cols])·op(b[:, b_cols]) + β·c`: the same product on column ranges of the

@@ -47,3 +47,19 @@ pub(crate) fn zip_chunks<A: Send, B: Sync>(
         f(i, o, &inp[i * in_len..((i + 1) * in_len).min(inp.len())])
     });
 }
+
+/// `Σ f(c)` over `chunks` (pairs of sums), on rayon's threads when there are two chunks or more;
+/// the partial sums are added in chunk order, so the result does not depend on the thread count.
+pub(crate) fn sum_over_chunks<T: Send>(
+    chunks: Vec<T>,
+    f: impl Fn(T) -> (f64, f64) + Sync + Send,
+) -> (f64, f64) {
+    let parts: Vec<(f64, f64)> = if chunks.len() >= 2 {
+        chunks.into_par_iter().map(f).collect()
+    } else {
+        chunks.into_iter().map(f).collect()
+    };
+    parts
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (pa, pb)| (a + pa, b + pb))
+}

@@ -132,6 +132,14 @@ impl Linear {
     pub fn layer(&self) -> LayerId {
         self.layer
     }
+
+    /// `relu(x·Wᵀ + b)` as one fused op ([`Tape::dense_relu`]): the same values and gradients as
+    /// [`Module::forward`] followed by `tape.relu`, with one tensor and one pass fewer.
+    pub fn forward_relu<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        let w = tape.param(self.weight);
+        let b = self.bias.map(|b| tape.param(b));
+        tape.dense_relu(x, w, b, Some(self.layer))
+    }
 }
 
 impl<F: Float> Module<F> for Linear {

@@ -73,16 +73,19 @@ impl Cnn {
 
 impl<F: Float> Module<F> for Cnn {
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        // NOTE: each conv block pools before its ReLU. Max and ReLU commute, and a window whose
+        // maximum is ≤ 0 passes no gradient either way, so this is exactly conv → ReLU → pool
+        // (values and gradients, bit for bit; `tests/engine_fused.rs`) with the ReLU's two
+        // passes over a quarter of the elements.
         let pool = MaxPool2d::new(2);
         let h = self.conv1.forward(tape, x)?;
-        let h = tape.relu(h);
         let h = pool.forward(tape, h)?;
+        let h = tape.relu(h);
         let h = self.conv2.forward(tape, h)?;
-        let h = tape.relu(h);
         let h = pool.forward(tape, h)?;
-        let h = flatten(tape, h)?;
-        let h = self.fc1.forward(tape, h)?;
         let h = tape.relu(h);
+        let h = flatten(tape, h)?;
+        let h = self.fc1.forward_relu(tape, h)?;
         self.fc2.forward(tape, h)
     }
 }
@@ -130,11 +133,13 @@ impl Mlp {
 impl<F: Float> Module<F> for Mlp {
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         let mut h = flatten(tape, x)?;
+        let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            if i > 0 {
-                h = tape.relu(h);
-            }
-            h = layer.forward(tape, h)?;
+            h = if i < last {
+                layer.forward_relu(tape, h)? // dense + ReLU, fused
+            } else {
+                layer.forward(tape, h)?
+            };
         }
         Ok(h)
     }

@@ -9,6 +9,13 @@ use crate::autograd::{Tape, Var};
 use crate::error::Result;
 use crate::tensor::{Float, Tensor, zip_inplace};
 
+/// `max(x, 0)` of one value (0 for NaN); shared by [`Tape::relu`] and the fused ReLU of
+/// `Tape::dense_relu`, so both give the same bits.
+#[inline]
+pub(crate) fn relu<F: Float>(x: F) -> F {
+    if x > F::ZERO { x } else { F::ZERO }
+}
+
 /// Numerically stable logistic function.
 pub(crate) fn sigmoid<F: Float>(x: F) -> F {
     if x >= F::ZERO {
@@ -41,7 +48,7 @@ pub(crate) fn log_softmax_rows<F: Float>(x: &Tensor<F>) -> Tensor<F> {
 impl<F: Float> Tape<'_, F> {
     /// `max(x, 0)`.
     pub fn relu(&mut self, x: Var) -> Var {
-        let out = self.value(x).map(|v| if v > F::ZERO { v } else { F::ZERO });
+        let out = self.value(x).map(relu);
         self.push(Op::Relu(x), out, &[x])
     }
 

@@ -2,13 +2,15 @@
 //! `m ← β₁m + (1−β₁)d; v ← β₂v + (1−β₂)d²; θ ← θ − η·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`,
 //! `v̂ = v/(1−β₂ᵗ)`; `d = ∇ + wd·θ` (L2), or `θ ← θ − η·wd·θ` before the step (decoupled).
 
+use super::sgd::fused_stats;
 use super::{Optimizer, StepStats, load_buffers, save_buffers};
 use crate::autograd::BackwardOutput;
 use crate::checkpoint::TensorDict;
 use crate::error::Error;
 use crate::error::Result;
+use crate::kernels::sum_over_chunks;
 use crate::params::ParamStore;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{Float, PAR_CHUNK, Tensor, chunk_sum_squares};
 
 /// Hyperparameters of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,45 +85,21 @@ impl<F: Float> Adam<F> {
 
 impl<F: Float> Optimizer<F> for Adam<F> {
     fn step(&mut self, params: &mut ParamStore<F>, pass: &BackwardOutput<F>) -> Result<StepStats> {
-        let c = self.config;
         self.step += 1;
-        let t = self.step as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        let (b1, b2, eps) = (
-            F::from_f64(c.beta1),
-            F::from_f64(c.beta2),
-            F::from_f64(c.eps),
-        );
-        let lr_hat = F::from_f64(c.lr / bc1);
-        let (l2, decay) = if c.decoupled {
-            (F::ZERO, F::from_f64(c.lr * c.weight_decay))
-        } else {
-            (F::from_f64(c.weight_decay), F::ZERO)
-        };
-        let sqrt_bc2 = F::from_f64(bc2.sqrt());
+        let k = AdamStep::new(&self.config, self.step);
         self.moments.resize_with(params.len(), || None);
-        let mut update_sq = 0.0;
+        let (mut update_sq, mut grad_sq) = (0.0, 0.0);
         for (id, g) in pass.grads.iter() {
             let theta = params.get_mut(id);
             theta.check_same(g, "adam")?;
             let (m, v) = self.moments[id.0]
                 .get_or_insert_with(|| (Tensor::zeros(g.dims()), Tensor::zeros(g.dims())));
-            for (((th, m), v), &g) in theta
-                .data_mut()
-                .iter_mut()
-                .zip(m.data_mut())
-                .zip(v.data_mut())
-                .zip(g.data())
-            {
-                let d = g + l2 * *th;
-                *m = b1 * *m + (F::ONE - b1) * d;
-                *v = b2 * *v + (F::ONE - b2) * d * d;
-                let u = lr_hat * *m / (v.sqrt() / sqrt_bc2 + eps) + decay * *th;
-                update_sq += u.to_f64() * u.to_f64();
-                *th -= u;
-            }
+            let (u, s) =
+                adam_update_chunked(theta.data_mut(), m.data_mut(), v.data_mut(), g.data(), k);
+            update_sq += u;
+            grad_sq += s;
         }
-        Ok(StepStats::first_order(pass, update_sq.sqrt()))
+        Ok(fused_stats(pass, update_sq, grad_sq))
     }
 
     fn set_lr(&mut self, lr: f64) {
@@ -148,4 +126,97 @@ impl<F: Float> Optimizer<F> for Adam<F> {
             .map_err(|_| Error::Checkpoint(format!("bad adam.step `{step}`")))?;
         Ok(())
     }
+}
+
+/// The constants of one Adam step `t`: `η̂ = η/(1−β₁ᵗ)`, `√(1−β₂ᵗ)`, and the weight decay either
+/// added to the gradient (`l2`) or applied to the weights (`decay = η·wd`, AdamW).
+#[derive(Clone, Copy)]
+struct AdamStep<F> {
+    b1: F,
+    b2: F,
+    eps: F,
+    lr_hat: F,
+    sqrt_bc2: F,
+    l2: F,
+    decay: F,
+}
+
+impl<F: Float> AdamStep<F> {
+    fn new(c: &AdamConfig, t: u64) -> Self {
+        let t = t as i32;
+        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+        let (l2, decay) = if c.decoupled {
+            (F::ZERO, F::from_f64(c.lr * c.weight_decay))
+        } else {
+            (F::from_f64(c.weight_decay), F::ZERO)
+        };
+        AdamStep {
+            b1: F::from_f64(c.beta1),
+            b2: F::from_f64(c.beta2),
+            eps: F::from_f64(c.eps),
+            lr_hat: F::from_f64(c.lr / bc1),
+            sqrt_bc2: F::from_f64(bc2.sqrt()),
+            l2,
+            decay,
+        }
+    }
+
+    /// One coordinate: `d = g + l2·θ; m ← β₁m + (1−β₁)d; v ← β₂v + (1−β₂)d²;
+    /// θ ← θ − (η̂·m/(√v/√(1−β₂ᵗ) + ε) + decay·θ)`; returns the step taken.
+    #[inline(always)]
+    fn apply(&self, th: &mut F, m: &mut F, v: &mut F, g: F) -> F {
+        let d = g + self.l2 * *th;
+        *m = self.b1 * *m + (F::ONE - self.b1) * d;
+        *v = self.b2 * *v + (F::ONE - self.b2) * d * d;
+        let u = self.lr_hat * *m / (v.sqrt() / self.sqrt_bc2 + self.eps) + self.decay * *th;
+        *th -= u;
+        u
+    }
+}
+
+/// [`adam_update`] over chunks of [`PAR_CHUNK`] values, on rayon's threads for a large tensor;
+/// returns `(‖Δθ‖², ‖g‖²)`, with `‖g‖²` summed chunk by chunk as in `sgd_update_chunked` (the
+/// same reasons: a memory-bound pass that two cores speed up, and no second pass for the norm).
+fn adam_update_chunked<F: Float>(
+    theta: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+    g: &[F],
+    k: AdamStep<F>,
+) -> (f64, f64) {
+    let tm = theta.chunks_mut(PAR_CHUNK).zip(m.chunks_mut(PAR_CHUNK));
+    let tmv = tm.zip(v.chunks_mut(PAR_CHUNK));
+    let chunks: Vec<_> = tmv.zip(g.chunks(PAR_CHUNK)).collect();
+    sum_over_chunks(chunks, |(((t, m), v), g)| {
+        (adam_update(t, m, v, g, &k), chunk_sum_squares(g))
+    })
+}
+
+/// [`AdamStep::apply`] over slices; returns `‖Δθ‖²`.
+/// NOTE: lanes of 8 with independent partial sums keep the loop vectorised (one running sum
+/// would force the square root and the division to go one element at a time).
+fn adam_update<F: Float>(
+    theta: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+    g: &[F],
+    k: &AdamStep<F>,
+) -> f64 {
+    let mut sq = [F::ZERO; 8];
+    let mut tc = theta.chunks_exact_mut(8);
+    let mut mc = m.chunks_exact_mut(8);
+    let mut vc = v.chunks_exact_mut(8);
+    let mut gc = g.chunks_exact(8);
+    for (((t, m), v), g) in (&mut tc).zip(&mut mc).zip(&mut vc).zip(&mut gc) {
+        for j in 0..8 {
+            let u = k.apply(&mut t[j], &mut m[j], &mut v[j], g[j]);
+            sq[j] += u * u;
+        }
+    }
+    let rest = tc.into_remainder().iter_mut().zip(mc.into_remainder());
+    for ((t, m), (v, g)) in rest.zip(vc.into_remainder().iter_mut().zip(gc.remainder())) {
+        let u = k.apply(t, m, v, *g);
+        sq[0] += u * u;
+    }
+    sq.iter().map(|x| x.to_f64()).sum()
 }

@@ -54,7 +54,9 @@ pub trait Float:
     fn max(self, other: Self) -> Self;
     /// True unless NaN or infinite.
     fn is_finite(self) -> bool;
-    /// `C ← α·A·B + β·C` on raw strided buffers: matrixmultiply's sgemm / dgemm.
+    /// `C ← α·A·B + β·C` on raw strided buffers: matrixmultiply's sgemm / dgemm, with a large
+    /// product cut into one panel of `C` per rayon thread ([`crate::kernels::gemm::in_panels`]).
+    /// The result does not depend on the number of threads.
     ///
     /// # Safety
     /// The pointers and strides must describe valid `m×k`, `k×n` and `m×n` matrices, and `c`
@@ -141,8 +143,32 @@ macro_rules! impl_float {
                 rsc: isize,
                 csc: isize,
             ) {
-                // SAFETY: forwarded verbatim; the caller upholds the contract above.
-                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+                let product = crate::kernels::gemm::RawProduct {
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    beta,
+                    c,
+                    rsc,
+                    csc,
+                };
+                // SAFETY: the caller upholds the contract above; `$gemm` is matrixmultiply's
+                // entry point with exactly that contract.
+                unsafe {
+                    crate::kernels::gemm::in_panels(product, |p| {
+                        $gemm(
+                            p.m, p.k, p.n, p.alpha, p.a, p.rsa, p.csa, p.b, p.rsb, p.csb, p.beta,
+                            p.c, p.rsc, p.csc,
+                        )
+                    })
+                }
             }
         }
     };

@@ -364,17 +364,35 @@ impl<F: Float> Tensor<F> {
 
     /// `Σ xᵢ²`, accumulated in f64 over eight independent lanes (so that it vectorises).
     pub fn sum_squares(&self) -> f64 {
-        let mut lanes = [0f64; 8];
-        let mut chunks = self.data.chunks_exact(8);
-        for c in &mut chunks {
-            for (l, &x) in lanes.iter_mut().zip(c) {
-                let x = x.to_f64();
-                *l += x * x;
-            }
-        }
-        let tail: f64 = chunks.remainder().iter().map(|x| x.to_f64().powi(2)).sum();
-        lanes.iter().sum::<f64>() + tail
+        sum_squares(&self.data)
     }
+}
+
+/// `Σ xᵢ²` of a slice, accumulated in f64: [`chunk_sum_squares`] of each chunk of [`PAR_CHUNK`]
+/// values (in parallel for large slices), the chunk sums added in order. The first-order
+/// optimizers fuse the same chunk sums into their update pass, so their `grad_norm` equals
+/// [`crate::Gradients::global_norm`] exactly, and neither depends on the thread count.
+pub(crate) fn sum_squares<F: Float>(data: &[F]) -> f64 {
+    if data.len() >= 2 * PAR_CHUNK {
+        let parts: Vec<f64> = data.par_chunks(PAR_CHUNK).map(chunk_sum_squares).collect();
+        parts.iter().sum()
+    } else {
+        data.chunks(PAR_CHUNK).map(chunk_sum_squares).sum()
+    }
+}
+
+/// `Σ xᵢ²` accumulated in f64 over eight independent lanes (so that it vectorises).
+pub(crate) fn chunk_sum_squares<F: Float>(data: &[F]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            let x = x.to_f64();
+            *l += x * x;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|x| x.to_f64().powi(2)).sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// `a[i] = f(a[i], b[i])` in parallel chunks for large slices.
