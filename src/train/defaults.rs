@@ -8,14 +8,16 @@
 //! Chosen on a hold-out split, never on the test set (docs/RESULTS.md §7,
 //! `experiments/defaults-holdout.sh`): TEKFAC on the Fashion-MNIST MLP, 10 epochs, trained on
 //! the first 50,000 training images and scored on the last 10,000 (`--holdout 10000`), for
-//! weight decay {0, 5e-4} × schedule {constant, cosine}; the highest validation accuracy won.
+//! weight decay {0, 5e-4} × schedule {constant, cosine}; the highest validation accuracy won:
+//! no weight decay and the cosine schedule (89.23 %, two validation images ahead of 5e-4 with
+//! the cosine schedule, a margin one seed cannot tell apart; the schedule is what mattered).
 
 use crate::optim::Schedule;
 
 /// A run's defaults beyond its optimizer's config (module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunDefaults {
-    /// L2 weight decay added to the gradient before the optimizer's update (5e-4).
+    /// L2 weight decay added to the gradient before the optimizer's update (0).
     pub weight_decay: f64,
     /// The learning rate decays along a cosine to 0 over the run (true), or stays constant.
     pub cosine: bool,
@@ -24,7 +26,7 @@ pub struct RunDefaults {
 impl RunDefaults {
     /// The defaults of `tekfac train`.
     pub const DEFAULT: RunDefaults = RunDefaults {
-        weight_decay: 5e-4,
+        weight_decay: 0.0,
         cosine: true,
     };
 
