@@ -50,14 +50,20 @@ run() {
   echo "$(date -u +%T) end $name rc=$rc"
 }
 
-# The epoch-10 row of each run: validation loss and accuracy.
+# The epoch-10 row of each run: validation loss and accuracy (and the accuracy by epoch), with
+# metrics.csv's columns found by their names in its header.
 table() {
-  echo "| weight decay | schedule | validation loss | validation accuracy |"
-  echo "|---|---|---|---|"
+  echo "| weight decay | schedule | validation accuracy by epoch (1–10), % | validation loss | validation accuracy |"
+  echo "|---|---|---|---|---|"
   for wd in 0 5e-4; do
     for s in constant cosine; do
-      awk -F, -v wd="$wd" -v s="$s" \
-        '$1 == "epoch" && $2 == 10 { printf "| %s | %s | %.4f | %.2f %% |\n", wd, s, $6, 100 * $7 }' \
+      awk -F, -v wd="$wd" -v s="$s" '
+        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        $col["kind"] == "epoch" {
+          acc = acc sprintf("%s%.2f", acc == "" ? "" : " ", 100 * $col["test_accuracy"])
+          if ($col["epoch"] == 10) { loss = $col["test_loss"]; last = $col["test_accuracy"] }
+        }
+        END { printf "| %s | %s | %s | %.4f | %.2f %% |\n", wd, s, acc, loss, 100 * last }' \
         "$out/wd$wd-$s/metrics.csv"
     done
   done
