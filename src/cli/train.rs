@@ -96,8 +96,7 @@ fn restore(
             dir.display()
         )));
     };
-    let pos = ckpt.position()?;
-    ckpt.load_weights(params)?;
+    let pos = ckpt.restore(params, None)?;
     if !args.reset_optimizer {
         ckpt.load_optimizer(params, opt).map_err(|e| {
             Error::Checkpoint(format!(

@@ -176,6 +176,26 @@ impl Checkpoint {
         Ok(pos)
     }
 
+    /// Restores a run from this checkpoint: the weights into `params`, the optimizer's state
+    /// into `opt` (`None`: the caller keeps its optimizer as it is, e.g. a fresh one), and
+    /// returns the [`Position`] to continue from. With the same model, data order and
+    /// optimizer settings, the continued run is bit-identical to one that never stopped.
+    ///
+    /// Refusals are those of [`Checkpoint::position`], [`Checkpoint::load_weights`] (then
+    /// `params` is unchanged) and [`Checkpoint::load_optimizer`].
+    pub fn restore(
+        &self,
+        params: &mut ParamStore<f32>,
+        opt: Option<&mut dyn Optimizer<f32>>,
+    ) -> Result<Position> {
+        let pos = self.position()?;
+        self.load_weights(params)?;
+        if let Some(opt) = opt {
+            self.load_optimizer(params, opt)?;
+        }
+        Ok(pos)
+    }
+
     /// Loads the weights into `params`, refusing a file that does not match the model, holds a
     /// non-finite value, was written at another step, or differs from the one the manifest
     /// describes. `params` is unchanged on error.
