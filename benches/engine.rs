@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 use tekfac::kernels::gemm::{MatRef, gemm_into};
+use tekfac::kernels::transpose::transpose_batched;
 use tekfac::nn::{Mlp, Module};
 use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
@@ -56,17 +57,21 @@ fn time(reps: usize, blocks: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
-fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
+/// GFLOP/s of `op(A)·op(B)` (`m×k` times `k×n`), each operand stored as its op's transpose when
+/// its flag is set (so `(false, true)` is the dense forward `X·Wᵀ`).
+fn gemm_gflops((m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> f64 {
     let mut rng = seeded_rng(0);
-    let a = Tensor::<f32>::randn(&[m, k], 0.0, 1.0, &mut rng);
-    let b = Tensor::<f32>::randn(&[k, n], 0.0, 1.0, &mut rng);
+    let a = Tensor::<f32>::randn(&[m * k], 0.0, 1.0, &mut rng);
+    let b = Tensor::<f32>::randn(&[k * n], 0.0, 1.0, &mut rng);
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
     let mut c = vec![0f32; m * n];
     let reps = (2e9 / (2.0 * (m * k * n) as f64)).clamp(1.0, 200.0) as usize;
     let s = time(reps, 7, || {
         gemm_into(
             1.0,
-            MatRef::new(a.data(), m, k, false),
-            MatRef::new(b.data(), k, n, false),
+            MatRef::new(a.data(), ar, ac, ta),
+            MatRef::new(b.data(), br, bc, tb),
             0.0,
             &mut c,
         )
@@ -263,8 +268,24 @@ fn main() {
     if std::env::args().any(|a| a == "--cli") {
         return cli_rounds(rounds, threads, use_peer);
     }
-    for (m, k, n) in [(128, 784, 512), (512, 128, 784), (1024, 1024, 1024)] {
-        println!("sgemm {m}x{k}x{n}: {:.1} GFLOP/s", gemm_gflops(m, k, n));
+    // The MLP's first layer at batch 128: forward X·W₁ᵀ, weight gradient dW₁ = gᵀ·X, the same
+    // forward with W₁ᵀ stored, and a large square product.
+    let products = [
+        ("X·Wᵀ 128x784x512", (128, 784, 512), (false, true)),
+        ("gᵀ·X 512x128x784", (512, 128, 784), (true, false)),
+        ("X·B 128x784x512", (128, 784, 512), (false, false)),
+        ("Xᵀ·Wᵀ 128x784x512", (128, 784, 512), (true, true)),
+        ("g·W 128x512x784", (128, 512, 784), (false, false)),
+        ("A·B 1024x1024x1024", (1024, 1024, 1024), (false, false)),
+    ];
+    for (name, dims, t) in products {
+        println!("sgemm {name}: {:.1} GFLOP/s", gemm_gflops(dims, t));
     }
+    let w = Tensor::<f32>::randn(&[512 * 784], 0.0, 1.0, &mut seeded_rng(2));
+    let mut w_t = vec![0f32; w.len()];
+    let t = time(100, 7, || {
+        transpose_batched(w.data(), 512, 784, 1.0, &mut w_t)
+    });
+    println!("transpose 512x784 (one thread): {:.3} ms", t * 1e3);
     step_rounds(rounds, use_peer);
 }

@@ -234,6 +234,16 @@ fn finiteness_and_sum_of_squares_see_every_element() {
             }
         }
     }
+    // Over two 32k chunks the check runs chunk by chunk on rayon: a bad value in the first, a
+    // middle, the last full and the ragged last chunk.
+    let len = 3 * (1 << 15) + 5;
+    let base = vec![1.5f32; len];
+    assert!(Tensor::from_vec(base.clone(), &[len]).unwrap().all_finite());
+    for pos in [0, 40_000, 3 * (1 << 15) - 1, len - 1] {
+        let mut v = base.clone();
+        v[pos] = f32::NAN;
+        assert!(!Tensor::from_vec(v, &[len]).unwrap().all_finite(), "{pos}");
+    }
     // f32::MAX squared does not overflow the f64 accumulator.
     let big = Tensor::from_vec(vec![f32::MAX; 9], &[9]).unwrap();
     assert!(big.all_finite() && big.sum_squares().is_finite());

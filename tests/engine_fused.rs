@@ -1,8 +1,9 @@
 //! The engine's fast paths against their plain twins, bit for bit: GEMM panels against one
 //! call, `gemm_new` against a zero-filled product, the fused dense + ReLU against dense then
-//! ReLU, the CNN preset's pool-before-ReLU against conv → ReLU → pool, the chunked SGD and Adam
-//! updates against a one-element-at-a-time loop; and whole training steps on one, two and three
-//! threads. Plus the f64 finite-difference check of the fused dense + ReLU.
+//! ReLU, the fused max-pool + ReLU against pool then ReLU, the CNN preset (pools with a fused
+//! ReLU) against conv → ReLU → pool, the chunked SGD and Adam updates against a
+//! one-element-at-a-time loop; and whole training steps on one, two and three threads. Plus the
+//! f64 finite-difference check of the fused dense + ReLU.
 
 mod support;
 
@@ -194,6 +195,32 @@ fn dense_relu_passes_the_f64_gradient_check() {
     )
     .unwrap();
     assert!(r.max_rel_error <= GRAD_TOL, "{r:?}");
+}
+
+#[test]
+fn max_pool_relu_equals_max_pool_then_relu() {
+    // Non-overlapping and overlapping windows; N(0, 1) inputs, so some windows are all ≤ 0.
+    for (kernel, stride) in [((2, 2), (2, 2)), ((3, 2), (1, 2))] {
+        let ps = support::tensors::store(vec![support::tensors::randn(&[3, 4, 9, 8], 7)]);
+        let run = |fused: bool| {
+            let mut t = Tape::new(&ps);
+            let x = t.param(tekfac::ParamId(0));
+            let y = if fused {
+                t.max_pool2d_relu(x, kernel, stride).unwrap()
+            } else {
+                let p = t.max_pool2d(x, kernel, stride).unwrap();
+                t.relu(p)
+            };
+            let value = t.value(y).clone();
+            let seed = support::tensors::randn(value.dims(), 8);
+            (value, t.backward_from(y, seed).unwrap())
+        };
+        let ((fused_y, fused), (plain_y, plain)) = (run(true), run(false));
+        assert!(fused_y == plain_y, "{kernel:?}: values");
+        assert!(plain_y.data().contains(&0.0), "some windows are cut");
+        let id = tekfac::ParamId(0);
+        assert!(fused.get(id) == plain.get(id), "{kernel:?}: gradients");
+    }
 }
 
 /// The CNN preset's layers, built again in the same order, so a seeded store gets the same

@@ -289,8 +289,12 @@ fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) ->
         Op::Dense(node) => dense::dense_backward(sw, node, y, g),
         Op::EigenDense(node) => eigen_dense::eigen_dense_backward(sw, node, g),
         Op::Conv2d(node) => conv2d::conv2d_backward(sw, node, g),
-        Op::MaxPool2d { x, argmax } => {
-            sw.add(*x, pool::max_pool2d_backward(sw.value(*x), argmax, &g))
+        Op::MaxPool2d { x, argmax, relu } => {
+            let relu_out = relu.then_some(y);
+            sw.add(
+                *x,
+                pool::max_pool2d_backward(sw.value(*x), argmax, relu_out, &g),
+            )
         }
         Op::AvgPool2d { x, geom } => sw.add(*x, pool::avg_pool2d_backward(sw.value(*x), geom, &g)),
         Op::Loss { input, kind, saved } => sw.add(*input, loss::loss_backward(kind, saved, &g)?),

@@ -46,8 +46,12 @@ pub(crate) enum Op<F: Float> {
     /// `LayerCapture`.
     Conv2d(Box<Conv2dNode<F>>),
     /// Max pooling; `argmax` holds, per output element, the index of its maximum within the
-    /// input's `H × W` plane.
-    MaxPool2d { x: Var, argmax: Vec<u32> },
+    /// input's `H × W` plane; `relu`: a ReLU is fused onto the output.
+    MaxPool2d {
+        x: Var,
+        argmax: Vec<u32>,
+        relu: bool,
+    },
     /// Average pooling with its window geometry.
     AvgPool2d { x: Var, geom: ConvGeometry },
     /// Row-wise `x − logsumexp(x)`.

@@ -16,12 +16,13 @@
 //! operand each panel packs again is the small one: `dW̄ᵀ = āᵀ·g` (panels of `āᵀ`'s rows, each
 //! packed once, contiguously), and `dcolsᵀ = Wᵀ·gᵀ` a slice of examples at a time.
 
-use super::gemm::{MatRef, gemm_into};
+use super::gemm::{MatRef, gemm_into, gemm_new, gemm_uninit};
 use super::im2col::{ConvGeometry, col2im_columns};
-use super::transpose::transpose_batched;
-use super::{PAR_MIN_WORK, zip_chunks};
+use super::transpose::{transpose_into, transpose_new};
+use super::{PAR_MIN_WORK, as_uninit, written_by, zip_chunks};
 use crate::tensor::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// `m·k + k·n` of one example's product below which the examples run as separate products, one
 /// per rayon task.
@@ -40,25 +41,47 @@ pub fn conv_forward<F: Float>(
     c_out: usize,
     out: &mut [F],
 ) {
+    // SAFETY: the products and the transpose write initialised values only.
+    conv_forward_into(cols, w_bar, geom, c_out, unsafe { as_uninit(out) })
+}
+
+/// [`conv_forward`] of `n` examples into a new buffer of `N·C_out·L` values, written once (no
+/// zero fill first).
+pub fn conv_forward_new<F: Float>(
+    cols: &[F],
+    w_bar: &[F],
+    geom: &ConvGeometry,
+    (n, c_out): (usize, usize),
+) -> Vec<F> {
+    // SAFETY: `conv_forward_into` writes every element of its output.
+    unsafe {
+        written_by(n * c_out * geom.locations(), |out| {
+            conv_forward_into(cols, w_bar, geom, c_out, out)
+        })
+    }
+}
+
+/// [`conv_forward`] into a buffer that need not be initialised; writes every element (each
+/// example's product with β = 0, or the transpose of one product).
+fn conv_forward_into<F: Float>(
+    cols: &[F],
+    w_bar: &[F],
+    geom: &ConvGeometry,
+    c_out: usize,
+    out: &mut [MaybeUninit<F>],
+) {
     let (locs, ld) = (geom.locations(), w_bar.len() / c_out.max(1));
     let w = MatRef::new(w_bar, c_out, ld, false);
     if c_out * ld + ld * locs < SINGLE_THREAD_GEMM {
         let work = out.len() * ld;
         zip_chunks(out, c_out * locs, cols, locs * ld, work, |_, y, a| {
-            gemm_into(F::ONE, w, MatRef::new(a, locs, ld, true), F::ZERO, y)
+            gemm_uninit(F::ONE, w, MatRef::new(a, locs, ld, true), y)
         });
     } else {
         let rows = cols.len() / ld.max(1);
-        let mut y_rows = vec![F::ZERO; rows * c_out];
         let a = MatRef::new(cols, rows, ld, false);
-        gemm_into(
-            F::ONE,
-            a,
-            MatRef::new(w_bar, c_out, ld, true),
-            F::ZERO,
-            &mut y_rows,
-        );
-        transpose_batched(&y_rows, locs, c_out, F::ONE, out);
+        let y_rows = gemm_new(F::ONE, a, MatRef::new(w_bar, c_out, ld, true));
+        transpose_into(&y_rows, locs, c_out, F::ONE, out);
     }
 }
 
@@ -66,18 +89,9 @@ pub fn conv_forward<F: Float>(
 /// one threaded product `dW̄ᵀ = α·āᵀ·g`, then a small transpose.
 pub fn weight_grad<F: Float>(g: &[F], cols: &[F], c_out: usize, ld: usize, alpha: F) -> Vec<F> {
     let rows = g.len() / c_out.max(1);
-    let mut dw_t = vec![F::ZERO; ld * c_out];
     let a_t = MatRef::new(cols, rows, ld, true);
-    gemm_into(
-        alpha,
-        a_t,
-        MatRef::new(g, rows, c_out, false),
-        F::ZERO,
-        &mut dw_t,
-    );
-    let mut dw = vec![F::ZERO; c_out * ld];
-    transpose_batched(&dw_t, ld, c_out, F::ONE, &mut dw);
-    dw
+    let dw_t = gemm_new(alpha, a_t, MatRef::new(g, rows, c_out, false));
+    transpose_new(&dw_t, ld, c_out, F::ONE)
 }
 
 /// Output channels per product in [`weight_grad_per_example`], if its products can stay on one

@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// One product `C ← α·A·B + β·C` on raw strided buffers, as matrixmultiply takes it: `A` is
 /// `m × k`, `B` is `k × n`, `C` is `m × n`, each with a row stride `rs*` and a column stride
@@ -187,15 +188,27 @@ pub fn gemm_into<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>, beta: F
 /// When the inner dimensions do not match (callers check shapes first).
 pub fn gemm_new<F: Float>(alpha: F, a: MatRef<'_, F>, b: MatRef<'_, F>) -> Vec<F> {
     let (m, n) = product_dims(&a, &b);
-    let mut c = Vec::with_capacity(m * n);
+    // SAFETY: `gemm_uninit` writes every element of its output.
+    unsafe { super::written_by(m * n, |c| gemm_uninit(alpha, a, b, c)) }
+}
+
+/// `c ← α·op(a)·op(b)` into a row-major `m × n` buffer that need not be initialised; every
+/// element is written.
+///
+/// # Panics
+/// When the inner dimensions or `c`'s length do not match.
+pub(crate) fn gemm_uninit<F: Float>(
+    alpha: F,
+    a: MatRef<'_, F>,
+    b: MatRef<'_, F>,
+    c: &mut [MaybeUninit<F>],
+) {
+    let (m, n) = product_dims(&a, &b);
+    assert_eq!(c.len(), m * n, "gemm: output buffer must be m * n");
     // SAFETY: with β = 0 matrixmultiply writes every element of C and never reads it (its
     // documented contract: "if β is zero, then C does not need to be initialized"); `gemm_ptr`
-    // zero-fills C itself when `k = 0`. So all `m·n` elements are initialised before `set_len`.
-    unsafe {
-        gemm_ptr(alpha, a, b, F::ZERO, c.as_mut_ptr());
-        c.set_len(m * n);
-    }
-    c
+    // zero-fills C itself when `k = 0`. `c` is an exclusive borrow of `m·n` elements.
+    unsafe { gemm_ptr(alpha, a, b, F::ZERO, c.as_mut_ptr().cast()) }
 }
 
 /// `(m, n)` of `op(a)·op(b)`, asserting that the inner dimensions agree.

@@ -14,9 +14,10 @@
 //! contiguous, so the fold is a few long vector adds (the convolution's input gradient uses it).
 //! All split the batch across threads with rayon.
 
-use super::{for_chunks, zip_chunks};
+use super::{as_uninit, for_chunks, written_by, zip_chunks};
 use crate::error::{Error, Result};
 use crate::tensor::Float;
+use std::mem::MaybeUninit;
 
 /// Where a sliding window (convolution or pooling) goes over one `[C, H, W]` example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +99,26 @@ impl ConvGeometry {
 /// # Panics
 /// When the buffer lengths do not match the geometry (callers check shapes first).
 pub fn im2col<F: Float>(x: &[F], geom: &ConvGeometry, homogeneous: bool, cols: &mut [F]) {
+    // SAFETY: the unfold writes initialised values only.
+    im2col_into(x, geom, homogeneous, unsafe { as_uninit(cols) })
+}
+
+/// [`im2col`] into a new buffer, written once (no zero fill first).
+pub fn im2col_new<F: Float>(x: &[F], geom: &ConvGeometry, homogeneous: bool) -> Vec<F> {
+    let ld = geom.patch_len() + usize::from(homogeneous);
+    let rows = x.len() / geom.in_len().max(1) * geom.locations();
+    // SAFETY: `im2col_into` writes every element of its output (`unfold_example` writes each
+    // segment of every row, and the ones column).
+    unsafe { written_by(rows * ld, |cols| im2col_into(x, geom, homogeneous, cols)) }
+}
+
+/// [`im2col`] into a buffer that need not be initialised; writes every element.
+fn im2col_into<F: Float>(
+    x: &[F],
+    geom: &ConvGeometry,
+    homogeneous: bool,
+    cols: &mut [MaybeUninit<F>],
+) {
     let ld = geom.patch_len() + usize::from(homogeneous);
     let per_example = geom.locations() * ld;
     assert_eq!(x.len() % geom.in_len().max(1), 0, "im2col: ragged input");
@@ -116,8 +137,8 @@ pub fn im2col<F: Float>(x: &[F], geom: &ConvGeometry, homogeneous: bool, cols: &
     );
 }
 
-/// im2col of one `[C, H, W]` example into `[H_out·W_out, ld]` rows.
-fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [F]) {
+/// im2col of one `[C, H, W]` example into `[H_out·W_out, ld]` rows; writes every element.
+fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [MaybeUninit<F>]) {
     let ((h, w), (kh, kw), (sh, sw), (ph, pw)) = (g.in_size, g.kernel, g.stride, g.padding);
     for (loc, row) in out.chunks_exact_mut(ld).enumerate() {
         let (oh, ow) = (loc / g.out_size.1, loc % g.out_size.1);
@@ -127,7 +148,9 @@ fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [F
             for ki in 0..kh {
                 let s0 = (c * kh + ki) * kw;
                 let Some(ih) = ConvGeometry::source(oh, ki, sh, ph, h) else {
-                    row[s0..s0 + kw].fill(F::ZERO);
+                    row[s0..s0 + kw].iter_mut().for_each(|v| {
+                        v.write(F::ZERO);
+                    });
                     continue;
                 };
                 let start = (c * h + ih) * w;
@@ -135,13 +158,13 @@ fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [F
                     Some(x) => copy_segment(&mut row[s0..], &img[start + x..], kw),
                     None => row[s0..s0 + kw].iter_mut().enumerate().for_each(|(kj, v)| {
                         let iw = ConvGeometry::source(ow, kj, sw, pw, w);
-                        *v = iw.map_or(F::ZERO, |iw| img[start + iw]);
+                        v.write(iw.map_or(F::ZERO, |iw| img[start + iw]));
                     }),
                 }
             }
         }
         if ld > g.patch_len() {
-            row[g.patch_len()] = F::ONE;
+            row[g.patch_len()].write(F::ONE);
         }
     }
 }
@@ -152,12 +175,16 @@ fn unfold_example<F: Float>(img: &[F], g: &ConvGeometry, ld: usize, out: &mut [F
 /// copy. When both sides have 8 values to spare, all 8 are copied as one fixed-size block (a
 /// vector move); the extra values land at the start of the patch row's next segment, which
 /// `unfold_example` writes next (segments go in order, the ones column last).
-fn copy_segment<F: Float>(dst: &mut [F], src: &[F], len: usize) {
+fn copy_segment<F: Float>(dst: &mut [MaybeUninit<F>], src: &[F], len: usize) {
     if len <= 8 && dst.len() >= 8 && src.len() >= 8 {
         let block: [F; 8] = src[..8].try_into().expect("8 values were checked");
-        dst[..8].copy_from_slice(&block);
+        dst[..8].iter_mut().zip(block).for_each(|(d, v)| {
+            d.write(v);
+        });
     } else {
-        dst[..len].copy_from_slice(&src[..len]);
+        dst[..len].iter_mut().zip(&src[..len]).for_each(|(d, &v)| {
+            d.write(v);
+        });
     }
 }
 

@@ -3,11 +3,12 @@
 //! The convolution needs this twice: its one big GEMM produces rows ordered `(n, oh, ow)` with
 //! one column per output channel, `[N·H_out·W_out, C_out]`, while activations are NCHW,
 //! `[N, C_out, H_out·W_out]`; the backward goes the other way. Each example is transposed in
-//! 8×8 tiles so both the reads and the writes stay contiguous, and the batch is split across
+//! 16×16 tiles so both the reads and the writes stay contiguous, and the batch is split across
 //! threads with rayon.
 
-use super::zip_chunks;
+use super::{as_uninit, written_by, zip_chunks};
 use crate::tensor::Float;
+use std::mem::MaybeUninit;
 
 /// Tile edge: a 16-value row of a tile is one whole 64-byte cache line in f32 (two in f64), so
 /// every line of `dst` is written completely at once. (With half lines, a line is revisited
@@ -22,9 +23,29 @@ const TILE: usize = 16;
 /// # Panics
 /// When the buffers differ in length or do not hold whole matrices.
 pub fn transpose_batched<F: Float>(src: &[F], rows: usize, cols: usize, scale: F, dst: &mut [F]) {
+    // SAFETY: the transpose writes initialised values only.
+    transpose_into(src, rows, cols, scale, unsafe { as_uninit(dst) })
+}
+
+/// [`transpose_batched`] into a new buffer, written once (no zero fill first).
+pub fn transpose_new<F: Float>(src: &[F], rows: usize, cols: usize, scale: F) -> Vec<F> {
+    // SAFETY: `transpose_into` writes every element of its output (`transpose_one` covers every
+    // `(c, r)` of each matrix: full tiles and the ragged edges).
+    unsafe { written_by(src.len(), |dst| transpose_into(src, rows, cols, scale, dst)) }
+}
+
+/// [`transpose_batched`] into a buffer that need not be initialised; writes every element.
+pub(crate) fn transpose_into<F: Float>(
+    src: &[F],
+    rows: usize,
+    cols: usize,
+    scale: F,
+    dst: &mut [MaybeUninit<F>],
+) {
     let per = rows * cols;
     assert_eq!(src.len(), dst.len(), "transpose: buffers differ in length");
     if per == 0 {
+        assert!(src.is_empty(), "transpose: values for an empty matrix");
         return;
     }
     assert_eq!(
@@ -37,9 +58,9 @@ pub fn transpose_batched<F: Float>(src: &[F], rows: usize, cols: usize, scale: F
     });
 }
 
-/// One tiled transpose `d = scale · sᵀ`, `s: rows × cols`: full 8×8 tiles go through a local
-/// array (contiguous reads and writes), the ragged edges element by element.
-fn transpose_one<F: Float>(s: &[F], rows: usize, cols: usize, scale: F, d: &mut [F]) {
+/// One tiled transpose `d = scale · sᵀ`, `s: rows × cols`: full tiles go through a local array
+/// (contiguous reads and writes), the ragged edges element by element. Writes every element.
+fn transpose_one<F: Float>(s: &[F], rows: usize, cols: usize, scale: F, d: &mut [MaybeUninit<F>]) {
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             if r0 + TILE <= rows && c0 + TILE <= cols {
@@ -51,12 +72,15 @@ fn transpose_one<F: Float>(s: &[F], rows: usize, cols: usize, scale: F, d: &mut 
                     }
                 }
                 for (j, t) in tile.iter().enumerate() {
-                    d[(c0 + j) * rows + r0..][..TILE].copy_from_slice(t);
+                    let out = &mut d[(c0 + j) * rows + r0..][..TILE];
+                    out.iter_mut().zip(t).for_each(|(o, &v)| {
+                        o.write(v);
+                    });
                 }
             } else {
                 for r in r0..(r0 + TILE).min(rows) {
                     for c in c0..(c0 + TILE).min(cols) {
-                        d[c * rows + r] = scale * s[r * cols + c];
+                        d[c * rows + r].write(scale * s[r * cols + c]);
                     }
                 }
             }

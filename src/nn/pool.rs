@@ -35,6 +35,15 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// `relu(pool(x))` as one fused op ([`Tape::max_pool2d_relu`]): the same values and
+    /// gradients as [`Module::forward`] followed by `tape.relu`, with one tensor and one pass
+    /// fewer.
+    pub fn forward_relu<F: Float>(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
+        tape.max_pool2d_relu(x, self.kernel, self.stride)
+    }
+}
+
 impl<F: Float> Module<F> for MaxPool2d {
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         tape.max_pool2d(x, self.kernel, self.stride)

@@ -73,17 +73,15 @@ impl Cnn {
 
 impl<F: Float> Module<F> for Cnn {
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
-        // NOTE: each conv block pools before its ReLU. Max and ReLU commute, and a window whose
-        // maximum is ≤ 0 passes no gradient either way, so this is exactly conv → ReLU → pool
-        // (values and gradients, bit for bit; `tests/engine_fused.rs`) with the ReLU's two
-        // passes over a quarter of the elements.
+        // NOTE: each conv block pools before its ReLU, and the ReLU is fused into the pool.
+        // Max and ReLU commute, and a window whose maximum is ≤ 0 passes no gradient either
+        // way, so this is exactly conv → ReLU → pool (values and gradients, bit for bit;
+        // `tests/engine_fused.rs`) without the ReLU's tensor and passes.
         let pool = MaxPool2d::new(2);
         let h = self.conv1.forward(tape, x)?;
-        let h = pool.forward(tape, h)?;
-        let h = tape.relu(h);
+        let h = pool.forward_relu(tape, h)?;
         let h = self.conv2.forward(tape, h)?;
-        let h = pool.forward(tape, h)?;
-        let h = tape.relu(h);
+        let h = pool.forward_relu(tape, h)?;
         let h = flatten(tape, h)?;
         let h = self.fc1.forward_relu(tape, h)?;
         self.fc2.forward(tape, h)

@@ -17,10 +17,10 @@ use crate::autograd::op::Op;
 use crate::autograd::{LayerCapture, Node, Sweep, Tape, Var};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{
-    conv_forward, input_grad, per_example_block, weight_grad, weight_grad_per_example,
+    conv_forward_new, input_grad, per_example_block, weight_grad, weight_grad_per_example,
 };
-use crate::kernels::im2col::{ConvGeometry, im2col};
-use crate::kernels::transpose::transpose_batched;
+use crate::kernels::im2col::{ConvGeometry, im2col_new};
+use crate::kernels::transpose::transpose_new;
 use crate::params::LayerId;
 use crate::tensor::{Float, Tensor};
 use std::borrow::Cow;
@@ -112,6 +112,7 @@ fn weight_bar<'a, F: Float>(w: &'a Tensor<F>, b: Option<&Tensor<F>>) -> Cow<'a, 
 }
 
 /// Forward: the output `[N, C_out, H_out, W_out]` and the patch rows `ā` kept for backward.
+/// Both are written once, into buffers that are not zero-filled first.
 fn conv2d_forward<F: Float>(
     x: &Tensor<F>,
     w: &Tensor<F>,
@@ -123,12 +124,13 @@ fn conv2d_forward<F: Float>(
         n * geom.locations(),
         geom.patch_len() + usize::from(b.is_some()),
     );
-    let mut cols = Tensor::zeros(&[rows, ld]);
-    im2col(x.data(), geom, b.is_some(), cols.data_mut());
+    let cols = im2col_new(x.data(), geom, b.is_some());
     let (oh, ow) = geom.out_size;
-    let mut out = Tensor::zeros(&[n, c_out, oh, ow]);
-    conv_forward(cols.data(), &weight_bar(w, b), geom, c_out, out.data_mut());
-    (out, cols)
+    let out = conv_forward_new(&cols, &weight_bar(w, b), geom, (n, c_out));
+    (
+        Tensor::from_vec(out, &[n, c_out, oh, ow]).expect("N·C_out·L values"),
+        Tensor::from_vec(cols, &[rows, ld]).expect("rows·ld values"),
+    )
 }
 
 /// Backward of the convolution, plus its capture when the sweep records one.
@@ -175,9 +177,8 @@ pub(crate) fn conv2d_backward<F: Float>(
 /// `scale·g` from NCHW `[N, C_out, L]` to rows `[N·L, C_out]`, in the patch rows' order.
 fn output_rows<F: Float>(g: &Tensor<F>, locs: usize, scale: F) -> Tensor<F> {
     let c_out = g.dims()[1];
-    let mut rows = Tensor::zeros(&[g.len() / c_out.max(1), c_out]);
-    transpose_batched(g.data(), c_out, locs, scale, rows.data_mut());
-    rows
+    let rows = transpose_new(g.data(), c_out, locs, scale);
+    Tensor::from_vec(rows, &[g.len() / c_out.max(1), c_out]).expect("as many values as g")
 }
 
 /// `dW̄ = gᵀ·ā`, per example from the NCHW `g` for a small layer (`block` is set), else from the

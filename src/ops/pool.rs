@@ -4,15 +4,18 @@
 //! for the width). Each `(n, c)` plane is independent, so planes are split across threads.
 //!
 //! - max: `Y = max` over each window; the forward stores the position of the maximum
-//!   (the first one on ties) and the backward routes `dY` there: `dX[argmax] += dY`.
+//!   (the first one on ties) and the backward routes `dY` there: `dX[argmax] += dY`. The same
+//!   op can fuse a ReLU onto its output, `Y = max(0, max over the window)`.
 //! - average: `Y = (1/(kh·kw)) Σ` over each window; `dX` spreads `dY/(kh·kw)` over the window.
 
 use crate::autograd::op::Op;
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
 use crate::kernels::im2col::ConvGeometry;
-use crate::kernels::zip_chunks;
+use crate::kernels::{written_by, zip_chunks};
+use crate::ops::activation;
 use crate::tensor::{Float, Tensor};
+use std::mem::MaybeUninit;
 
 /// The pooling window geometry of `x: [N, C, H, W]` (no padding).
 fn pool_geometry<F: Float>(
@@ -74,34 +77,61 @@ impl<F: Float> Tape<'_, F> {
         kernel: (usize, usize),
         stride: (usize, usize),
     ) -> Result<Var> {
+        self.record_max_pool(x, kernel, stride, false)
+    }
+
+    /// `relu(max_pool2d(x))` as one op: the same values and gradients as [`Tape::max_pool2d`]
+    /// followed by [`Tape::relu`], without a second tensor and pass for the activation. (A
+    /// ReLU before the pool gives the same too: max and ReLU commute.)
+    pub fn max_pool2d_relu(
+        &mut self,
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    ) -> Result<Var> {
+        self.record_max_pool(x, kernel, stride, true)
+    }
+
+    /// Max pooling, with or without a ReLU fused onto its output.
+    fn record_max_pool(
+        &mut self,
+        x: Var,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        relu: bool,
+    ) -> Result<Var> {
         self.check_var(x, "max_pool2d")?;
         let vx = self.value(x);
         let geom = pool_geometry(vx, kernel, stride, "max_pool2d")?;
         let (n, c) = (vx.dims()[0], geom.channels);
         let (plane, locs) = (geom.in_size.0 * geom.in_size.1, geom.locations());
-        let mut out = Tensor::zeros(&[n, c, geom.out_size.0, geom.out_size.1]);
-        let mut argmax = vec![0u32; n * c * locs];
-        zip_chunks(
-            &mut argmax,
-            locs,
-            vx.data(),
-            plane,
-            vx.len(),
-            |_, arg, img| {
-                for_each_window(&geom, |loc, start| {
-                    // NOTE: plane indices fit in u32: a 65536×65536 image is far beyond any use.
-                    arg[loc] = argmax_window(&geom, img, start) as u32;
-                });
-            },
-        );
-        let work = out.len();
-        zip_chunks(out.data_mut(), locs, &argmax, locs, work, |p, y, arg| {
-            let img = &vx.data()[p * plane..(p + 1) * plane];
-            y.iter_mut()
-                .zip(arg)
-                .for_each(|(y, &i)| *y = img[i as usize]);
-        });
-        Ok(self.push(Op::MaxPool2d { x, argmax }, out, &[x]))
+        let find = |arg: &mut [MaybeUninit<u32>], img: &[F]| {
+            for_each_window(&geom, |loc, start| {
+                // NOTE: plane indices fit in u32: a 65536×65536 image is far beyond any use.
+                arg[loc].write(argmax_window(&geom, img, start) as u32);
+            });
+        };
+        // SAFETY: `for_each_window` visits every output location of every plane, so every
+        // element of `argmax` is written, and then every element of `out`.
+        let (argmax, out) = unsafe {
+            let argmax = written_by(n * c * locs, |arg| {
+                zip_chunks(arg, locs, vx.data(), plane, vx.len(), |_, a, img| {
+                    find(a, img)
+                })
+            });
+            let out = written_by(argmax.len(), |out| {
+                zip_chunks(out, locs, &argmax, locs, argmax.len(), |p, y, arg| {
+                    let img = &vx.data()[p * plane..(p + 1) * plane];
+                    y.iter_mut().zip(arg).for_each(|(y, &i)| {
+                        let v = img[i as usize];
+                        y.write(if relu { activation::relu(v) } else { v });
+                    });
+                })
+            });
+            (argmax, out)
+        };
+        let out = Tensor::from_vec(out, &[n, c, geom.out_size.0, geom.out_size.1])?;
+        Ok(self.push(Op::MaxPool2d { x, argmax, relu }, out, &[x]))
     }
 
     /// Average pooling of `x: [N, C, H, W]` with a `kernel` window moved by `stride`.
@@ -137,20 +167,42 @@ impl<F: Float> Tape<'_, F> {
     }
 }
 
-/// Backward of max pooling: `dY` goes to the position of each window's maximum.
+/// Backward of max pooling: `dY` goes to the position of each window's maximum. With a fused
+/// ReLU (`relu_out` is the op's output), `dY ∘ [Y > 0]` does.
 pub(crate) fn max_pool2d_backward<F: Float>(
     x: &Tensor<F>,
     argmax: &[u32],
+    relu_out: Option<&Tensor<F>>,
     g: &Tensor<F>,
 ) -> Tensor<F> {
     let plane = x.dims()[2] * x.dims()[3];
     let locs = g.dims()[2] * g.dims()[3];
-    let mut dx = Tensor::zeros(x.dims());
-    zip_chunks(dx.data_mut(), plane, g.data(), locs, x.len(), |p, dx, g| {
-        let arg = &argmax[p * locs..(p + 1) * locs];
-        g.iter().zip(arg).for_each(|(gv, &i)| dx[i as usize] += *gv);
-    });
-    dx
+    // NOTE: each plane is zeroed by the thread that scatters into it, while it is in cache,
+    // instead of one zero fill of the whole gradient beforehand.
+    // SAFETY: every plane chunk is written whole (zeros) before it is read.
+    let dx = unsafe {
+        written_by(x.len(), |dx| {
+            zip_chunks(dx, plane, g.data(), locs, x.len(), |p, dx, g| {
+                dx.iter_mut().for_each(|d| {
+                    d.write(F::ZERO);
+                });
+                // SAFETY: all of `dx` was just written.
+                let dx = &mut *(dx as *mut [MaybeUninit<F>] as *mut [F]);
+                let arg = &argmax[p * locs..(p + 1) * locs];
+                match relu_out {
+                    // NOTE: the masked value is added as 0, exactly what `relu_backward`
+                    // hands an unfused pool.
+                    Some(y) => (g.iter().zip(arg))
+                        .zip(&y.data()[p * locs..(p + 1) * locs])
+                        .for_each(|((&gv, &i), &y)| {
+                            dx[i as usize] += if y > F::ZERO { gv } else { F::ZERO }
+                        }),
+                    None => g.iter().zip(arg).for_each(|(gv, &i)| dx[i as usize] += *gv),
+                }
+            })
+        })
+    };
+    Tensor::from_vec(dx, x.dims()).expect("as many values as x")
 }
 
 /// Backward of average pooling: `dY/(kh·kw)` spread over each window.

@@ -349,23 +349,33 @@ impl<F: Float> Tensor<F> {
 
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
-        // NOTE: `x·0` is 0 for finite x and NaN otherwise; eight independent lanes and no early
-        // exit let the loop vectorise (a short-circuiting `all` does not), which matters on
-        // the per-step gradient checks of half a million values.
-        let mut lanes = [F::ZERO; 8];
-        let mut chunks = self.data.chunks_exact(8);
-        for c in &mut chunks {
-            for (l, &x) in lanes.iter_mut().zip(c) {
-                *l += x * F::ZERO;
-            }
+        // NOTE: the training loop checks every gradient and weight after each step (half a
+        // million values for the MLP preset): large tensors are checked in chunks on rayon.
+        if self.data.len() >= 2 * PAR_CHUNK {
+            self.data.par_chunks(PAR_CHUNK).all(chunk_all_finite)
+        } else {
+            chunk_all_finite(&self.data)
         }
-        chunks.remainder().iter().all(|x| x.is_finite()) && lanes.iter().all(|l| *l == F::ZERO)
     }
 
     /// `Σ xᵢ²`, accumulated in f64 over eight independent lanes (so that it vectorises).
     pub fn sum_squares(&self) -> f64 {
         sum_squares(&self.data)
     }
+}
+
+/// True when every element of `data` is finite.
+fn chunk_all_finite<F: Float>(data: &[F]) -> bool {
+    // NOTE: `x·0` is 0 for finite x and NaN otherwise; eight independent lanes and no early exit
+    // let the loop vectorise (a short-circuiting `all` does not).
+    let mut lanes = [F::ZERO; 8];
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x * F::ZERO;
+        }
+    }
+    chunks.remainder().iter().all(|x| x.is_finite()) && lanes.iter().all(|l| *l == F::ZERO)
 }
 
 /// `Σ xᵢ²` of a slice, accumulated in f64: [`chunk_sum_squares`] of each chunk of [`PAR_CHUNK`]
