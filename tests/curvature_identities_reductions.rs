@@ -113,6 +113,92 @@ fn identity_09_reductions_real_layers() {
     }
 }
 
+/// The re-seed of s*/Θ on a basis refresh (spec §1.5), a second way: after re-scaling has moved
+/// the diagonal, the next refresh must set s* := eig(G) eig(A)ᵀ and Θ := eig(δΨ) eig(δΦ)ᵀ / δ of
+/// the running averages. Expected values by brute force in f64: the factors by loops over the rows
+/// of two captures (`factors_by_loops`), averaged by hand (ρ·first + (1−ρ)·second); their
+/// eigenvalues as Rayleigh quotients in the block's basis and, free of that basis, as the sorted
+/// products of a separate eigendecomposition; and Q diag(seed) Qᵀ as the Kronecker product of the
+/// averaged factors. Synthetic dense and conv rows, and every layer of the real dense and conv
+/// nets (empirical, then exact captures).
+#[test]
+fn identity_09_reseed_on_refresh_by_brute_force() {
+    const RHO: f64 = 0.6;
+    let mut pairs = vec![
+        (
+            "synthetic dense".to_string(),
+            info(2, 3, false),
+            random_capture(93, 5, 1, 3, 2, 1),
+            random_capture(94, 4, 1, 3, 2, 2),
+        ),
+        (
+            "synthetic conv".to_string(),
+            info(3, 2, true),
+            random_capture(95, 3, 4, 2, 3, 1),
+            random_capture(96, 4, 4, 2, 3, 2),
+        ),
+    ];
+    for (label, net) in [("dense net", dense_net(91)), ("conv net", conv_net(92))] {
+        let first = cases_of(&net, label, 3, FisherType::Empirical);
+        let second = cases_of(&net, label, 5, FisherType::Exact);
+        pairs.extend(
+            (first.into_iter().zip(second)).map(|(x, y)| (x.name, x.info, x.capture, y.capture)),
+        );
+    }
+    let sorted = |m: DMatrix<f64>| {
+        let mut v = m.as_slice().to_vec();
+        v.sort_by(f64::total_cmp);
+        DMatrix::from_vec(v.len(), 1, v)
+    };
+    for (name, info, c1, c2) in &pairs {
+        for v in [Variant::Ekfac, Variant::Tekfac] {
+            let mut block = CurvatureBlock::new(v, info, RHO);
+            block.observe(c1).unwrap();
+            block.refresh().unwrap();
+            block.rescale(c1).unwrap();
+            block.observe(c2).unwrap();
+            block.rescale(c2).unwrap();
+            let moved = block.eigenvalues().unwrap();
+            block.refresh().unwrap(); // the re-seed under test
+            let seed = block.eigenvalues().unwrap();
+            let (l1, r1, d1) = factors_by_loops(c1, v.trace_restricted());
+            let (l2, r2, d2) = factors_by_loops(c2, v.trace_restricted());
+            let left = l1 * RHO + l2 * (1.0 - RHO);
+            let right = r1 * RHO + r2 * (1.0 - RHO);
+            let delta = d1 * RHO + d2 * (1.0 - RHO);
+            let b = block.basis().unwrap();
+            let rayleigh = |q: &DMatrix<f64>, m: &DMatrix<f64>| (q.transpose() * m * q).diagonal();
+            let want = rayleigh(&b.q_g, &right) * rayleigh(&b.q_a, &left).transpose() / delta;
+            check(
+                &format!("[9] {name} {v}: re-seed = Rayleigh products / δ"),
+                rel_err(&seed, &want),
+                EXACT,
+            );
+            let eig =
+                |m: &DMatrix<f64>| m.clone().symmetric_eigen().eigenvalues.map(|e| e.max(0.0));
+            let products = eig(&right) * eig(&left).transpose() / delta;
+            check(
+                &format!("[9] {name} {v}: sorted re-seed = sorted eig products / δ"),
+                rel_err(&sorted(seed), &sorted(products)),
+                EXACT,
+            );
+            check(
+                &format!("[9] {name} {v}: Q diag(re-seed) Qᵀ = right ⊗ left / δ"),
+                rel_err(
+                    &block.to_dense().unwrap(),
+                    &(kron_rows(&right, &left) / delta),
+                ),
+                EXACT,
+            );
+            let gap = rel_err(&moved, &want);
+            assert!(
+                gap > GAP,
+                "[9] {name} {v}: re-scaling never moved the seed ({gap:e}), vacuous"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Identity 10
 // ---------------------------------------------------------------------------------------------

@@ -22,10 +22,13 @@ mod support;
 use nalgebra::DMatrix;
 use support::curvature::*;
 use support::nets::{capture_of, dense_net, fit, grad_block, real_cases};
-use tekfac::FisherType;
 use tekfac::curvature::exact::{self, exact_fisher, kron_rows, per_example_gradients, vec_rows};
-use tekfac::curvature::{CurvatureBlock, Damping, KroneckerFactors, Variant};
+use tekfac::curvature::{CurvatureBlock, Damping, FastBlock, KroneckerFactors, Variant};
 use tekfac::optim::DampingPolicy;
+use tekfac::{FisherType, LayerCapture, LayerInfo};
+
+/// The f32 hot path against an f64 reference (as in `tests/ng_optimizer.rs`).
+const F32_PATH: f64 = 1e-4;
 
 // ---------------------------------------------------------------------------------------------
 // Identity 13
@@ -221,6 +224,64 @@ fn identity_14_tkfac_factored_damping_real_layers() {
                     rel_err(&block.precondition(m, &damping).unwrap(), &direct),
                     SOLVE,
                 );
+            }
+        }
+    }
+}
+
+/// Identity 14's √δ, a second way: TKFAC's damped update from the capture rows alone (spec §5.3:
+/// Φ̂ = √δΦ + √λI, Ψ̂ = √δΨ + √λI with Φ = δΦ/δ). δΦ, δΨ and δ by loops over the rows
+/// (`factors_by_loops`), Φ̂ = δΦ/√δ + √λI and Ψ̂ = δΨ/√δ + √λI assembled densely, and
+/// u = unvec((Ψ̂ ⊗ Φ̂)⁻¹ vec M) by one LU solve; the f64 block and the f32 hot path must both give
+/// u. The gradients are also scaled so that δ = 100, far from 1 (√δ far from δ), where a
+/// negative control shows that δ or 1 in place of √δ gives another update.
+#[test]
+fn identity_14_sqrt_delta_by_brute_force() {
+    let mut cases: Vec<(String, LayerInfo, LayerCapture<f64>)> = (real_cases().into_iter())
+        .map(|case| (case.name, case.info, case.capture))
+        .collect();
+    for (name, c) in captures() {
+        let layer = info(c.g[0].dims()[1], c.a.dims()[1] - 1, c.rows_per_example > 1);
+        cases.push((format!("synthetic {name}"), layer, c));
+    }
+    for (name, info, c) in &cases {
+        let delta_1 = factors_by_loops(c, true).2;
+        for scale in [1.0, 10.0 / delta_1.sqrt()] {
+            let g = c.g.iter().map(|g| g.scale(scale)).collect();
+            let c = LayerCapture { g, ..c.clone() };
+            let (phi_raw, psi_raw, delta) = factors_by_loops(&c, true);
+            let block = fit(Variant::Tkfac, info, &c);
+            let (d_out, d_in_bar) = (info.d_out, info.d_in_bar());
+            let m = randn(&mut rng(141), d_out, d_in_bar);
+            let m32: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect();
+            for lambda in [1e-3, 0.05, 1.0_f64] {
+                let hat = |raw: &DMatrix<f64>, by: f64| raw / by + eye(raw.nrows()) * lambda.sqrt();
+                let solve =
+                    |by: f64| dense_solve(&kron_rows(&hat(&psi_raw, by), &hat(&phi_raw, by)), &m);
+                let want = solve(delta.sqrt());
+                let d = Damping::TkfacNormal(lambda);
+                let what = format!("[14] {name} δ={delta:.3e} λ={lambda}");
+                check(
+                    &format!("{what}: precondition = (Ψ̂⊗Φ̂)⁻¹M by rows"),
+                    rel_err(&block.precondition(&m, &d).unwrap(), &want),
+                    SOLVE,
+                );
+                let mut hot = FastBlock::<f32>::new(&block);
+                hot.sync(&block, &d).unwrap();
+                let got =
+                    DMatrix::from_row_slice(d_out, d_in_bar, &hot.precondition(&m32).unwrap());
+                check(
+                    &format!("{what}: f32 hot path = (Ψ̂⊗Φ̂)⁻¹M by rows"),
+                    rel_err(&got.map(f64::from), &want),
+                    F32_PATH,
+                );
+                if scale != 1.0 {
+                    let wrong = rel_err(&solve(delta), &want).min(rel_err(&solve(1.0), &want));
+                    assert!(
+                        wrong > GAP,
+                        "{what}: δ = {delta} hides √δ ({wrong:e}), vacuous"
+                    );
+                }
             }
         }
     }

@@ -265,3 +265,35 @@ impl Stats {
         ]
     }
 }
+
+/// The factors of one capture by explicit loops over its rows `r` (examples × locations) and
+/// sweeps `s`, straight from spec §3.1 and §5.1–5.2 (no library code): K-FAC
+/// `(A, G, 1) = ((1/N) Σ_r ā āᵀ, (1/NT) Σ_{r,s} g gᵀ, 1)`, TKFAC
+/// `(δΦ, δΨ, δ) = ((1/N) Σ_{r,s} ‖g‖² ā āᵀ, (1/N) Σ_{r,s} ‖ā‖² g gᵀ, (1/N) Σ_{r,s} ‖ā‖²‖g‖²)`.
+pub fn factors_by_loops(
+    c: &LayerCapture<f64>,
+    trace_restricted: bool,
+) -> (DMatrix<f64>, DMatrix<f64>, f64) {
+    let (rows, d_in_bar, d_out) = (c.a.dims()[0], c.a.dims()[1], c.g[0].dims()[1]);
+    let (n, t) = (c.examples() as f64, c.rows_per_example as f64);
+    let mut left = DMatrix::zeros(d_in_bar, d_in_bar);
+    let mut right = DMatrix::zeros(d_out, d_out);
+    let mut delta = 0.0;
+    for r in 0..rows {
+        let a = DVector::from_column_slice(&c.a.data()[r * d_in_bar..(r + 1) * d_in_bar]);
+        if !trace_restricted {
+            left += &a * a.transpose() / n;
+        }
+        for sweep in &c.g {
+            let g = DVector::from_column_slice(&sweep.data()[r * d_out..(r + 1) * d_out]);
+            if trace_restricted {
+                left += &a * a.transpose() * g.norm_squared() / n;
+                right += &g * g.transpose() * a.norm_squared() / n;
+                delta += a.norm_squared() * g.norm_squared() / n;
+            } else {
+                right += &g * g.transpose() / (n * t);
+            }
+        }
+    }
+    (left, right, if trace_restricted { delta } else { 1.0 })
+}
