@@ -21,12 +21,13 @@
 mod peer;
 
 use std::time::Instant;
-use tekfac::curvature::{Variant, WarmStart};
+use tekfac::curvature::{PANEL, Variant, WarmStart};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::kernels::gemm::{MatRef, gemm_into};
 use tekfac::nn::{Cnn, Mlp, Module};
 use tekfac::optim::{
     Adam, AdamConfig, DampingPolicy, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig,
+    eigenbasis_pays,
 };
 use tekfac::tensor::{Float, seeded_rng};
 use tekfac::train::{Task, train_step};
@@ -548,72 +549,215 @@ fn print_targets(m: &str, rounds: &Rounds) {
     }
 }
 
-/// FLOPs of one amortized TEKFAC step at batch `b` (sampled Fisher, k = 1), split into the f32
-/// part (forward, backward, sampled sweep, rotations) and the f64 part (statistics, re-scaling,
-/// eigendecompositions at ≈ 9n³ each: Householder tridiagonalization, forming Q, implicit QR).
-fn tekfac_flops(ps: &ParamStore<f32>, b: usize, iv: Intervals, low_rank: bool) -> (f64, f64) {
-    let (mut f32s, mut f64s) = (0.0, 0.0);
-    for (idx, l) in ps.layers().iter().enumerate() {
-        let (o, i, ib) = (l.d_out as f64, l.d_in as f64, l.d_in_bar() as f64);
-        let positions = match l.kind {
-            LayerKind::Dense => 1.0,
-            // NOTE: the presets' conv geometry: 28→24 and 12→8 ("valid" 5×5).
-            LayerKind::Conv2d { .. } => {
-                if idx == 0 {
-                    576.0
-                } else {
-                    64.0
-                }
+/// Rows per example of a preset's layer: 1 for dense layers, output locations for convs.
+fn positions(idx: usize, kind: &LayerKind) -> usize {
+    match kind {
+        LayerKind::Dense => 1,
+        // NOTE: the presets' conv geometry: 28→24 and 12→8 ("valid" 5×5).
+        LayerKind::Conv2d { .. } => {
+            if idx == 0 {
+                576
+            } else {
+                64
             }
-        };
-        let r = b as f64 * positions;
-        let first = idx == 0;
-        let dx = if first { 0.0 } else { 2.0 * r * o * i };
-        f32s += 2.0 * r * o * i + 2.0 * r * o * ib + dx;
-        // Sampled sweep (input gradients only) on every statistics or re-scaling step.
-        f32s += dx / iv.stats.min(iv.scale) as f64;
-        // Statistics: δΦ, δΨ grams.
-        f64s += (2.0 * r * ib * ib + 2.0 * r * o * o) / iv.stats as f64;
-        // Re-scaling: rotate ā and g, then the squared per-example sum.
-        f64s += (2.0 * r * ib * ib + 2.0 * r * o * o + 2.0 * r * o * ib) / iv.scale as f64;
-        f64s += 9.0 * (ib.powi(3) + o.powi(3)) / iv.eigen as f64;
-        let full_in = 2.0 * o * ib * (o + ib);
-        let low_in = 2.0 * b as f64 * (o * o + ib * ib + o * ib);
-        let dense = matches!(l.kind, LayerKind::Dense);
-        f32s += if low_rank && dense && low_in < full_in {
-            low_in
-        } else {
-            full_in
-        };
-        f32s += 2.0 * o * ib * (o + ib);
+        }
     }
-    (f32s, f64s)
 }
 
-/// TEKFAC's FLOP floor at the default intervals against its `measured` step (ms), at the best
-/// GEMM rates seen in this run (`s_rate`, `d_rate` are raised by a fresh measurement).
-fn print_floor(m: &str, measured: Option<f64>, s_rate: &mut f64, d_rate: &mut f64) {
+/// One GEMM `[m, k]·[k, n]` of a step, `per_step` times per step on average (amortised over
+/// the intervals), in f32 or f64.
+#[derive(Clone, Copy)]
+struct Gemm {
+    m: usize,
+    k: usize,
+    n: usize,
+    per_step: f64,
+    f64: bool,
+}
+
+impl Gemm {
+    fn f32(m: usize, k: usize, n: usize, per_step: f64) -> Self {
+        Gemm {
+            m,
+            k,
+            n,
+            per_step,
+            f64: false,
+        }
+    }
+
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64 * self.per_step
+    }
+
+    /// Milliseconds per step: the best of 3 timed products of this shape, times `per_step`.
+    fn ms(&self) -> f64 {
+        let once = if self.f64 {
+            time_gemm::<f64>(self.m, self.k, self.n)
+        } else {
+            time_gemm::<f32>(self.m, self.k, self.n)
+        };
+        once * self.per_step
+    }
+}
+
+/// Best of 3 milliseconds of `[m, k]·[k, n]` in `F` (after one warm-up product).
+fn time_gemm<F: Float>(m: usize, k: usize, n: usize) -> f64 {
+    let mut rng = seeded_rng(0);
+    let a = Tensor::<F>::randn(&[m, k], 0.0, 1.0, &mut rng);
+    let b = Tensor::<F>::randn(&[k, n], 0.0, 1.0, &mut rng);
+    let mut c = vec![F::ZERO; m * n];
+    let mut best = f64::MAX;
+    for i in 0..4 {
+        let t = Instant::now();
+        let (ma, mb) = (
+            MatRef::new(a.data(), m, k, false),
+            MatRef::new(b.data(), k, n, false),
+        );
+        gemm_into(F::ONE, ma, mb, F::ZERO, &mut c);
+        if i > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    best * 1e3
+}
+
+/// The GEMMs of one SGD step at batch `b`: forward `āW̄ᵀ`, backward `gᵀā` and (but for the
+/// first layer) `gW`.
+fn sgd_gemms(ps: &ParamStore<f32>, b: usize) -> Vec<Gemm> {
+    let mut out = Vec::new();
+    for (idx, l) in ps.layers().iter().enumerate() {
+        let (o, i, ib, r) = (l.d_out, l.d_in, l.d_in_bar(), b * positions(idx, &l.kind));
+        out.push(Gemm::f32(r, ib, o, 1.0));
+        out.push(Gemm::f32(o, r, ib, 1.0));
+        if idx > 0 {
+            out.push(Gemm::f32(r, o, i, 1.0));
+        }
+    }
+    out
+}
+
+/// The GEMMs of one amortised TEKFAC step at batch `b` (sampled Fisher, k = 1) as the code
+/// runs them, at interval setting `iv`. A floor: elementwise work, copies, the sampled sweep's
+/// loss and the warm refresh's `O(n²h)` head work count nothing, and each warm refresh is
+/// taken to need one iteration per factor (`Y = FQ`, f64) with every 50th refresh exact
+/// (`≈ 9n³` FLOPs: tridiagonalisation, forming Q, implicit QR; counted as f64 GEMM work).
+///
+/// Per layer (`r = b·T` rows, `ib = d_in + 1`): a dense layer trained in its eigenbasis
+/// (`eigenbasis_pays`) adds `â = āQ_A`, `·Q_Gᵀ`, `ĝ = gQ_G` and `·Q_Aᵀ` to its passes
+/// (`ops/eigen_dense.rs`) and is updated elementwise, its `W̃` and momentum rotated into each
+/// new basis; any other layer rotates its update into and out of the basis every step.
+fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals) -> Vec<Gemm> {
+    let mut out = Vec::new();
+    let (stats, scale, eigen) = (iv.stats as f64, iv.scale as f64, iv.eigen as f64);
+    let capture = 1.0 / iv.stats.min(iv.scale) as f64;
+    for (idx, l) in ps.layers().iter().enumerate() {
+        let (o, i, ib, r) = (l.d_out, l.d_in, l.d_in_bar(), b * positions(idx, &l.kind));
+        let first = idx == 0;
+        if eigenbasis_pays(l, b) {
+            // Forward â = āQ_A, t = âW̃ᵀ, s = tQ_Gᵀ; backward ĝ = gQ_G (also in the sampled
+            // sweep), ∂W̃ = ĝᵀâ, and but for the first layer dx = (ĝW̃)Q_Aᵀ (also sampled).
+            out.extend([
+                Gemm::f32(r, ib, ib, 1.0),
+                Gemm::f32(r, ib, o, 1.0),
+                Gemm::f32(r, o, o, 1.0 + capture),
+                Gemm::f32(r, o, o, 1.0),
+                Gemm::f32(o, r, ib, 1.0),
+            ]);
+            if !first {
+                out.push(Gemm::f32(r, o, ib, 1.0 + capture));
+                out.push(Gemm::f32(r, ib, i, 1.0 + capture));
+            }
+            // W̃ and its momentum follow each new basis: R_Gᵀ X R_A for two X.
+            out.push(Gemm::f32(o, o, ib, 2.0 / eigen));
+            out.push(Gemm::f32(o, ib, ib, 2.0 / eigen));
+        } else {
+            out.push(Gemm::f32(r, ib, o, 1.0));
+            out.push(Gemm::f32(o, r, ib, 1.0));
+            if !first {
+                out.push(Gemm::f32(r, o, i, 1.0 + capture));
+            }
+            // Rotation into the basis and out: Q_Gᵀ ∇ Q_A, Q_G U Q_Aᵀ.
+            out.push(Gemm::f32(o, o, ib, 2.0));
+            out.push(Gemm::f32(o, ib, ib, 2.0));
+        }
+        // Statistics: TKFAC's δΦ and δΨ grams (upper block triangle of ≥ PANEL-wide panels).
+        for n in [ib, o] {
+            let p = (n / PANEL).max(1) as f64;
+            out.push(Gemm::f32(n, r, n, (p + 1.0) / (2.0 * p) / stats));
+        }
+        // Re-scaling: â = āQ_A, ĝ = gQ_G, then Σ (ĝ^∘2)ᵀ(â^∘2) or the per-example products.
+        out.push(Gemm::f32(r, ib, ib, 1.0 / scale));
+        out.push(Gemm::f32(r, o, o, 1.0 / scale));
+        out.push(Gemm::f32(ib, r, o, 1.0 / scale));
+        // The refresh, per factor: one warm iteration, every 50th refresh exact.
+        for n in [ib, o] {
+            let warm = Gemm {
+                m: n,
+                k: n,
+                n,
+                per_step: (1.0 + 4.5 / 50.0) / eigen,
+                f64: true,
+            };
+            out.push(warm);
+        }
+    }
+    out
+}
+
+/// TEKFAC's GEMM floor at both interval settings beside SGD's, each GEMM timed at its own shape
+/// in this run, against the medians `rounds` measured: what the GEMMs alone allow for the
+/// targets (× tekfac's SGD step at the default intervals, × the JAX SGD step at kfac-jax's).
+fn print_floor(m: &str, rounds: &Rounds) {
     let mut ps = ParamStore::<f32>::seeded(0);
     let _ = model(m, &mut ps);
-    let (f32s, f64s) = tekfac_flops(&ps, 128, DEFAULT, true);
-    // NOTE: the ceiling is the best GEMM rate seen in this run (start and here): a rate
-    // measured during a noisy second would make the floor look slow and the ratio good.
-    *s_rate = s_rate.max(gemm_rate::<f32>(1024));
-    *d_rate = d_rate.max(gemm_rate::<f64>(1024));
-    println!(
-        "\nGEMM 1024³ ceiling of this run: sgemm {s_rate:.1} GFLOP/s, dgemm {d_rate:.1} GFLOP/s"
-    );
-    let floor = (f32s / *s_rate + f64s / *d_rate) / 1e6;
-    let Some(measured) = measured else {
-        return;
+    let floor = |gemms: &[Gemm]| -> (f64, f64, f64) {
+        let ms = gemms.iter().map(Gemm::ms).sum();
+        let f32s = gemms.iter().filter(|g| !g.f64).map(Gemm::flops).sum();
+        let f64s = gemms.iter().filter(|g| g.f64).map(Gemm::flops).sum();
+        (ms, f32s, f64s)
     };
+    let measured = |iv: Intervals, name: &str| {
+        let v = rounds
+            .find(iv, name)
+            .map(|i| rounds.figures(i, |t| t.total))
+            .unwrap_or_default();
+        (!v.is_empty()).then(|| median(&v))
+    };
+    let (sgd_ms, sgd_flops, _) = floor(&sgd_gemms(&ps, 128));
     println!(
-        "TEKFAC default intervals: {:.3} GFLOP f32 + {:.3} GFLOP f64 per step → floor {floor:.2} ms \
-         at this run's GEMM rates; measured {measured:.2} ms (median over rounds) = {:.2}× the floor",
-        f32s / 1e9,
-        f64s / 1e9,
-        measured / floor
+        "\nGEMM floors (every GEMM of the step timed at its own shape in this run; elementwise \
+         work free): SGD {:.3} GFLOP = {sgd_ms:.2} ms",
+        sgd_flops / 1e9
     );
+    let sgd = measured(DEFAULT, "sgd");
+    if let Some(sgd) = sgd {
+        println!("  SGD measured {sgd:.2} ms = {:.2}× its floor", sgd / sgd_ms);
+    }
+    let jax: Vec<f64> = rounds.jax.iter().flatten().copied().collect();
+    for iv in [DEFAULT, KFAC_JAX] {
+        let (ms, f32s, f64s) = floor(&tekfac_gemms(&ps, 128, iv));
+        print!(
+            "  TEKFAC, {}: {:.3} GFLOP f32 + {:.3} GFLOP f64 = {ms:.2} ms = {:.2}× SGD's floor",
+            iv.name,
+            f32s / 1e9,
+            f64s / 1e9,
+            ms / sgd_ms
+        );
+        if let Some(t) = measured(iv, "tekfac") {
+            print!("; measured {t:.2} ms = {:.2}× its floor", t / ms);
+        }
+        if let Some(sgd) = sgd.filter(|_| iv == DEFAULT) {
+            print!(
+                "; SGD's measured step + TEKFAC's extra GEMMs at the floor = {:.2}× SGD",
+                (sgd + ms - sgd_ms) / sgd
+            );
+        }
+        if !jax.is_empty() && iv == KFAC_JAX {
+            print!("; the floor alone = {:.2}× the JAX SGD step (median)", ms / median(&jax));
+        }
+        println!();
+    }
 }
 
 fn main() {
@@ -626,18 +770,13 @@ fn main() {
         "threads {}, batch 128, f32 (f64 curvature state), {} timed steps, {} rounds",
         opts.threads, opts.steps, opts.rounds
     );
-    let (mut s_rate, mut d_rate) = (gemm_rate::<f32>(1024), gemm_rate::<f64>(1024));
+    let (s_rate, d_rate) = (gemm_rate::<f32>(1024), gemm_rate::<f64>(1024));
     println!("GEMM 1024³: sgemm {s_rate:.1} GFLOP/s, dgemm {d_rate:.1} GFLOP/s");
     for &m in &opts.models {
         let rounds = run_rounds(m, &opts, &data);
         print_summary(m, &rounds);
         print_targets(m, &rounds);
-        let tekfac = rounds.find(DEFAULT, "tekfac");
-        let measured = tekfac
-            .map(|i| rounds.figures(i, |t| t.total))
-            .filter(|v| !v.is_empty())
-            .map(|v| median(&v));
-        print_floor(m, measured, &mut s_rate, &mut d_rate);
+        print_floor(m, &rounds);
         if opts.eigen {
             eigen_table(m, &data);
         }
