@@ -732,7 +732,10 @@ fn print_floor(m: &str, rounds: &Rounds) {
     );
     let sgd = measured(DEFAULT, "sgd");
     if let Some(sgd) = sgd {
-        println!("  SGD measured {sgd:.2} ms = {:.2}× its floor", sgd / sgd_ms);
+        println!(
+            "  SGD measured {sgd:.2} ms = {:.2}× its floor",
+            sgd / sgd_ms
+        );
     }
     let jax: Vec<f64> = rounds.jax.iter().flatten().copied().collect();
     for iv in [DEFAULT, KFAC_JAX] {
@@ -754,7 +757,10 @@ fn print_floor(m: &str, rounds: &Rounds) {
             );
         }
         if !jax.is_empty() && iv == KFAC_JAX {
-            print!("; the floor alone = {:.2}× the JAX SGD step (median)", ms / median(&jax));
+            print!(
+                "; the floor alone = {:.2}× the JAX SGD step (median)",
+                ms / median(&jax)
+            );
         }
         println!();
     }
