@@ -590,7 +590,7 @@ impl Gemm {
         2.0 * (self.m * self.k * self.n) as f64 * self.per_step
     }
 
-    /// Milliseconds per step: the best of 3 timed products of this shape, times `per_step`.
+    /// Milliseconds per step: one product of this shape in steady state, times `per_step`.
     fn ms(&self) -> f64 {
         let once = if self.f64 {
             time_gemm::<f64>(self.m, self.k, self.n)
@@ -601,23 +601,30 @@ impl Gemm {
     }
 }
 
-/// Best of 3 milliseconds of `[m, k]·[k, n]` in `F` (after one warm-up product).
+/// Milliseconds of one `[m, k]·[k, n]` product in `F` in steady state: the mean over a batch
+/// of back-to-back products (as a step runs them: caches and GEMM threads warm), best of 3
+/// batches, after two warm-up products.
 fn time_gemm<F: Float>(m: usize, k: usize, n: usize) -> f64 {
     let mut rng = seeded_rng(0);
     let a = Tensor::<F>::randn(&[m, k], 0.0, 1.0, &mut rng);
     let b = Tensor::<F>::randn(&[k, n], 0.0, 1.0, &mut rng);
     let mut c = vec![F::ZERO; m * n];
+    let (ma, mb) = (
+        MatRef::new(a.data(), m, k, false),
+        MatRef::new(b.data(), k, n, false),
+    );
+    let mut product = || gemm_into(F::ONE, ma, mb, F::ZERO, &mut c);
+    product();
+    product();
+    // NOTE: about 20 ms per batch, at least 3 products.
+    let t = Instant::now();
+    product();
+    let reps = ((0.02 / t.elapsed().as_secs_f64().max(1e-9)) as usize).clamp(3, 200);
     let mut best = f64::MAX;
-    for i in 0..4 {
+    for _ in 0..3 {
         let t = Instant::now();
-        let (ma, mb) = (
-            MatRef::new(a.data(), m, k, false),
-            MatRef::new(b.data(), k, n, false),
-        );
-        gemm_into(F::ONE, ma, mb, F::ZERO, &mut c);
-        if i > 0 {
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        (0..reps).for_each(|_| product());
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
     }
     best * 1e3
 }
