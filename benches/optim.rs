@@ -3,8 +3,8 @@
 //! intervals and at kfac-jax's usual setting (statistics every step, eigenbasis every 10), next
 //! to EKFAC and TEKFAC with their fast paths off ("-plain": no eigenbasis-parametrised layers,
 //! exact refreshes, f64 statistics) and to the JAX SGD step of `../shared/bench/peer`; then one
-//! eigen-refresh per factor (nalgebra) next to numpy's LAPACK `eigh`, and TEKFAC's FLOP floor
-//! from the GEMM rates of the same run.
+//! eigen-refresh per factor (nalgebra) next to numpy's LAPACK `eigh`, and the GEMM floors of TEKFAC
+//! and SGD (every GEMM of a step listed from the layer shapes, each timed at its shape, same run).
 //!
 //! Run: flock /tmp/tekfac-bench.lock cargo bench --bench optim -- [--rounds 3] [--threads 2]
 //!      [--model mlp|cnn|both] [--steps 200] [--optimizers sgd,adam,kfac,ekfac,tkfac,tekfac]

@@ -26,8 +26,8 @@ pub struct NgConfig {
     pub scale_interval: u64,
     /// KL-clipping threshold κ (`None`: off; K-FAC codes use 1e-3 … 1e-2).
     pub kl_clip: Option<f64>,
-    /// L2 weight decay added to the gradient before preconditioning (0; `tekfac train` adds
-    /// `train::RunDefaults`' 5e-4 to every optimizer).
+    /// L2 weight decay added to the gradient before preconditioning (0; `tekfac train` gives
+    /// every optimizer `train::RunDefaults`' weight decay unless `--weight-decay` is set).
     pub weight_decay: f64,
     /// Labels behind the curvature statistics (spec §1.1; default: sampled, k = 1).
     pub fisher: FisherType,
