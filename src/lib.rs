@@ -65,10 +65,14 @@ pub use tensor::{Float, Shape, Tensor};
 /// posting the whole job to the pool and sleeping until it is done: that saves a sleep and a
 /// wake-up of the calling thread, tens of microseconds, for each of the dozen parallel kernels
 /// of a training step.
-pub fn set_threads(threads: usize) {
-    // NOTE: an Err only means the global pool already exists; then its size stays as it is.
-    let _ = rayon::ThreadPoolBuilder::new()
+///
+/// Returns whether this call built the pool: `false` when something parallel (a `rayon::join`
+/// while reading a dataset, say) already started rayon's default pool, whose size and threads
+/// then stay as they are.
+pub fn set_threads(threads: usize) -> bool {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .use_current_thread()
-        .build_global();
+        .build_global()
+        .is_ok()
 }

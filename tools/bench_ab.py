@@ -5,6 +5,7 @@ and medians of per-round ratios [min-max].
 
     python3 tools/bench_ab.py engine A_BIN B_BIN ROUNDS   # MLP SGD/Adam step (benches/engine.rs)
     python3 tools/bench_ab.py layers A_BIN B_BIN ROUNDS   # CNN SGD step (benches/layers.rs)
+    python3 tools/bench_ab.py cli A_BIN B_BIN ROUNDS      # `tekfac train` epoch (engine --cli)
 
 A_BIN / B_BIN: the bench executables of two builds (`cargo bench --bench engine --no-run`
 prints the path), e.g. main's library with this tree's benches/ copied in, and this tree.
@@ -22,11 +23,16 @@ PATTERNS = {
     "layers": (re.compile(r"round 0: off ([\d.]+) ms, empirical ([\d.]+) ms, sampled ([\d.]+) ms, "
                           r"JAX ([\d.-]+)"),
                ["sgd", "empirical", "sampled", "jax"]),
+    # The engine bench with --cli: each binary times the `tekfac` of its own build.
+    "cli": (re.compile(r"round 0: tekfac train epoch ([\d.]+) s \(([\d.]+) ms per step of 468\), "
+                       r"JAX epoch ([\d.-]+) s"),
+            ["sgd", "per_step", "jax"]),
 }
 
 
 def run(bench, binary, peer):
     args = [binary, "--bench", "--rounds", "1"] + ([] if peer else ["--no-peer"])
+    args += ["--cli"] if bench == "cli" else []
     out = subprocess.run(args, capture_output=True, text=True).stdout
     pattern, names = PATTERNS[bench]
     m = pattern.search(out)
@@ -58,7 +64,8 @@ def main():
     if peer:
         for s in "AB":
             print(f"{s} sgd/JAX: {spread([r[s]['sgd'] / r['B']['jax'] for r in peer])}")
-        print(f"JAX step ms: {spread([r['B']['jax'] for r in peer])}")
+        unit = "epoch s" if bench == "cli" else "step ms"
+        print(f"JAX {unit}: {spread([r['B']['jax'] for r in peer])}")
 
 
 if __name__ == "__main__":

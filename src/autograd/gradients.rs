@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::params::{ParamId, ParamStore};
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{Float, PAR_CHUNK, Tensor, chunk_all_finite};
+use rayon::prelude::*;
 
 /// Parameter gradients from one backward sweep (`None` for parameters the loss did not reach).
 ///
@@ -79,6 +80,23 @@ impl<F: Float> Gradients<F> {
 
     /// The first parameter whose gradient holds a NaN or infinity.
     pub fn first_non_finite(&self) -> Option<ParamId> {
+        if self.all_finite() {
+            return None;
+        }
         self.iter().find(|(_, g)| !g.all_finite()).map(|(id, _)| id)
+    }
+
+    /// True when every gradient is finite: one parallel pass over chunks of all the gradients
+    /// together (one fork-join per step, not one per tensor).
+    pub fn all_finite(&self) -> bool {
+        let chunks: Vec<&[F]> = self
+            .iter()
+            .flat_map(|(_, g)| g.data().chunks(PAR_CHUNK))
+            .collect();
+        if chunks.len() >= 2 {
+            chunks.into_par_iter().all(chunk_all_finite)
+        } else {
+            chunks.into_iter().all(chunk_all_finite)
+        }
     }
 }

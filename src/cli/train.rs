@@ -24,9 +24,11 @@ use tekfac::{Error, ParamStore, Result};
 /// Runs `tekfac train` to completion (or divergence); `explicit` lists the flags given on the
 /// command line (clap ids), which decide what a resume may change.
 pub fn run(args: TrainArgs, explicit: &[String]) -> Result<()> {
-    let run = prepare(args, explicit)?;
-    tekfac::set_threads(run.args.thread_count());
-    run.start()?.train()
+    // NOTE: before `prepare`: reading the data uses rayon, which would start its default pool
+    // (all cores, the main thread outside it) and make `--threads` a no-op. `--threads` is a
+    // per-invocation flag, so a resumed run's saved settings do not change it.
+    tekfac::set_threads(args.thread_count());
+    prepare(args, explicit)?.start()?.train()
 }
 
 /// [`run`] without setting the thread count (for callers that train several runs, which set
@@ -110,12 +112,13 @@ fn restore(
 }
 
 /// The arguments with every default resolved to the value used (learning rate, damping,
-/// threads), so that config.json records what the run really did.
+/// threads), so that config.json records what the run really did: the threads are those of
+/// the pool that runs it.
 fn resolved(args: TrainArgs) -> TrainArgs {
     TrainArgs {
         lr: Some(optimizer::lr(&args)),
         damping: optimizer::damping(&args),
-        threads: Some(args.thread_count()),
+        threads: Some(rayon::current_num_threads()),
         ..args
     }
 }

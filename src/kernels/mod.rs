@@ -49,20 +49,22 @@ pub(crate) fn zip_chunks<A: Send, B: Sync>(
     });
 }
 
-/// `Σ f(c)` over `chunks` (pairs of sums), on rayon's threads when there are two chunks or more;
-/// the partial sums are added in chunk order, so the result does not depend on the thread count.
-pub(crate) fn sum_over_chunks<T: Send>(
+/// `Σ f(c)` over `chunks` (`N` sums at once), on rayon's threads when there are two chunks or
+/// more; the partial sums are added in chunk order, so the result does not depend on the thread
+/// count.
+pub(crate) fn sum_over_chunks<T: Send, const N: usize>(
     chunks: Vec<T>,
-    f: impl Fn(T) -> (f64, f64) + Sync + Send,
-) -> (f64, f64) {
-    let parts: Vec<(f64, f64)> = if chunks.len() >= 2 {
+    f: impl Fn(T) -> [f64; N] + Sync + Send,
+) -> [f64; N] {
+    let parts: Vec<[f64; N]> = if chunks.len() >= 2 {
         chunks.into_par_iter().map(f).collect()
     } else {
         chunks.into_iter().map(f).collect()
     };
-    parts
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (pa, pb)| (a + pa, b + pb))
+    parts.iter().fold([0.0; N], |mut acc, p| {
+        acc.iter_mut().zip(p).for_each(|(a, x)| *a += x);
+        acc
+    })
 }
 
 /// A vector of `len` values written by `fill`, which gets the vector's uninitialised storage:

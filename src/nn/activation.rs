@@ -38,10 +38,17 @@ impl<F: Float> Module<F> for Activation {
             Activation::Relu => Ok(tape.relu(x)),
             Activation::Tanh => Ok(tape.tanh(x)),
             Activation::Sigmoid => Ok(tape.sigmoid(x)),
+            // NOTE: an input that is already `[n, rest]` is passed on as it is: a reshape would
+            // copy it for nothing (the MLP's whole batch, every step).
+            Activation::Flatten if tape.value(x).dims().len() == 2 => Ok(x),
             Activation::Flatten => {
                 let (n, rest) = tape.value(x).shape().as_matrix();
                 tape.reshape(x, &[n, rest])
             }
         }
+    }
+
+    fn flattens_input(&self) -> bool {
+        *self == Activation::Flatten
     }
 }

@@ -57,4 +57,12 @@ use crate::tensor::Float;
 pub trait Module<F: Float = f32> {
     /// Records this module's forward pass on `tape`.
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var>;
+
+    /// True when `forward` starts by flattening its input to `[n, features]` and so takes that
+    /// flat input as it is: the training loop ([`crate::train::train_step`],
+    /// [`crate::train::evaluate`]) then hands it the batch already reshaped (a move), instead of
+    /// the tape copying the batch into a flattened tensor. Default: false.
+    fn flattens_input(&self) -> bool {
+        false
+    }
 }

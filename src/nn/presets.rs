@@ -129,6 +129,10 @@ impl Mlp {
 }
 
 impl<F: Float> Module<F> for Mlp {
+    fn flattens_input(&self) -> bool {
+        true
+    }
+
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         let mut h = flatten(tape, x)?;
         let last = self.layers.len() - 1;
@@ -201,6 +205,10 @@ impl Autoencoder {
 }
 
 impl<F: Float> Module<F> for Autoencoder {
+    fn flattens_input(&self) -> bool {
+        true
+    }
+
     fn forward(&self, tape: &mut Tape<'_, F>, x: Var) -> Result<Var> {
         let mut h = flatten(tape, x)?;
         let last = self.layers.len() - 1;

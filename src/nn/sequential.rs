@@ -65,4 +65,8 @@ impl<F: Float> Module<F> for Sequential<F> {
         }
         Ok(x)
     }
+
+    fn flattens_input(&self) -> bool {
+        self.layers.first().is_some_and(|m| m.flattens_input())
+    }
 }

@@ -2,7 +2,7 @@
 //! `m ← β₁m + (1−β₁)d; v ← β₂v + (1−β₂)d²; θ ← θ − η·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`,
 //! `v̂ = v/(1−β₂ᵗ)`; `d = ∇ + wd·θ` (L2), or `θ ← θ − η·wd·θ` before the step (decoupled).
 
-use super::sgd::fused_stats;
+use super::sgd::{PassSums, chunk_sums, fused_stats};
 use super::{Optimizer, StepStats, load_buffers, save_buffers};
 use crate::autograd::BackwardOutput;
 use crate::checkpoint::TensorDict;
@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::kernels::sum_over_chunks;
 use crate::params::ParamStore;
-use crate::tensor::{Float, PAR_CHUNK, Tensor, chunk_sum_squares};
+use crate::tensor::{Float, PAR_CHUNK, Tensor};
 
 /// Hyperparameters of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,18 +88,21 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         self.step += 1;
         let k = AdamStep::new(&self.config, self.step);
         self.moments.resize_with(params.len(), || None);
-        let (mut update_sq, mut grad_sq) = (0.0, 0.0);
+        let mut sums = PassSums::default();
         for (id, g) in pass.grads.iter() {
             let theta = params.get_mut(id);
             theta.check_same(g, "adam")?;
             let (m, v) = self.moments[id.0]
                 .get_or_insert_with(|| (Tensor::zeros(g.dims()), Tensor::zeros(g.dims())));
-            let (u, s) =
-                adam_update_chunked(theta.data_mut(), m.data_mut(), v.data_mut(), g.data(), k);
-            update_sq += u;
-            grad_sq += s;
+            sums.add(adam_update_chunked(
+                theta.data_mut(),
+                m.data_mut(),
+                v.data_mut(),
+                g.data(),
+                k,
+            ));
         }
-        Ok(fused_stats(pass, update_sq, grad_sq))
+        Ok(fused_stats(pass, sums))
     }
 
     fn set_lr(&mut self, lr: f64) {
@@ -175,20 +178,21 @@ impl<F: Float> AdamStep<F> {
 }
 
 /// [`adam_update`] over chunks of [`PAR_CHUNK`] values, on rayon's threads for a large tensor;
-/// returns `(‖Δθ‖², ‖g‖²)`, with `‖g‖²` summed chunk by chunk as in `sgd_update_chunked` (the
-/// same reasons: a memory-bound pass that two cores speed up, and no second pass for the norm).
+/// returns the `chunk_sums` (`‖Δθ‖²`, `‖g‖²`, chunks of non-finite weights) as
+/// `sgd_update_chunked` does (the same reasons: a memory-bound pass that two cores speed up,
+/// and no second pass for the norm or the finiteness check).
 fn adam_update_chunked<F: Float>(
     theta: &mut [F],
     m: &mut [F],
     v: &mut [F],
     g: &[F],
     k: AdamStep<F>,
-) -> (f64, f64) {
+) -> [f64; 3] {
     let tm = theta.chunks_mut(PAR_CHUNK).zip(m.chunks_mut(PAR_CHUNK));
     let tmv = tm.zip(v.chunks_mut(PAR_CHUNK));
     let chunks: Vec<_> = tmv.zip(g.chunks(PAR_CHUNK)).collect();
     sum_over_chunks(chunks, |(((t, m), v), g)| {
-        (adam_update(t, m, v, g, &k), chunk_sum_squares(g))
+        chunk_sums(adam_update(t, m, v, g, &k), t, g)
     })
 }
 

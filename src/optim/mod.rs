@@ -45,6 +45,11 @@ pub struct StepStats {
     /// How each layer's eigenbasis was refreshed on this step (warm or exact, and why;
     /// `curvature/warm.rs`), `(layer name, report)`; empty on other steps.
     pub refreshes: Vec<(String, RefreshReport)>,
+    /// Whether the update pass checked the weights it wrote (every parameter with a gradient):
+    /// `Some(true)` when all are finite, `Some(false)` when one is not, `None` when the
+    /// optimizer did not check (the training loop then checks every weight itself). SGD and
+    /// Adam check each chunk right after updating it, while it is in cache.
+    pub weights_finite: Option<bool>,
 }
 
 /// Something an optimizer step did on its own that the user should hear about. The library

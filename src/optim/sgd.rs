@@ -7,7 +7,7 @@ use crate::checkpoint::TensorDict;
 use crate::error::Result;
 use crate::kernels::sum_over_chunks;
 use crate::params::ParamStore;
-use crate::tensor::{Float, PAR_CHUNK, Tensor, chunk_sum_squares};
+use crate::tensor::{Float, PAR_CHUNK, Tensor, chunk_all_finite, chunk_sum_squares};
 
 /// Hyperparameters of [`Sgd`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,22 +80,20 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             F::from_f64(c.weight_decay),
         );
         self.momentum.resize_with(params.len(), || None);
-        let (mut update_sq, mut grad_sq) = (0.0, 0.0);
+        let mut sums = PassSums::default();
         for (id, g) in pass.grads.iter() {
             let theta = params.get_mut(id);
             theta.check_same(g, "sgd")?;
             let buf = self.momentum[id.0].get_or_insert_with(|| Tensor::zeros(g.dims()));
-            let (u, s) = sgd_update_chunked(
+            sums.add(sgd_update_chunked(
                 theta.data_mut(),
                 buf.data_mut(),
                 g.data(),
                 [lr, mu, wd],
                 c.nesterov,
-            );
-            update_sq += u;
-            grad_sq += s;
+            ));
         }
-        Ok(fused_stats(pass, update_sq, grad_sq))
+        Ok(fused_stats(pass, sums))
     }
 
     fn set_lr(&mut self, lr: f64) {
@@ -112,22 +110,42 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
     }
 }
 
-/// The statistics of a first-order step whose update pass also summed `‖Δθ‖²` and `‖g‖²`.
-pub(super) fn fused_stats<F: Float>(
-    pass: &BackwardOutput<F>,
-    update_sq: f64,
-    grad_sq: f64,
-) -> StepStats {
+/// What the fused update pass of a first-order step found, over all its chunks: `‖Δθ‖²`,
+/// `‖g‖²` and the number of chunks whose updated weights are not all finite.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PassSums([f64; 3]);
+
+impl PassSums {
+    /// Adds the sums of one parameter's pass.
+    pub(super) fn add(&mut self, part: [f64; 3]) {
+        self.0.iter_mut().zip(part).for_each(|(a, x)| *a += x);
+    }
+}
+
+/// The sums of one chunk of the fused pass, right after it updated `theta` from `g` (both
+/// still in cache): `[‖Δθ‖² (given), ‖g‖², 1 if a written weight is not finite else 0]`.
+pub(super) fn chunk_sums<F: Float>(update_sq: f64, theta: &[F], g: &[F]) -> [f64; 3] {
+    let bad = !chunk_all_finite(theta);
+    [update_sq, chunk_sum_squares(g), f64::from(u8::from(bad))]
+}
+
+/// The statistics of a first-order step whose update pass also summed `‖Δθ‖²` and `‖g‖²` and
+/// checked every weight it wrote ([`StepStats::weights_finite`]).
+pub(super) fn fused_stats<F: Float>(pass: &BackwardOutput<F>, sums: PassSums) -> StepStats {
+    let [update_sq, grad_sq, bad_chunks] = sums.0;
     StepStats {
         loss: pass.loss,
         grad_norm: grad_sq.sqrt(),
         update_norm: update_sq.sqrt(),
+        weights_finite: Some(bad_chunks == 0.0),
         ..Default::default()
     }
 }
 
 /// [`sgd_update`] over chunks of [`PAR_CHUNK`] values, on rayon's threads for a large tensor;
-/// returns `(‖Δθ‖², ‖g‖²)`.
+/// returns the [`chunk_sums`] added up: `‖Δθ‖²`, `‖g‖²`, and how many chunks of the updated
+/// weights hold a NaN or infinity (each chunk checked right after its update, in cache, so the
+/// training loop needs no pass of its own over the weights).
 ///
 /// NOTE: the update reads θ, m and g and writes θ and m, 10.7 MB per MLP step: it is bound by
 /// memory bandwidth, which two cores double. `‖g‖²` (for `StepStats::grad_norm`) is summed
@@ -141,11 +159,11 @@ pub(crate) fn sgd_update_chunked<F: Float>(
     g: &[F],
     hyper: [F; 3],
     nesterov: bool,
-) -> (f64, f64) {
+) -> [f64; 3] {
     let chunks = theta.chunks_mut(PAR_CHUNK).zip(m.chunks_mut(PAR_CHUNK));
     let chunks: Vec<_> = chunks.zip(g.chunks(PAR_CHUNK)).collect();
     sum_over_chunks(chunks, |((t, m), g)| {
-        (sgd_update(t, m, g, hyper, nesterov), chunk_sum_squares(g))
+        chunk_sums(sgd_update(t, m, g, hyper, nesterov), t, g)
     })
 }
 

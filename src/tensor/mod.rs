@@ -365,7 +365,7 @@ impl<F: Float> Tensor<F> {
 }
 
 /// True when every element of `data` is finite.
-fn chunk_all_finite<F: Float>(data: &[F]) -> bool {
+pub(crate) fn chunk_all_finite<F: Float>(data: &[F]) -> bool {
     // NOTE: `x·0` is 0 for finite x and NaN otherwise; eight independent lanes and no early exit
     // let the loop vectorise (a short-circuiting `all` does not).
     let mut lanes = [F::ZERO; 8];

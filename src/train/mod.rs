@@ -48,6 +48,10 @@ fn record_loss<F: Float>(
     x: Tensor<F>,
     labels: &[usize],
 ) -> Result<(crate::Var, crate::Var)> {
+    let x = match model.flattens_input() {
+        true => flat(x)?,
+        false => x,
+    };
     let targets = (task == Task::Autoencode).then(|| {
         let (n, d) = x.shape().as_matrix();
         x.clone().reshape(&[n, d])
@@ -59,6 +63,12 @@ fn record_loss<F: Float>(
         None => tape.cross_entropy(out, labels)?,
     };
     Ok((out, loss))
+}
+
+/// `x` as `[n, features]`: a move of the same values, no copy.
+fn flat<F: Float>(x: Tensor<F>) -> Result<Tensor<F>> {
+    let (n, d) = x.shape().as_matrix();
+    x.reshape(&[n, d])
 }
 
 /// One training step at global step `step`; errors on any non-finite value.
@@ -120,7 +130,14 @@ pub fn train_step<F: Float>(
         });
     }
     let stats = opt.step(params, &pass)?;
-    if let Some(id) = params.ids().find(|&id| !params.get(id).all_finite()) {
+    // NOTE: SGD and Adam check the weights they wrote in their own pass; only the others (and
+    // parameters without a gradient) are checked here, so that a step reads its half a million
+    // weights once instead of twice. The first non-finite one is the same either way.
+    let checked = |id| stats.weights_finite == Some(true) && pass.grads.get(id).is_some();
+    if let Some(id) = params
+        .ids()
+        .find(|&id| !checked(id) && !params.get(id).all_finite())
+    {
         return Err(Error::NonFinite {
             what: format!("the updated weights of {}", params.name(id)),
             step: Some(step),
