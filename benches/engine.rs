@@ -4,7 +4,10 @@
 //! it times one epoch of `tekfac train` instead: a 2-epoch run minus a 1-epoch run on
 //! Fashion-MNIST (`TEKFAC_DATA_DIR`), against the peer's epoch of jitted steps.
 //!
-//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli]
+//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli] [--no-spin]
+//!
+//! The steps run with `tekfac::spin_workers` (rayon's workers poll instead of sleeping between
+//! kernels), as `tekfac train` runs them; `--no-spin` times them without.
 //!
 //! NOTE: the shared machines drift by 2× within a minute. Each round times SGD, then Adam, then
 //! the peer, and every ratio reported is the median of the per-round ratios, with their range.
@@ -150,8 +153,9 @@ fn adam() -> Box<dyn Optimizer<f32>> {
     Box::new(Adam::new(AdamConfig::default()))
 }
 
-/// Rounds of (SGD step, Adam step, JAX step), and the ratios of each round.
-fn step_rounds(rounds: usize, use_peer: bool) {
+/// Rounds of (SGD step, Adam step, JAX step), and the ratios of each round; `spin`: with
+/// [`tekfac::spin_workers`] (as `tekfac train` runs).
+fn step_rounds(rounds: usize, use_peer: bool, spin: bool) {
     let (mut sgd_ms, mut adam_ms, mut jax_ms) = (Vec::new(), Vec::new(), Vec::new());
     let (mut vs_jax, mut adam_vs_sgd) = (Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -159,10 +163,14 @@ fn step_rounds(rounds: usize, use_peer: bool) {
         // the gradients of that batch to 0 and the momentum buffers into subnormal numbers,
         // whose arithmetic is many times slower: a benchmark artefact.
         let (mut sgd_step, mut adam_step) = (MlpStep::new(sgd()), MlpStep::new(adam()));
+        // NOTE: the workers poll for work while tekfac's steps run, as in `tekfac train`, and
+        // may sleep again before the peer runs.
+        let awake = spin.then(tekfac::spin_workers);
         let s = sgd_step.step_ms();
         let [f, b, u] = sgd_step.breakdown();
         let a = adam_step.step_ms();
         let [_, _, au] = adam_step.breakdown();
+        drop(awake);
         let j = use_peer
             .then(|| peer::jax_step_ms("mlp", &["--blocks", "5", "--steps", "50"]))
             .flatten();
@@ -287,5 +295,9 @@ fn main() {
         transpose_batched(w.data(), 512, 784, 1.0, &mut w_t)
     });
     println!("transpose 512x784 (one thread): {:.3} ms", t * 1e3);
-    step_rounds(rounds, use_peer);
+    step_rounds(
+        rounds,
+        use_peer,
+        !std::env::args().any(|a| a == "--no-spin"),
+    );
 }

@@ -49,6 +49,7 @@ pub use autograd::{
     BackwardOutput, FisherType, GradientRows, Gradients, LayerCapture, SweepMode, Tape, Var,
 };
 pub use error::{Error, Result};
+pub use kernels::spin::{SpinGuard, spin_workers};
 pub use params::{LayerId, LayerInfo, LayerKind, ParamId, ParamStore};
 pub use tensor::{Float, Shape, Tensor};
 

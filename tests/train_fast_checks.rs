@@ -2,7 +2,8 @@
 //! SGD's and Adam's update pass (`StepStats::weights_finite`) and the one-pass gradient check
 //! (`Gradients::all_finite`) give the same errors, naming the same step and parameter, as a
 //! full search; a model that flattens its input (`Module::flattens_input`) trains and evaluates
-//! bit for bit as when the tape flattens a copy of the batch; all of it on one and two threads.
+//! bit for bit as when the tape flattens a copy of the batch; all of it on one and two threads,
+//! with and without `spin_workers`.
 
 use tekfac::nn::{Mlp, Module};
 use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -194,5 +195,24 @@ fn the_one_pass_gradient_check_finds_what_each_tensor_check_finds() {
         let slow = g.iter().find(|(_, t)| !t.all_finite()).map(|(id, _)| id);
         assert_eq!(first.as_deref(), Some(names[target]));
         assert_eq!(slow.map(|id| poisoned.name(id).to_string()), first);
+    }
+}
+
+#[test]
+fn polling_workers_change_no_result() {
+    for (name, _) in optimizers() {
+        let fresh = || optimizers().into_iter().find(|o| o.0 == name).unwrap().1;
+        let (mut a, mut b, mut c) = (fresh(), fresh(), fresh());
+        let plain = on_threads(2, move || trained(true, a.as_mut(), 4));
+        let polled = on_threads(2, move || {
+            let _awake = tekfac::spin_workers();
+            trained(true, b.as_mut(), 4)
+        });
+        let single = on_threads(1, move || {
+            let _awake = tekfac::spin_workers();
+            trained(true, c.as_mut(), 4)
+        });
+        assert_eq!(polled, plain, "{name}");
+        assert_eq!(single, plain, "{name}");
     }
 }

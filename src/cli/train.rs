@@ -205,7 +205,10 @@ enum Flow {
 impl Session {
     /// Trains until the last epoch or `--max-steps`, then writes the charts.
     fn train(mut self) -> Result<()> {
-        match self.epochs() {
+        let awake = tekfac::spin_workers();
+        let trained = self.epochs();
+        drop(awake);
+        match trained {
             Ok(()) => {
                 self.bar.finish_and_clear();
                 self.run.finish(&self.p.args, self.saved.as_ref())

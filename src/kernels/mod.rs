@@ -5,6 +5,7 @@ pub mod cholesky;
 pub mod conv;
 pub mod gemm;
 pub mod im2col;
+pub mod spin;
 pub mod transpose;
 
 use rayon::prelude::*;
