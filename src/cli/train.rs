@@ -26,8 +26,12 @@ use tekfac::{Error, ParamStore, Result};
 pub fn run(args: TrainArgs, explicit: &[String]) -> Result<()> {
     // NOTE: before `prepare`: reading the data uses rayon, which would start its default pool
     // (all cores, the main thread outside it) and make `--threads` a no-op. `--threads` is a
-    // per-invocation flag, so a resumed run's saved settings do not change it.
-    tekfac::set_threads(args.thread_count());
+    // per-invocation flag, so a resumed run's saved settings do not change it. A count above
+    // the limit builds no pool: `prepare`'s checks refuse it (100,000 threads would hang).
+    let threads = args.thread_count();
+    if threads <= checks::max_threads() {
+        tekfac::set_threads(threads);
+    }
     prepare(args, explicit)?.start()?.train()
 }
 
