@@ -217,6 +217,49 @@ fn cached_damped_diagonal_follows_rescaling_and_damping() {
     }
 }
 
+/// `FastBlock::sync` forms EKFAC's and TEKFAC's `D + λ` in one banded pass over `s*`/`Θ`: the
+/// same bits as the block's `damped_eigenvalues`, transposed and cast, in f32 and f64, before
+/// and after re-scaling, for every damping mode; and the block's own error when it refuses
+/// (λ = 0 on a singular block, a factored mode on a corrected variant).
+#[test]
+fn synced_damped_diagonal_is_the_blocks_bit_for_bit() {
+    fn check<F: tekfac::tensor::Float>(block: &CurvatureBlock, d: &Damping) {
+        let mut hot = FastBlock::<F>::new(block);
+        match block.damped_eigenvalues(d) {
+            Ok(want) => {
+                hot.sync(block, d).unwrap();
+                let want: Vec<F> = want.transpose().iter().map(|&x| F::from_f64(x)).collect();
+                assert!(hot.damped_in_basis().unwrap() == want.as_slice(), "{d:?}");
+            }
+            Err(e) => {
+                let got = hot.sync(block, d).unwrap_err();
+                assert_eq!(got.to_string(), e.to_string(), "{d:?}");
+            }
+        }
+    }
+    let mut refused = 0;
+    for v in [Variant::Ekfac, Variant::Tekfac] {
+        let (block, pass) = fitted_fc1(v);
+        let mut rescaled = block.clone();
+        rescaled.rescale(fc1_capture(&pass)).unwrap();
+        for b in [&block, &rescaled] {
+            for d in [
+                Damping::Additive(0.03),
+                Damping::Additive(0.0),
+                Damping::Additive(f64::NAN),
+                Damping::FactoredShift(0.03),
+                Damping::FactoredTikhonov(0.03),
+            ] {
+                check::<f32>(b, &d);
+                check::<f64>(b, &d);
+                refused += usize::from(b.damped_eigenvalues(&d).is_err());
+            }
+        }
+    }
+    // λ = 0 on the rank-32 blocks, NaN and the factored Tikhonov damping are refused.
+    assert!(refused >= 3 * 4, "only {refused} refusals were exercised");
+}
+
 #[test]
 fn parameters_outside_layers_get_sgd_momentum() {
     // logits = fc(x) · s with a learnable scalar s that belongs to no layer.

@@ -252,6 +252,16 @@ impl CurvatureBlock {
         }
     }
 
+    /// `s*`/`Θ` in place (EKFAC, TEKFAC), without the copy [`eigenvalues`](Self::eigenvalues)
+    /// makes; `None` for K-FAC, TKFAC and before the first refresh.
+    pub(crate) fn corrected_eigenvalues(&self) -> Option<&DMatrix<f64>> {
+        self.basis.as_ref()?;
+        self.variant
+            .corrects_eigenvalues()
+            .then(|| self.corrected.value())
+            .flatten()
+    }
+
     /// TEKFAC Eq. 3.5: `λ = max(ΣD, ϑ) / dim D` with `ϑ = floor` (`ϑ/dim D` before a refresh).
     pub fn trace_adaptive_damping(&self, floor: f64) -> f64 {
         let sum = self.eigenvalues().map_or(0.0, |d| d.sum());

@@ -202,6 +202,52 @@ impl<F: Float> FastBasis<F> {
     }
 }
 
+/// The damped diagonal of `block` under `damping` as row-major `F`, `[d_out, d_in']`, written
+/// into `out`'s allocation: what [`CurvatureBlock::damped_eigenvalues`] returns, transposed and
+/// cast. EKFAC's and TEKFAC's `D + λ` (their [`Damping::Additive`]) is formed here in one pass
+/// over `s*`/`Θ`, in bands of rows across threads, the same f64 sum entry by entry and one cast;
+/// every other damping, and any λ or entry the block refuses, goes through the block itself (so
+/// its errors are the block's). `tests/ng_fast_paths.rs` pins the two to the same bits.
+fn damped_rows<F: Float>(
+    block: &CurvatureBlock,
+    damping: &Damping,
+    mut out: Vec<F>,
+) -> Result<Vec<F>> {
+    use rayon::prelude::*;
+    const BAND: usize = 16;
+    let plain = |block: &CurvatureBlock| -> Result<Vec<F>> {
+        let damped = block.damped_eigenvalues(damping)?;
+        Ok(damped.transpose().iter().map(|&x| F::from_f64(x)).collect())
+    };
+    let (Damping::Additive(lambda), Some(d)) = (damping, block.corrected_eigenvalues()) else {
+        return plain(block);
+    };
+    let (lambda, (rows, cols)) = (*lambda, d.shape());
+    if !(lambda.is_finite() && lambda >= 0.0) || cols == 0 {
+        return plain(block);
+    }
+    out.resize(rows * cols, F::ZERO);
+    // `d` is column-major: a band of BAND rows reads BAND consecutive values of each column.
+    let positive = out
+        .par_chunks_mut(BAND * cols)
+        .enumerate()
+        .map(|(band, chunk)| {
+            let r0 = band * BAND;
+            let mut positive = true;
+            for c in 0..cols {
+                let column = &d.as_slice()[c * rows + r0..c * rows + r0 + chunk.len() / cols];
+                for (k, &x) in column.iter().enumerate() {
+                    let x = x + lambda;
+                    positive &= x.is_finite() && x > 0.0;
+                    chunk[k * cols + c] = F::from_f64(x);
+                }
+            }
+            positive
+        })
+        .reduce(|| true, |a, b| a && b);
+    if positive { Ok(out) } else { plain(block) }
+}
+
 /// One layer's hot-path state, kept in step with its f64 [`CurvatureBlock`] by
 /// [`sync`](Self::sync): the basis in `F`, the damped diagonal, and the inverse damped factors
 /// of a factored damping.
@@ -253,8 +299,8 @@ impl<F: Float> FastBlock<F> {
             return Ok(());
         }
         self.sync_basis(block);
-        let damped = block.damped_eigenvalues(damping)?;
-        let damped: Vec<F> = damped.transpose().iter().map(|&x| F::from_f64(x)).collect();
+        let reuse = self.prepared.take().map(|p| p.damped).unwrap_or_default();
+        let damped = damped_rows(block, damping, reuse)?;
         // NOTE: a factored damping inverts as `Ĝ⁻¹ ⊗ Â⁻¹`, so a low-rank gradient needs no
         // rotation at all: U = (Ĝ⁻¹gᵀ)(āÂ⁻¹).
         let inverses = match (block.damped_factors(damping), self.basis.as_ref()) {
