@@ -451,27 +451,77 @@ pub fn gemm_strided_into<F: Float>(
     c_offset: usize,
     c_ld: usize,
 ) {
-    let (m, k) = a.op_dims();
-    let (k2, n) = b.op_dims();
-    assert_eq!(k, k2, "gemm_strided: inner dimensions must agree");
+    let (m, n) = strided_dims(&a, &b);
     assert!(
         block_fits(c.len(), c_offset, m, n, c_ld),
         "gemm_strided: output block must lie inside c with c_ld >= n"
     );
+    // SAFETY: the assert above puts the whole output block inside `c`, an exclusive borrow of
+    // initialised elements.
+    unsafe { gemm_strided_ptr(alpha, a, b, beta, c.as_mut_ptr().add(c_offset), c_ld) }
+}
+
+/// `α·op(a)·op(b)` of two strided blocks in a new row-major `m × n` buffer that the product
+/// writes once (no zero fill beforehand, as [`gemm_new`]).
+///
+/// # Panics
+/// When the inner dimensions disagree.
+pub fn gemm_strided_new<F: Float>(alpha: F, a: Strided<'_, F>, b: Strided<'_, F>) -> Vec<F> {
+    let (m, n) = strided_dims(&a, &b);
+    // SAFETY: with β = 0 `gemm_strided_ptr` writes every element of the `m × n` block (row
+    // stride `n`) and reads none.
+    unsafe {
+        super::written_by(m * n, |c| {
+            gemm_strided_ptr(alpha, a, b, F::ZERO, c.as_mut_ptr().cast(), n)
+        })
+    }
+}
+
+/// `(m, n)` of `op(a)·op(b)` for strided blocks, asserting that the inner dimensions agree.
+fn strided_dims<F: Float>(a: &Strided<'_, F>, b: &Strided<'_, F>) -> (usize, usize) {
+    let (m, k) = a.op_dims();
+    let (k2, n) = b.op_dims();
+    assert_eq!(k, k2, "gemm_strided: inner dimensions must agree");
+    (m, n)
+}
+
+/// `c_block ← α·op(a)·op(b) + β·c_block` for the `m × n` block at `c` with rows `c_ld` apart.
+///
+/// # Safety
+/// The block must be valid for writes, not overlap `a` or `b`, and be initialised unless β = 0.
+unsafe fn gemm_strided_ptr<F: Float>(
+    alpha: F,
+    a: Strided<'_, F>,
+    b: Strided<'_, F>,
+    beta: F,
+    c: *mut F,
+    c_ld: usize,
+) {
+    let (m, k) = a.op_dims();
+    let n = b.op_dims().1;
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         for r in 0..m {
-            let row = &mut c[c_offset + r * c_ld..c_offset + r * c_ld + n];
-            row.iter_mut().for_each(|x| *x = beta * *x);
+            for j in 0..n {
+                // SAFETY: `(r, j)` lies inside the block (caller's contract).
+                unsafe {
+                    let x = c.add(r * c_ld + j);
+                    x.write(if beta == F::ZERO {
+                        F::ZERO
+                    } else {
+                        beta * x.read()
+                    });
+                }
+            }
         }
         return;
     }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
-    // SAFETY: `Strided::new` and the assert above guarantee that every element the strides can
-    // reach lies inside its buffer; `c` is a distinct &mut borrow.
+    // SAFETY: `Strided::new` guarantees that every element the strides can reach lies inside
+    // its buffer; the caller guarantees the output block.
     unsafe {
         F::gemm(
             m,
@@ -485,7 +535,7 @@ pub fn gemm_strided_into<F: Float>(
             rsb,
             csb,
             beta,
-            c.as_mut_ptr().add(c_offset),
+            c,
             c_ld as isize,
             1,
         );

@@ -22,7 +22,9 @@
 use crate::autograd::op::Op;
 use crate::autograd::{Sweep, Tape, Var};
 use crate::error::{Error, Result};
-use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::kernels::gemm::{
+    MatRef, Strided, gemm_into, gemm_new, gemm_strided_into, gemm_strided_new,
+};
 use crate::ops::dense::homogeneous;
 use crate::params::{LayerEigenbasis, LayerId};
 use crate::tensor::{Float, Tensor};
@@ -55,32 +57,15 @@ impl<F: Float> Tape<'_, F> {
         let (d_out, w_in) = wv.shape().dims2("dense")?;
         let bv = b.map(|b| self.value(b));
         check_shapes(d_in, d_out, w_in, bv, basis)?;
-        let w_tilde = stored_block(wv, bv);
-        let d_in_bar = d_in + usize::from(b.is_some());
-        let a_hat = matmul(
-            &homogeneous(xv, b.is_some()),
-            basis.q_a.as_slice(),
-            n,
-            d_in_bar,
-            d_in_bar,
-        );
-        // t = â W̃ᵀ, then s = t Q_Gᵀ.
-        let mut t = vec![F::ZERO; n * d_out];
-        gemm_into(
-            F::ONE,
-            MatRef::new(a_hat.data(), n, d_in_bar, false),
-            MatRef::new(&w_tilde, d_out, d_in_bar, true),
-            F::ZERO,
-            &mut t,
-        );
-        let mut s = Tensor::zeros(&[n, d_out]);
-        gemm_into(
+        let a_hat = rotate_inputs(xv, &basis.q_a, bv.is_some());
+        let t = times_stored_transposed(&a_hat, wv, bv);
+        // s = t Q_Gᵀ.
+        let s = gemm_new(
             F::ONE,
             MatRef::new(&t, n, d_out, false),
             MatRef::new(&basis.q_g, d_out, d_out, true),
-            F::ZERO,
-            s.data_mut(),
         );
+        let s = Tensor::from_vec(s, &[n, d_out])?;
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         let node = EigenDenseNode {
             x,
@@ -111,41 +96,34 @@ pub(crate) fn eigen_dense_backward<F: Float>(
     // ĝ = g Q_G.
     let g_hat = matmul(&g, &basis.q_g, n, d_out, d_out);
     if sw.mode.param_grads && (sw.wants(node.w) || node.b.is_some_and(|b| sw.wants(b))) {
-        // ∂L/∂W̃ = ĝᵀ â, split into the weight and bias columns.
-        let mut dw_tilde = vec![F::ZERO; d_out * d_in_bar];
-        gemm_into(
-            F::ONE,
-            MatRef::new(g_hat.data(), n, d_out, true),
-            MatRef::new(node.a_hat.data(), n, d_in_bar, false),
-            F::ZERO,
-            &mut dw_tilde,
-        );
-        let (dw, db) = split_block(&dw_tilde, d_out, d_in, node.b.is_some());
-        sw.add(node.w, dw)?;
-        if let (Some(b), Some(db)) = (node.b, db) {
-            sw.add(b, db)?;
+        // ∂L/∂W̃ = ĝᵀ â, its weight and bias columns read in place from â.
+        let g_t = Strided::whole(g_hat.data(), n, d_out, true);
+        let a_hat = |cols: std::ops::Range<usize>| {
+            Strided::new(
+                node.a_hat.data(),
+                cols.start,
+                n,
+                cols.len(),
+                d_in_bar,
+                false,
+            )
+        };
+        let dw = gemm_strided_new(F::ONE, g_t, a_hat(0..d_in));
+        sw.add(node.w, Tensor::from_vec(dw, &[d_out, d_in])?)?;
+        if let Some(b) = node.b {
+            let db = gemm_strided_new(F::ONE, g_t, a_hat(d_in..d_in_bar));
+            sw.add(b, Tensor::from_vec(db, &[d_out])?)?;
         }
     }
     if sw.wants(node.x) {
         // ∂L/∂x = (ĝ W̃) Q_Aᵀ without the bias column: Q_A's first d_in rows.
-        let w_tilde = stored_block(vw, node.b.map(|b| sw.value(b)));
-        let mut z = vec![F::ZERO; n * d_in_bar];
-        gemm_into(
-            F::ONE,
-            MatRef::new(g_hat.data(), n, d_out, false),
-            MatRef::new(&w_tilde, d_out, d_in_bar, false),
-            F::ZERO,
-            &mut z,
-        );
-        let mut dx = Tensor::zeros(&[n, d_in]);
-        gemm_into(
+        let z = times_stored(&g_hat, vw, node.b.map(|b| sw.value(b)));
+        let dx = gemm_new(
             F::ONE,
             MatRef::new(&z, n, d_in_bar, false),
             MatRef::new(&basis.q_a[..d_in * d_in_bar], d_in, d_in_bar, true),
-            F::ZERO,
-            dx.data_mut(),
         );
-        sw.add(node.x, dx)?;
+        sw.add(node.x, Tensor::from_vec(dx, &[n, d_in])?)?;
     }
     if sw.mode.capture {
         let scale = sw.batch_scale;
@@ -162,52 +140,75 @@ pub(crate) fn eigen_dense_backward<F: Float>(
 
 /// `x · m` for row-major `x: [n, k]` and `m: [k, cols]`.
 fn matmul<F: Float>(x: &Tensor<F>, m: &[F], n: usize, k: usize, cols: usize) -> Tensor<F> {
-    let mut out = Tensor::zeros(&[n, cols]);
-    gemm_into(
+    let out = gemm_new(
         F::ONE,
         MatRef::new(x.data(), n, k, false),
         MatRef::new(m, k, cols, false),
-        F::ZERO,
-        out.data_mut(),
     );
-    out
+    Tensor::from_vec(out, &[n, cols]).expect("n·cols values")
 }
 
-/// The stored block `W̃ = [w̃ | b̃]`, row-major `[d_out, d_in']`.
-fn stored_block<F: Float>(w: &Tensor<F>, b: Option<&Tensor<F>>) -> Vec<F> {
-    let (d_out, d_in) = w.shape().as_matrix();
-    let Some(b) = b else {
-        return w.data().to_vec();
-    };
-    let mut out = Vec::with_capacity(d_out * (d_in + 1));
-    for (row, &bias) in w.data().chunks(d_in.max(1)).zip(b.data()) {
-        out.extend_from_slice(row);
-        out.push(bias);
-    }
-    out
-}
-
-/// A row-major `[d_out, d_in']` block split into `[d_out, d_in]` and (with a bias) `[d_out]`.
-fn split_block<F: Float>(
-    block: &[F],
-    d_out: usize,
-    d_in: usize,
-    bias: bool,
-) -> (Tensor<F>, Option<Tensor<F>>) {
+/// `â = ā Q_A` for `ā = [x | 1]` (with a bias) or `x`, without forming `ā`: with a bias, each
+/// row starts as Q_A's last row (the `1` column's contribution) and `x · Q_A[..d_in]`
+/// accumulates onto it (β = 1).
+fn rotate_inputs<F: Float>(x: &Tensor<F>, q_a: &[F], bias: bool) -> Tensor<F> {
+    let (n, d_in) = x.shape().as_matrix();
+    let d_in_bar = d_in + usize::from(bias);
     if !bias {
-        let w = Tensor::from_vec(block.to_vec(), &[d_out, d_in]).expect("d_out·d_in values");
-        return (w, None);
+        return matmul(x, q_a, n, d_in, d_in_bar);
     }
-    let cols = d_in + 1;
-    let mut w = Vec::with_capacity(d_out * d_in);
-    let mut b = Vec::with_capacity(d_out);
-    for row in block.chunks(cols) {
-        w.extend_from_slice(&row[..d_in]);
-        b.push(row[d_in]);
+    let last = &q_a[d_in * d_in_bar..];
+    let mut out = Vec::with_capacity(n * d_in_bar);
+    (0..n).for_each(|_| out.extend_from_slice(last));
+    gemm_into(
+        F::ONE,
+        MatRef::new(x.data(), n, d_in, false),
+        MatRef::new(&q_a[..d_in * d_in_bar], d_in, d_in_bar, false),
+        F::ONE,
+        &mut out,
+    );
+    Tensor::from_vec(out, &[n, d_in_bar]).expect("n·d_in' values")
+}
+
+/// `â W̃ᵀ = â[:, ..d_in] w̃ᵀ + â[:, d_in] b̃ᵀ` for the stored `W̃ = [w̃ | b̃]`, reading `â`'s
+/// columns in place: the bias term (an outer product) is written first and the weight product
+/// accumulates onto it.
+fn times_stored_transposed<F: Float>(
+    a_hat: &Tensor<F>,
+    w: &Tensor<F>,
+    b: Option<&Tensor<F>>,
+) -> Vec<F> {
+    let (n, d_in_bar) = a_hat.shape().as_matrix();
+    let (d_out, d_in) = w.shape().as_matrix();
+    let w_t = Strided::whole(w.data(), d_out, d_in, true);
+    let a_w = Strided::new(a_hat.data(), 0, n, d_in, d_in_bar, false);
+    let Some(b) = b else {
+        return gemm_strided_new(F::ONE, a_w, w_t);
+    };
+    let mut out = Vec::with_capacity(n * d_out);
+    for row in a_hat.data().chunks_exact(d_in_bar) {
+        let last = row[d_in];
+        out.extend(b.data().iter().map(|&b| last * b));
     }
-    let w = Tensor::from_vec(w, &[d_out, d_in]).expect("d_out·d_in values");
-    let b = Tensor::from_vec(b, &[d_out]).expect("d_out values");
-    (w, Some(b))
+    gemm_strided_into(F::ONE, a_w, w_t, F::ONE, &mut out, 0, d_out);
+    out
+}
+
+/// `ĝ W̃ = [ĝ w̃ | ĝ b̃]`, `[n, d_in']`, each part written in place into its columns.
+fn times_stored<F: Float>(g_hat: &Tensor<F>, w: &Tensor<F>, b: Option<&Tensor<F>>) -> Vec<F> {
+    let (n, d_out) = g_hat.shape().as_matrix();
+    let d_in = w.shape().as_matrix().1;
+    let d_in_bar = d_in + usize::from(b.is_some());
+    let g = Strided::whole(g_hat.data(), n, d_out, false);
+    let Some(b) = b else {
+        return gemm_strided_new(F::ONE, g, Strided::whole(w.data(), d_out, d_in, false));
+    };
+    let mut z = vec![F::ZERO; n * d_in_bar];
+    let w = Strided::whole(w.data(), d_out, d_in, false);
+    gemm_strided_into(F::ONE, g, w, F::ZERO, &mut z, 0, d_in_bar);
+    let b = Strided::whole(b.data(), d_out, 1, false);
+    gemm_strided_into(F::ONE, g, b, F::ZERO, &mut z, d_in, d_in_bar);
+    z
 }
 
 fn check_shapes<F: Float>(
