@@ -46,7 +46,8 @@ pub mod tensor;
 pub mod train;
 
 pub use autograd::{
-    BackwardOutput, FisherType, GradientRows, Gradients, LayerCapture, SweepMode, Tape, Var,
+    BackwardOutput, FisherType, GradientRows, Gradients, LayerCapture, RotatedRows, SweepMode,
+    Tape, Var,
 };
 pub use error::{Error, Result};
 pub use kernels::spin::{SpinGuard, spin_workers};

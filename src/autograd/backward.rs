@@ -2,7 +2,7 @@
 //! op's own file. Also the public entry points `backward`, `backward_with`, `backward_from` and
 //! the re-entrant `sweep` that lets one forward feed several backward sweeps.
 
-use super::capture::{FisherType, GradientRows, LayerCapture};
+use super::capture::{FisherType, GradientRows, LayerCapture, RotatedRows};
 use super::gradients::Gradients;
 use super::op::Op;
 use super::tape::{Tape, Var};
@@ -53,6 +53,9 @@ pub struct BackwardOutput<F: Float = f32> {
     /// ([`Tape::backward_full`]): `∂L/∂W̄ = gᵀ·ā` exactly, the low-rank form the
     /// natural-gradient optimizers rotate.
     pub rows: Vec<GradientRows<F>>,
+    /// The captured rows of each dense layer trained in its eigenbasis, rotated into that
+    /// basis ([`RotatedRows`]); empty without captures.
+    pub rotated: Vec<RotatedRows<F>>,
 }
 
 /// State of one reverse sweep: pending node gradients, results, and the capture sink.
@@ -64,6 +67,8 @@ pub(crate) struct Sweep<'s, 'p, F: Float> {
     pub(crate) batch_scale: F,
     grads: Gradients<F>,
     pub(crate) captures: &'s mut Vec<LayerCapture<F>>,
+    /// Where eigenbasis dense layers put their captured rows in their basis.
+    pub(crate) rotated: &'s mut Vec<RotatedRows<F>>,
     /// True when the tape is consumed right after its sweeps (`backward_with`): convolutions
     /// then leave their patch rows on the tape and `backward_with` moves them into the captures
     /// afterwards instead of copying them (see `conv2d::hand_over_patches`).
@@ -159,7 +164,7 @@ impl<'p, F: Float> Tape<'p, F> {
         let loss_value = self.value(loss).item()?.to_f64();
         let (input, seeds, batch) = self.fisher_plan(loss, fisher)?;
         let scale = F::from_f64(batch as f64);
-        let mut captures = Vec::new();
+        let (mut captures, mut rotated) = (Vec::new(), Vec::new());
         let mode = SweepMode {
             param_grads: true,
             capture: fisher == FisherType::Empirical,
@@ -168,14 +173,15 @@ impl<'p, F: Float> Tape<'p, F> {
             &[(loss, Tensor::scalar(F::ONE))],
             (mode, true, gradient_rows),
             scale,
-            &mut captures,
+            (&mut captures, &mut rotated),
         )?;
         let extra = SweepMode {
             param_grads: false,
             capture: true,
         };
         for seed in seeds {
-            self.run(&[(input, seed)], (extra, true, false), scale, &mut captures)?;
+            let sinks = (&mut captures, &mut rotated);
+            self.run(&[(input, seed)], (extra, true, false), scale, sinks)?;
         }
         conv2d::hand_over_patches(self.nodes, &mut captures);
         Ok(BackwardOutput {
@@ -183,6 +189,7 @@ impl<'p, F: Float> Tape<'p, F> {
             grads,
             captures,
             rows,
+            rotated,
         })
     }
 
@@ -209,7 +216,8 @@ impl<'p, F: Float> Tape<'p, F> {
     ) -> Result<(Gradients<F>, Vec<LayerCapture<F>>)> {
         let mut captures = Vec::new();
         let scale = F::from_f64(batch as f64);
-        let (grads, _) = self.run(seeds, (mode, false, false), scale, &mut captures)?;
+        let sinks = (&mut captures, &mut Vec::new());
+        let (grads, _) = self.run(seeds, (mode, false, false), scale, sinks)?;
         Ok((grads, captures))
     }
 
@@ -234,7 +242,7 @@ impl<'p, F: Float> Tape<'p, F> {
         seeds: &[(Var, Tensor<F>)],
         mode: (SweepMode, bool, bool),
         batch_scale: F,
-        captures: &mut Vec<LayerCapture<F>>,
+        (captures, rotated): (&mut Vec<LayerCapture<F>>, &mut Vec<RotatedRows<F>>),
     ) -> Result<(Gradients<F>, Vec<GradientRows<F>>)> {
         if !self.is_recording() {
             return Err(Error::Autograd(
@@ -248,6 +256,7 @@ impl<'p, F: Float> Tape<'p, F> {
             batch_scale,
             grads: Gradients::new(self.params.len()),
             captures,
+            rotated,
             tape_consumed: mode.1,
             gradient_rows: mode.2,
             rows: Vec::new(),

@@ -124,3 +124,20 @@ impl<F: Float> GradientRows<F> {
         self.a.dims()[0]
     }
 }
+
+/// A capture's rows as a dense layer trained in its Kronecker eigenbasis saw them
+/// (`ops/eigen_dense.rs`): `â = ā Q_A` from the forward and `ĝ_s = g_s Q_G` for each sweep `s`
+/// of the capture (same order, same batch scaling), in the basis the layer was stored in during
+/// the pass. EKFAC's and TEKFAC's re-scaling needs exactly these products
+/// (`curvature::fast_corrected_in_basis`), so while the basis has not changed since the pass
+/// they are not formed a second time.
+#[derive(Clone, Debug)]
+pub struct RotatedRows<F: Float = f32> {
+    /// The layer (curvature block).
+    pub layer: LayerId,
+    /// `[rows, d_in']`: `â = ā Q_A`.
+    pub a_hat: Tensor<F>,
+    /// One `[rows, d_out]` tensor per captured sweep: `ĝ_s = g_s Q_G`, `g_s` as in
+    /// [`LayerCapture::g`].
+    pub g_hat: Vec<Tensor<F>>,
+}

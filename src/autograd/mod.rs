@@ -14,7 +14,7 @@ mod tape;
 
 pub(crate) use backward::Sweep;
 pub use backward::{BackwardOutput, SweepMode};
-pub use capture::{FisherType, GradientRows, LayerCapture};
+pub use capture::{FisherType, GradientRows, LayerCapture, RotatedRows};
 pub use gradients::Gradients;
 pub(crate) use tape::Node;
 pub use tape::{Tape, Var};

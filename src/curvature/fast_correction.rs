@@ -54,6 +54,20 @@ pub fn fast_corrected_batch(
 /// # Panics
 /// When `q_a`, `q_g` do not fit the rows' widths (checked by [`fast_corrected_batch`]).
 pub fn fast_corrected(rows: &FastRows<'_>, q_a: &[f32], q_g: &[f32]) -> DMatrix<f64> {
+    corrected_sum(rows, Some((q_a, q_g)))
+}
+
+/// [`fast_corrected`] of rows already in the basis, `rows.a = â = ā Q_A` and
+/// `rows.g[s] = ĝ_s = g_s Q_G`: the same sum without the two rotations (a dense layer trained in
+/// its eigenbasis hands these rows out, [`RotatedRows`](crate::autograd::RotatedRows)).
+/// `tests/ng_fast_curvature.rs` pins it to [`fast_corrected_batch`] on the same pass.
+pub fn fast_corrected_in_basis(rows: &FastRows<'_>) -> DMatrix<f64> {
+    corrected_sum(rows, None)
+}
+
+/// `(1/N) Σ_n Σ_s (ĝ_{s,n}ᵀ â_n)^∘2`, rotating the rows by `(Q_A, Q_G)` first, or taking them
+/// as they are (`None`: already rotated).
+fn corrected_sum(rows: &FastRows<'_>, basis: Option<(&[f32], &[f32])>) -> DMatrix<f64> {
     let l = rows.layout;
     let (d_in, d_out, t) = (l.d_in_bar, l.d_out, l.locations);
     let block_rows = (ROW_BLOCK / t).max(1) * t;
@@ -64,13 +78,20 @@ pub fn fast_corrected(rows: &FastRows<'_>, q_a: &[f32], q_g: &[f32]) -> DMatrix<
     for (a, r) in row_blocks(rows.a, d_in, block_rows) {
         let b = r.len();
         let a_hat = &mut a_hat[..b * d_in];
-        rotate(a, q_a, d_in, a_hat);
+        match basis {
+            Some((q_a, _)) => rotate(a, q_a, d_in, a_hat),
+            None => a_hat.copy_from_slice(a),
+        }
         if t == 1 {
             a_hat.iter_mut().for_each(|x| *x *= *x);
         }
         for g in &rows.g {
             let g_hat = &mut g_hat[..b * d_out];
-            rotate(&g[r.start * d_out..r.end * d_out], q_g, d_out, g_hat);
+            let g = &g[r.start * d_out..r.end * d_out];
+            match basis {
+                Some((_, q_g)) => rotate(g, q_g, d_out, g_hat),
+                None => g_hat.copy_from_slice(g),
+            }
             if t == 1 {
                 rank_one_block(a_hat, g_hat, l, &mut dw, &mut sum);
             } else {

@@ -27,7 +27,7 @@
 //! | `fast_correction.rs` | `s*`/`Θ` batch (the f32 twin of `correction.rs`) |
 
 use super::rows::RowLayout;
-use crate::autograd::LayerCapture;
+use crate::autograd::{LayerCapture, RotatedRows};
 use crate::error::Result;
 use crate::kernels::gemm::{MatRef, gemm_columns_into};
 use nalgebra::DMatrix;
@@ -60,6 +60,27 @@ impl<'c> FastRows<'c> {
             g: capture.g.iter().map(|g| g.data()).collect(),
             layout,
         })
+    }
+
+    /// The rows of `rotated` (`â`, `ĝ_s`) under the checked layout of the capture they were
+    /// rotated from; `None` when they are not of its shape (another layer, another pass).
+    pub fn in_basis(
+        capture: &'c LayerCapture<f32>,
+        rotated: &'c RotatedRows<f32>,
+    ) -> Result<Option<Self>> {
+        let layout = RowLayout::of(capture)?;
+        let fits = rotated.layer == capture.layer
+            && rotated.a_hat.len() == layout.rows * layout.d_in_bar
+            && rotated.g_hat.len() == capture.g.len()
+            && rotated
+                .g_hat
+                .iter()
+                .all(|g| g.len() == layout.rows * layout.d_out);
+        Ok(fits.then(|| FastRows {
+            a: rotated.a_hat.data(),
+            g: rotated.g_hat.iter().map(|g| g.data()).collect(),
+            layout,
+        }))
     }
 
     /// `‖ā_r‖²` for every row, summed in f64.

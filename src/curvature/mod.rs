@@ -119,7 +119,7 @@ pub use correction::corrected_batch;
 pub use damping::{Damping, trace_adaptive};
 pub use factors::KroneckerFactors;
 pub use fast::{FastBasis, FastBlock};
-pub use fast_correction::{fast_corrected, fast_corrected_batch};
+pub use fast_correction::{fast_corrected, fast_corrected_batch, fast_corrected_in_basis};
 pub use fast_factors::{fast_factors, fast_kfac, fast_tkfac};
 pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, gram, gram_with};
 pub use refine::{RefineFailure, Refined, off_diagonal_mass, refine_eigenbasis};

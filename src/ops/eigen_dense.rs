@@ -16,11 +16,14 @@
 //! instead of the `d_out·d_in'·(d_out + d_in')` of rotating each update out of the basis.
 //!
 //! The captured rows are the layer's standard ones (`ā`, `g`): the curvature statistics do not
-//! depend on how the weights are stored. `â` is kept on the node for the backward sweep.
+//! depend on how the weights are stored. `â` is kept on the node for the backward sweep; a
+//! capturing sweep also hands out `â` and its `ĝ` ([`RotatedRows`]), which EKFAC's and TEKFAC's
+//! re-scaling would otherwise form again from `ā` and `g`. `W̃ = [w̃ | b̃]` and `â`'s weight and
+//! bias columns are read in place by strided GEMMs, never copied into one block.
 //! `tests/ng_eigenbasis_layers.rs` pins this op to the plain dense layer.
 
 use crate::autograd::op::Op;
-use crate::autograd::{Sweep, Tape, Var};
+use crate::autograd::{RotatedRows, Sweep, Tape, Var};
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{
     MatRef, Strided, gemm_into, gemm_new, gemm_strided_into, gemm_strided_new,
@@ -134,6 +137,17 @@ pub(crate) fn eigen_dense_backward<F: Float>(
             || homogeneous(vx, bias),
             g.map(|v| v * scale),
         );
+        // The same rows in the basis, for the re-scaling: ĝ of the batch-scaled g is the
+        // batch-scaled ĝ (exactly so for a power-of-two batch).
+        let g_hat = g_hat.map(|v| v * scale);
+        match sw.rotated.iter_mut().find(|r| r.layer == node.layer) {
+            Some(r) => r.g_hat.push(g_hat),
+            None => sw.rotated.push(RotatedRows {
+                layer: node.layer,
+                a_hat: node.a_hat.clone(),
+                g_hat: vec![g_hat],
+            }),
+        }
     }
     Ok(())
 }

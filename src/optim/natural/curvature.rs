@@ -3,8 +3,10 @@
 //! uses), each parallel across layers.
 
 use super::{NaturalGradient, skipped};
-use crate::autograd::{BackwardOutput, LayerCapture};
-use crate::curvature::{FastBasis, RefreshReport, fast_corrected_batch, fast_factors};
+use crate::autograd::{BackwardOutput, LayerCapture, RotatedRows};
+use crate::curvature::{
+    FastBasis, FastRows, RefreshReport, fast_corrected_batch, fast_corrected_in_basis, fast_factors,
+};
 use crate::error::Result;
 use crate::optim::StepStats;
 use crate::tensor::Float;
@@ -34,7 +36,7 @@ impl<F: Float> NaturalGradient<F> {
         stats.time_eigen += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if self.rescale_due() {
-            self.rescale_all(&pass.captures, stats);
+            self.rescale_all(pass, stats);
         }
         stats.time_stats += t.elapsed().as_secs_f64();
         Ok(())
@@ -76,10 +78,15 @@ impl<F: Float> NaturalGradient<F> {
     }
 
     /// Re-estimates each layer's s*/Θ in its current basis, by f32 GEMMs from f32 captures
-    /// (`config.f32_statistics`) or the block's f64 path; a failed layer keeps its values.
-    fn rescale_all(&mut self, captures: &[LayerCapture<F>], stats: &mut StepStats) {
-        let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
+    /// (`config.f32_statistics`) or the block's f64 path; a failed layer keeps its values. A
+    /// dense layer that was stored in this very basis during the pass hands its rows in already
+    /// rotated (`pass.rotated`, the forward's `â` and the sweep's `ĝ`), so they are not rotated
+    /// again; after a refresh in this step they are in the old basis and are not used.
+    fn rescale_all(&mut self, pass: &BackwardOutput<F>, stats: &mut StepStats) {
+        let find = |i: usize| pass.captures.iter().find(|c| c.layer.0 == i);
+        let rotated = |i: usize| pass.rotated.iter().find(|r| r.layer.0 == i);
         let f32_path = self.config.f32_statistics;
+        let stored_at = &self.basis_revision;
         let results: Vec<Result<()>> = self
             .blocks
             .par_iter_mut()
@@ -87,6 +94,15 @@ impl<F: Float> NaturalGradient<F> {
             .enumerate()
             .map(|(i, (b, fast))| match with_f32(find(i), f32_path) {
                 (_, Some(c)) => {
+                    let same_basis = stored_at[i] == Some(b.basis_revision());
+                    let in_basis = rotated(i).and_then(|r| rotated_f32(r, same_basis));
+                    if let Some(rows) = in_basis
+                        .map(|r| FastRows::in_basis(c, r))
+                        .transpose()?
+                        .flatten()
+                    {
+                        return b.rescale_batch(fast_corrected_in_basis(&rows));
+                    }
                     fast.sync_basis(b);
                     let batch = match fast.basis().map(f32_basis) {
                         Some(Some((q_a, q_g))) => fast_corrected_batch(c, q_a, q_g)?,
@@ -123,4 +139,9 @@ fn as_f32<F: Float>(capture: &LayerCapture<F>, on: bool) -> Option<&LayerCapture
 fn f32_basis<F: Float>(basis: &FastBasis<F>) -> Option<(&[f32], &[f32])> {
     let basis = (basis as &dyn Any).downcast_ref::<FastBasis<f32>>()?;
     Some((basis.q_a(), basis.q_g()))
+}
+
+/// The rotated rows as f32, when `on` and `F` is f32 (the f32 statistics path).
+fn rotated_f32<F: Float>(rows: &RotatedRows<F>, on: bool) -> Option<&RotatedRows<f32>> {
+    (rows as &dyn Any).downcast_ref().filter(|_| on)
 }
