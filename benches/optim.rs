@@ -675,9 +675,12 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals) -> Vec<Gemm> {
                 out.push(Gemm::f32(r, o, ib, 1.0 + capture));
                 out.push(Gemm::f32(r, ib, i, 1.0 + capture));
             }
-            // W̃ and its momentum follow each new basis: R_Gᵀ X R_A for two X.
-            out.push(Gemm::f32(o, o, ib, 2.0 / eigen));
-            out.push(Gemm::f32(o, ib, ib, 2.0 / eigen));
+            // W̃, its momentum and the step's gradient follow each new basis: R_Gᵀ X R_A for
+            // three X, after R_G = Q_Gᵀ Q_G' and R_A = Q_Aᵀ Q_A'.
+            out.push(Gemm::f32(o, o, ib, 3.0 / eigen));
+            out.push(Gemm::f32(o, ib, ib, 3.0 / eigen));
+            out.push(Gemm::f32(o, o, o, 1.0 / eigen));
+            out.push(Gemm::f32(ib, ib, ib, 1.0 / eigen));
         } else {
             out.push(Gemm::f32(r, ib, o, 1.0));
             out.push(Gemm::f32(o, r, ib, 1.0));
@@ -693,9 +696,14 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals) -> Vec<Gemm> {
             let p = (n / PANEL).max(1) as f64;
             out.push(Gemm::f32(n, r, n, (p + 1.0) / (2.0 * p) / stats));
         }
-        // Re-scaling: â = āQ_A, ĝ = gQ_G, then Σ (ĝ^∘2)ᵀ(â^∘2) or the per-example products.
-        out.push(Gemm::f32(r, ib, ib, 1.0 / scale));
-        out.push(Gemm::f32(r, o, o, 1.0 / scale));
+        // Re-scaling: â = āQ_A, ĝ = gQ_G, then Σ (ĝ^∘2)ᵀ(â^∘2) or the per-example products. A
+        // layer in its basis hands in the pass's â and ĝ unless the basis changed in the step.
+        let rotations = match eigenbasis_pays(l, b) {
+            true => 1.0 / lcm(iv.scale, iv.eigen) as f64,
+            false => 1.0 / scale,
+        };
+        out.push(Gemm::f32(r, ib, ib, rotations));
+        out.push(Gemm::f32(r, o, o, rotations));
         out.push(Gemm::f32(ib, r, o, 1.0 / scale));
         // The refresh, per factor: one warm iteration, every 50th refresh exact.
         for n in [ib, o] {
@@ -710,6 +718,17 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals) -> Vec<Gemm> {
         }
     }
     out
+}
+
+/// The least common multiple of two intervals: how often both fall on one step.
+fn lcm(a: u64, b: u64) -> u64 {
+    let gcd = |mut x: u64, mut y: u64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b) * b
 }
 
 /// TEKFAC's GEMM floor at both interval settings beside SGD's, each GEMM timed at its own shape

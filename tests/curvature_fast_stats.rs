@@ -243,6 +243,17 @@ fn blocked_gram_matches_the_f64_gram() {
             .unwrap();
             assert_eq!(fast, fast.transpose());
             let fast = gram_with(&[x.data(), x.data()], cols, Some(&w), 0.5, split);
+            // Panel bands run as parallel tasks: the same bits on 1, 2 and 3 threads.
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+                let again = pool
+                    .unwrap()
+                    .install(|| gram_with(&[x.data(), x.data()], cols, Some(&w), 0.5, split));
+                assert!(
+                    again == fast,
+                    "gram {rows}x{cols} {split:?}: {threads} threads"
+                );
+            }
             check(
                 &format!("weighted gram {rows}x{cols} {split:?}"),
                 &fast,

@@ -285,9 +285,12 @@ fn train<F: tekfac::tensor::Float>(variant: Variant, in_basis: bool, steps: u64)
 #[test]
 fn eigenbasis_training_is_the_plain_training_f64() {
     for threads in [1, 2] {
-        tekfac::set_threads(threads);
+        // NOTE: a pool of its own (tekfac::set_threads sizes the global pool only once).
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+        let pool = pool.unwrap();
         for v in [Variant::Ekfac, Variant::Tekfac] {
-            let (plain, rotated) = (train::<f64>(v, false, 8), train::<f64>(v, true, 8));
+            let (plain, rotated) =
+                pool.install(|| (train::<f64>(v, false, 8), train::<f64>(v, true, 8)));
             for (step, (p, r)) in plain.iter().zip(&rotated).enumerate() {
                 let err = rel(r, p);
                 assert!(
@@ -299,7 +302,6 @@ fn eigenbasis_training_is_the_plain_training_f64() {
             assert!(rel(&plain[7], &plain[0]) > 1e-3);
         }
     }
-    tekfac::set_threads(2);
 }
 
 /// Seven steps: step 6 refreshes the basis and re-scales in the new one, where the rows the

@@ -31,6 +31,7 @@ use crate::autograd::{LayerCapture, RotatedRows};
 use crate::error::Result;
 use crate::kernels::gemm::{MatRef, gemm_columns_into};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// Rows per f32 GEMM before its result is added into the f64 total.
@@ -147,12 +148,18 @@ pub fn gram_with(
     split: GramSplit,
 ) -> DMatrix<f64> {
     let panels = panels(cols, split.panel);
-    let pairs: Vec<(usize, usize)> = (0..panels.len())
-        .flat_map(|i| (i..panels.len()).map(move |j| (i, j)))
-        .collect();
     let widest = panels.iter().map(|p| p.len()).max().unwrap_or(0);
-    let mut scratch = vec![0f32; widest * widest];
     let mut full = vec![0.0f64; cols * cols];
+    // NOTE: each panel's band of rows of `full` (its products with itself and every panel to
+    // its right) is one task: the bands are disjoint, and every element still sees the same
+    // products in the same order, whatever the number of threads.
+    let mut bands: Vec<(Range<usize>, &mut [f64], Vec<f32>)> = Vec::with_capacity(panels.len());
+    let mut rest = full.as_mut_slice();
+    for p in &panels {
+        let (band, tail) = rest.split_at_mut(p.len() * cols);
+        bands.push((p.clone(), band, vec![0f32; p.len() * widest]));
+        rest = tail;
+    }
     let mut scaled = Vec::new();
     for x in xs {
         for (block, r) in row_blocks(x, cols, split.row_block) {
@@ -163,19 +170,21 @@ pub fn gram_with(
             let rows = block.len() / cols;
             let lt = MatRef::new(left, rows, cols, true);
             let right = MatRef::new(block, rows, cols, false);
-            for &(i, j) in &pairs {
-                let (pi, pj) = (panels[i].clone(), panels[j].clone());
-                let out = &mut scratch[..pi.len() * pj.len()];
-                gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
-                for (row, r) in out.chunks_exact(pj.len()).zip(pi) {
-                    let dst = &mut full[r * cols + pj.start..r * cols + pj.end];
-                    dst.iter_mut()
-                        .zip(row)
-                        .for_each(|(s, &x)| *s += f64::from(x));
+            bands.par_iter_mut().for_each(|(pi, band, scratch)| {
+                for pj in panels.iter().filter(|pj| pj.start >= pi.start) {
+                    let out = &mut scratch[..pi.len() * pj.len()];
+                    gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
+                    for (row, dst) in out.chunks_exact(pj.len()).zip(band.chunks_exact_mut(cols)) {
+                        dst[pj.clone()]
+                            .iter_mut()
+                            .zip(row)
+                            .for_each(|(s, &x)| *s += f64::from(x));
+                    }
                 }
-            }
+            });
         }
     }
+    drop(bands);
     symmetrise(&mut full, cols, &panels, scale);
     // NOTE: symmetric, so the row-major buffer is also its column-major storage.
     DMatrix::from_vec(cols, cols, full)
