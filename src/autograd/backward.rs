@@ -296,7 +296,7 @@ fn backprop_node<F: Float>(sw: &mut Sweep<'_, '_, F>, i: usize, g: Tensor<F>) ->
         Op::LogSoftmax(x) => sw.add(*x, activation::log_softmax_backward(y, g)),
         Op::MatMul { a, b, ta, tb } => matmul::matmul_backward(sw, *a, *b, *ta, *tb, &g),
         Op::Dense(node) => dense::dense_backward(sw, node, y, g),
-        Op::EigenDense(node) => eigen_dense::eigen_dense_backward(sw, node, g),
+        Op::EigenDense(node) => eigen_dense::eigen_dense_backward(sw, node, y, g),
         Op::Conv2d(node) => conv2d::conv2d_backward(sw, node, g),
         Op::MaxPool2d { x, argmax, relu } => {
             let relu_out = relu.then_some(y);

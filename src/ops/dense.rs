@@ -48,7 +48,7 @@ impl<F: Float> Tape<'_, F> {
     }
 
     /// The dense op with or without its fused ReLU. A layer the `ParamStore` holds in its
-    /// Kronecker eigenbasis takes `eigen_dense.rs`, and then a separate [`Tape::relu`].
+    /// Kronecker eigenbasis takes `eigen_dense.rs` (which fuses the ReLU the same way).
     fn record_dense(
         &mut self,
         x: Var,
@@ -58,8 +58,7 @@ impl<F: Float> Tape<'_, F> {
         relu: bool,
     ) -> Result<Var> {
         if let Some(layer) = layer.filter(|&l| self.params.eigenbasis(l).is_some()) {
-            let y = self.eigen_dense(x, w, b, layer)?;
-            return Ok(if relu { self.relu(y) } else { y });
+            return self.eigen_dense(x, w, b, layer, relu);
         }
         let mut out = dense_forward(self.value(x), self.value(w), b.map(|b| self.value(b)))?;
         if relu {
@@ -116,7 +115,7 @@ pub(crate) fn dense_forward<F: Float>(
 }
 
 /// `h ← max(h, 0)` in place, on the calling thread (the fused ReLU of [`Tape::dense_relu`]).
-fn relu_inplace<F: Float>(h: &mut [F]) {
+pub(crate) fn relu_inplace<F: Float>(h: &mut [F]) {
     h.iter_mut().for_each(|v| *v = relu(*v));
 }
 

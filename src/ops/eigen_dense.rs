@@ -28,7 +28,8 @@ use crate::error::{Error, Result};
 use crate::kernels::gemm::{
     MatRef, Strided, gemm_into, gemm_new, gemm_strided_into, gemm_strided_new,
 };
-use crate::ops::dense::homogeneous;
+use crate::ops::activation::relu_backward;
+use crate::ops::dense::{homogeneous, relu_inplace};
 use crate::params::{LayerEigenbasis, LayerId};
 use crate::tensor::{Float, Tensor};
 
@@ -38,18 +39,22 @@ pub(crate) struct EigenDenseNode<F: Float> {
     pub(crate) w: Var,
     pub(crate) b: Option<Var>,
     pub(crate) layer: LayerId,
+    /// A ReLU fused onto the output (as [`Tape::dense_relu`]).
+    pub(crate) relu: bool,
     /// `â = ā Q_A`, `[n, d_in']`.
     pub(crate) a_hat: Tensor<F>,
 }
 
 impl<F: Float> Tape<'_, F> {
-    /// [`Tape::dense`] for a layer with an eigenbasis: `s = ((ā Q_A) W̃ᵀ) Q_Gᵀ`.
+    /// [`Tape::dense`] for a layer with an eigenbasis: `s = ((ā Q_A) W̃ᵀ) Q_Gᵀ`, then
+    /// `max(s, 0)` in place when `relu` (the fused [`Tape::dense_relu`]).
     pub(crate) fn eigen_dense(
         &mut self,
         x: Var,
         w: Var,
         b: Option<Var>,
         layer: LayerId,
+        relu: bool,
     ) -> Result<Var> {
         let basis = self
             .params
@@ -68,13 +73,17 @@ impl<F: Float> Tape<'_, F> {
             MatRef::new(&t, n, d_out, false),
             MatRef::new(&basis.q_g, d_out, d_out, true),
         );
-        let s = Tensor::from_vec(s, &[n, d_out])?;
+        let mut s = Tensor::from_vec(s, &[n, d_out])?;
+        if relu {
+            relu_inplace(s.data_mut());
+        }
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
         let node = EigenDenseNode {
             x,
             w,
             b,
             layer,
+            relu,
             a_hat,
         };
         Ok(self.push(Op::EigenDense(Box::new(node)), s, &inputs))
@@ -86,8 +95,10 @@ impl<F: Float> Tape<'_, F> {
 pub(crate) fn eigen_dense_backward<F: Float>(
     sw: &mut Sweep<'_, '_, F>,
     node: &EigenDenseNode<F>,
+    y: &Tensor<F>,
     g: Tensor<F>,
 ) -> Result<()> {
+    let g = if node.relu { relu_backward(y, g) } else { g };
     let basis = sw
         .params()
         .eigenbasis(node.layer)
