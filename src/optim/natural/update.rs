@@ -253,7 +253,8 @@ fn quadratic_in_basis<F: Float>(
 /// The update of a [`LayerGrad::InBasis`] layer in one pass over its weights, gradient and
 /// momentum (module docs), parallel over rows: per entry of `[W̃ | b̃]`, `ũ = (m + wd·w̃)/d`,
 /// `ṽ ← μ·ṽ + ν·ũ`, `w̃ ← w̃ − η·ṽ`, the same arithmetic as gathering, preconditioning and
-/// `apply_momentum`. `hyper` is `[η, μ, ν, wd]`. Returns `‖η·ṽ‖²`.
+/// `apply_momentum`. `hyper` is `[η, μ, ν, wd]`. Returns `‖η·ṽ‖²`, summed row by row in the
+/// same pass.
 fn step_in_basis<F: Float>(
     l: &LayerInfo,
     params: &mut ParamStore<F>,
@@ -271,22 +272,27 @@ fn step_in_basis<F: Float>(
     };
     let w = params.get_mut(l.weight).data_mut();
     let rows = w.par_chunks_mut(d_in).zip(gw.par_chunks(d_in));
-    rows.zip(damped.par_chunks(cols))
+    let weights: f64 = rows
+        .zip(damped.par_chunks(cols))
         .zip(momentum.par_chunks_mut(cols))
         .with_min_len(16)
-        .for_each(|(((w, g), d), v)| {
+        .map(|(((w, g), d), v)| {
             for (((w, &g), &d), v) in w.iter_mut().zip(g).zip(d).zip(v.iter_mut()) {
                 entry(w, g, d, v);
             }
-        });
+            scaled_sum_of_squares(&v[..w.len()], lr)
+        })
+        .sum();
+    let mut bias = 0.0;
     if let (Some(b), Some(gb)) = (l.bias, gb) {
         let b = params.get_mut(b).data_mut();
         for o in 0..l.d_out {
             let k = o * cols + d_in;
             entry(&mut b[o], gb[o], damped[k], &mut momentum[k]);
+            bias += (lr * momentum[k]).to_f64().powi(2);
         }
     }
-    Ok(scaled_sum_of_squares(momentum, lr))
+    Ok(weights + bias)
 }
 
 /// `Σ (η·x)²` in f64, over eight independent partial sums (so the loop vectorises).
