@@ -15,8 +15,8 @@ use tekfac::params::LayerEigenbasis;
 use tekfac::tensor::seeded_rng;
 use tekfac::{FisherType, LayerId, ParamStore, Tape, Tensor, Var};
 
-/// Dense 12→16 + ReLU (fused into the dense op, `Linear::forward_relu`) + dense 16→9 (no bias)
-/// + tanh + dense 9→2: small enough for f64, and at batch 6 the first two layers take the
+/// Dense 12→16 with its ReLU fused into the dense op (`Linear::forward_relu`), dense 16→9 (no
+/// bias), tanh, dense 9→2: small enough for f64, and at batch 6 the first two layers take the
 /// eigenbasis (`eigenbasis_pays`), fc3 does not.
 struct Net<F: tekfac::tensor::Float> {
     fc1: Linear,
