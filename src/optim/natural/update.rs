@@ -272,7 +272,9 @@ fn step_in_basis<F: Float>(
     };
     let w = params.get_mut(l.weight).data_mut();
     let rows = w.par_chunks_mut(d_in).zip(gw.par_chunks(d_in));
-    let weights: f64 = rows
+    // NOTE: the rows' sums are collected in order and added on one thread, so the total does
+    // not depend on how rayon split the rows (the step is bit-identical on 1 and 2 threads).
+    let row_sums: Vec<f64> = rows
         .zip(damped.par_chunks(cols))
         .zip(momentum.par_chunks_mut(cols))
         .with_min_len(16)
@@ -282,7 +284,8 @@ fn step_in_basis<F: Float>(
             }
             scaled_sum_of_squares(&v[..w.len()], lr)
         })
-        .sum();
+        .collect();
+    let weights: f64 = row_sums.iter().sum();
     let mut bias = 0.0;
     if let (Some(b), Some(gb)) = (l.bias, gb) {
         let b = params.get_mut(b).data_mut();
