@@ -14,7 +14,7 @@
 mod support;
 
 use nalgebra::DMatrix;
-use support::tensors::F32_STATS_TOL;
+use support::tensors::{F32_STATS_TOL, on_threads};
 use tekfac::curvature::{
     CaptureRows, GramSplit, KroneckerBasis, KroneckerFactors, corrected_batch,
     fast_corrected_batch, fast_factors, gram_with,
@@ -245,10 +245,9 @@ fn blocked_gram_matches_the_f64_gram() {
             let fast = gram_with(&[x.data(), x.data()], cols, Some(&w), 0.5, split);
             // Panel bands run as parallel tasks: the same bits on 1, 2 and 3 threads.
             for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-                let again = pool
-                    .unwrap()
-                    .install(|| gram_with(&[x.data(), x.data()], cols, Some(&w), 0.5, split));
+                let again = on_threads(threads, || {
+                    gram_with(&[x.data(), x.data()], cols, Some(&w), 0.5, split)
+                });
                 assert!(
                     again == fast,
                     "gram {rows}x{cols} {split:?}: {threads} threads"

@@ -7,22 +7,13 @@
 
 mod support;
 
-use support::tensors::GRAD_TOL;
+use support::tensors::{GRAD_TOL, on_threads};
 use tekfac::gradcheck::{GradCheckOptions, check_gradients, weighted_sum};
 use tekfac::kernels::gemm::{MatRef, gemm_into, gemm_new};
 use tekfac::nn::{Cnn, Conv2d, Linear, Mlp, Module};
 use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
 use tekfac::{BackwardOutput, FisherType, Float, LayerId, ParamStore, Tape, Tensor, Var};
-
-/// Runs `f` on a rayon pool of `threads` threads (every kernel inside uses that pool).
-fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(f)
-}
 
 fn rand<F: Float>(dims: &[usize], seed: u64) -> Tensor<F> {
     Tensor::randn(dims, 0.0, 1.0, &mut seeded_rng(seed))

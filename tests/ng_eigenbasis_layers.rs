@@ -4,7 +4,10 @@
 //! weight decay and KL-clipping, on 1 and 2 threads (1e-10 in f64, f32 rounding in f32), and
 //! checkpoints that hold the standard `W̄`.
 
+mod support;
+
 use nalgebra::DMatrix;
+use support::tensors::on_threads;
 use tekfac::checkpoint::{TensorDict, load_params, save_params};
 use tekfac::curvature::{FastRows, fast_corrected_batch, fast_corrected_in_basis};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
@@ -265,6 +268,24 @@ fn config(variant: Variant, in_basis: bool) -> NgConfig {
     }
 }
 
+/// One step of `opt` on the batch of `step` (the sampled Fisher's captures when it asks).
+fn step_once<F: tekfac::tensor::Float>(
+    ps: &mut ParamStore<F>,
+    opt: &mut NaturalGradient<F>,
+    model: &Net<F>,
+    step: u64,
+) {
+    let (x, labels) = batch::<F>(step);
+    let mut tape = Tape::new(ps);
+    let xv = tape.input(x);
+    let logits = model.forward(&mut tape, xv).unwrap();
+    let loss = tape.cross_entropy(logits, &labels).unwrap();
+    let pass = tape
+        .backward_full(loss, opt.fisher(), opt.gradient_rows())
+        .unwrap();
+    opt.step(ps, &pass).unwrap();
+}
+
 /// `steps` training steps; the standard weights after each.
 fn train<F: tekfac::tensor::Float>(variant: Variant, in_basis: bool, steps: u64) -> Vec<Vec<f64>> {
     let mut ps = ParamStore::<F>::seeded(2);
@@ -272,15 +293,7 @@ fn train<F: tekfac::tensor::Float>(variant: Variant, in_basis: bool, steps: u64)
     let mut opt = NaturalGradient::new(variant, config(variant, in_basis), &ps).unwrap();
     let mut out = Vec::new();
     for step in 0..steps {
-        let (x, labels) = batch::<F>(step);
-        let mut tape = Tape::new(&ps);
-        let xv = tape.input(x);
-        let logits = model.forward(&mut tape, xv).unwrap();
-        let loss = tape.cross_entropy(logits, &labels).unwrap();
-        let pass = tape
-            .backward_full(loss, opt.fisher(), opt.gradient_rows())
-            .unwrap();
-        opt.step(&mut ps, &pass).unwrap();
+        step_once(&mut ps, &mut opt, &model, step);
         let in_basis_now = (0..2).all(|l| ps.eigenbasis(LayerId(l)).is_some());
         assert_eq!(
             in_basis_now, in_basis,
@@ -298,12 +311,10 @@ fn train<F: tekfac::tensor::Float>(variant: Variant, in_basis: bool, steps: u64)
 #[test]
 fn eigenbasis_training_is_the_plain_training_f64() {
     for threads in [1, 2] {
-        // NOTE: a pool of its own (tekfac::set_threads sizes the global pool only once).
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-        let pool = pool.unwrap();
         for v in [Variant::Ekfac, Variant::Tekfac] {
-            let (plain, rotated) =
-                pool.install(|| (train::<f64>(v, false, 8), train::<f64>(v, true, 8)));
+            let (plain, rotated) = on_threads(threads, || {
+                (train::<f64>(v, false, 8), train::<f64>(v, true, 8))
+            });
             for (step, (p, r)) in plain.iter().zip(&rotated).enumerate() {
                 let err = rel(r, p);
                 assert!(
@@ -336,18 +347,6 @@ fn eigenbasis_training_is_the_plain_training_f32() {
 fn checkpoints_hold_the_standard_weights_and_resume_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.safetensors");
-    let step_once =
-        |ps: &mut ParamStore<f32>, opt: &mut NaturalGradient<f32>, model: &Net<f32>, step: u64| {
-            let (x, labels) = batch::<f32>(step);
-            let mut tape = Tape::new(ps);
-            let xv = tape.input(x);
-            let logits = model.forward(&mut tape, xv).unwrap();
-            let loss = tape.cross_entropy(logits, &labels).unwrap();
-            let pass = tape
-                .backward_full(loss, opt.fisher(), opt.gradient_rows())
-                .unwrap();
-            opt.step(ps, &pass).unwrap();
-        };
     let v = Variant::Tekfac;
     let mut ps = ParamStore::<f32>::seeded(2);
     let model = net(&mut ps);

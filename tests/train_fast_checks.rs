@@ -5,20 +5,14 @@
 //! bit for bit as when the tape flattens a copy of the batch; all of it on one and two threads,
 //! with and without `spin_workers`.
 
+mod support;
+
+use support::tensors::on_threads;
 use tekfac::nn::{Mlp, Module};
 use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
 use tekfac::train::{Task, evaluate, train_step};
 use tekfac::{Error, ParamStore, Result, Tape, Tensor, Var};
-
-/// Runs `f` on a rayon pool of `threads` threads (every kernel inside uses that pool).
-fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(f)
-}
 
 /// The MLP preset on 8×8 images: 64-512-256-10, so fc2's weight (131,072 values) is
 /// updated and checked in several chunks, on several threads.

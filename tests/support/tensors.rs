@@ -36,3 +36,14 @@ pub fn away_from_zero(mut t: Tensor<f64>, margin: f64) -> Tensor<f64> {
     });
     t
 }
+
+/// Runs `f` on a rayon pool of `threads` threads of its own (every kernel inside uses that
+/// pool; `tekfac::set_threads` sizes the global pool only once, so it cannot switch between
+/// thread counts within one test binary).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f)
+}
