@@ -95,7 +95,9 @@ impl MlpStep {
     fn new(opt: Box<dyn Optimizer<f32>>) -> Self {
         let mut ps = ParamStore::<f32>::seeded(0);
         let model = Mlp::new(&mut ps, 784, 10).expect("the MLP preset registers its parameters");
-        let x = Tensor::<f32>::rand_uniform(&[128, 1, 28, 28], 0.0, 1.0, &mut seeded_rng(1));
+        // NOTE: the batch flat, `[128, 784]`, as `tekfac train` hands it to a model that
+        // flattens its input (`Module::flattens_input`): no flatten copy in the step.
+        let x = Tensor::<f32>::rand_uniform(&[128, 784], 0.0, 1.0, &mut seeded_rng(1));
         let y = (0..128).map(|i| i % 10).collect();
         MlpStep {
             ps,
@@ -228,8 +230,39 @@ fn cli_seconds(epochs: usize, threads: usize, out: &PathBuf) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Milliseconds per step of the training loop alone, from the `seconds` column (wall clock
+/// since the run started, to the millisecond) of a run's `step` rows (one every 10 steps):
+/// within each epoch, from its first row after the epoch's first 50 steps (warm-up: the
+/// first steps allocate the buffers) to its last row. No window holds an evaluation or a
+/// checkpoint (both come after the epoch's last step, before the next epoch's first); each
+/// holds batch assembly, the steps, progress and the metrics rows.
+fn loop_ms_per_step(metrics: &str, steps_per_epoch: u64) -> f64 {
+    let mut windows: Vec<(u64, f64, u64, f64)> = Vec::new();
+    for line in metrics.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[0] != "step" {
+            continue;
+        }
+        let epoch: u64 = f[1].parse().expect("an epoch number");
+        let step: u64 = f[2].parse().expect("a step number");
+        let seconds: f64 = f[3].parse().expect("seconds");
+        if step <= (epoch - 1) * steps_per_epoch + 50 {
+            continue;
+        }
+        match windows.get_mut(epoch as usize - 1) {
+            Some(w) => (w.2, w.3) = (step, seconds),
+            None => windows.push((step, seconds, step, seconds)),
+        }
+    }
+    let steps: u64 = windows.iter().map(|w| w.2 - w.0).sum();
+    let seconds: f64 = windows.iter().map(|w| w.3 - w.1).sum();
+    seconds / steps as f64 * 1e3
+}
+
 /// Rounds of (CLI epoch, JAX epoch): the epoch of `tekfac train` is a 2-epoch run minus a
-/// 1-epoch run, so start-up, data loading and the first evaluation cancel out.
+/// 1-epoch run, so start-up, data loading and the first evaluation cancel out (the second
+/// epoch's evaluation and checkpoint do not). Each round also prints the training loop's own
+/// milliseconds per step in the 2-epoch run ([`loop_ms_per_step`]).
 fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
     let out = std::env::temp_dir().join(format!("tekfac-bench-cli-{}", std::process::id()));
     let (mut ours, mut jax, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -237,13 +270,16 @@ fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
         let one = cli_seconds(1, threads, &out);
         let two = cli_seconds(2, threads, &out);
         let epoch = two - one;
+        let metrics = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
+        let loop_ms = loop_ms_per_step(&metrics, 468);
         let j = use_peer
             .then(|| peer::jax_run("mlp", &["--blocks", "1", "--steps", "10", "--epochs", "2"]))
             .flatten()
             .and_then(|v| v["epoch_s"]["median"].as_f64());
         let shown = j.map_or("-".into(), |j| format!("{j:.3}"));
         println!(
-            "round {round}: tekfac train epoch {epoch:.3} s ({:.3} ms per step of 468), JAX epoch {shown} s",
+            "round {round}: tekfac train epoch {epoch:.3} s ({:.3} ms per step of 468), JAX epoch {shown} s; \
+             training loop {loop_ms:.3} ms per step",
             epoch / 468.0 * 1e3
         );
         ours.push(epoch);

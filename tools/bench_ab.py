@@ -5,10 +5,11 @@ and medians of per-round ratios [min-max].
 
     python3 tools/bench_ab.py engine A_BIN B_BIN ROUNDS   # MLP SGD/Adam step (benches/engine.rs)
     python3 tools/bench_ab.py layers A_BIN B_BIN ROUNDS   # CNN SGD step (benches/layers.rs)
-    python3 tools/bench_ab.py cli A_BIN B_BIN ROUNDS      # `tekfac train` epoch (engine --cli)
+    python3 tools/bench_ab.py cli A_BIN B_BIN ROUNDS      # `tekfac train` epoch and loop (engine --cli)
 
 A_BIN / B_BIN: the bench executables of two builds (`cargo bench --bench engine --no-run`
 prints the path), e.g. main's library with this tree's benches/ copied in, and this tree.
+The cli mode needs both builds' benches/engine.rs to print the training loop's figure.
 Wrap it in `flock /tmp/tekfac-bench.lock`.
 """
 import re
@@ -24,9 +25,11 @@ PATTERNS = {
                           r"JAX ([\d.-]+)"),
                ["sgd", "empirical", "sampled", "jax"]),
     # The engine bench with --cli: each binary times the `tekfac` of its own build.
+    # `loop`: the training loop's ms per step from the 2-epoch run's metrics.csv (no evaluation
+    # or checkpoint; benches/engine.rs `loop_ms_per_step`).
     "cli": (re.compile(r"round 0: tekfac train epoch ([\d.]+) s \(([\d.]+) ms per step of 468\), "
-                       r"JAX epoch ([\d.-]+) s"),
-            ["sgd", "per_step", "jax"]),
+                       r"JAX epoch ([\d.-]+) s; training loop ([\d.]+) ms per step"),
+            ["sgd", "per_step", "jax", "loop"]),
 }
 
 
@@ -54,7 +57,7 @@ def main():
         rows.append(res)
         show = lambda d: " ".join(f"{k} {v:.2f}" for k, v in d.items() if v is not None)
         print(f"round {r}: A {show(res['A'])} | B {show(res['B'])}", flush=True)
-    keys = ["sgd", "adam"] if bench == "engine" else ["sgd"]
+    keys = {"engine": ["sgd", "adam"], "cli": ["sgd", "loop"]}.get(bench, ["sgd"])
     for k in keys:
         print(f"B/A {k} step: {spread([r['B'][k] / r['A'][k] for r in rows])}")
     if bench == "engine":
