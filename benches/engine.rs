@@ -4,7 +4,11 @@
 //! it times one epoch of `tekfac train` instead: a 2-epoch run minus a 1-epoch run on
 //! Fashion-MNIST (`TEKFAC_DATA_DIR`), against the peer's epoch of jitted steps.
 //!
-//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli] [--no-spin]
+//! With `--loop` it interleaves, in one process, blocks of the bare SGD step with blocks of the
+//! library pieces of `tekfac train`'s loop (batch gather + `train_step`) on Fashion-MNIST.
+//!
+//! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli] [--loop]
+//! [--no-spin]
 //!
 //! The steps run with `tekfac::spin_workers` (rayon's workers poll instead of sleeping between
 //! kernels), as `tekfac train` runs them; `--no-spin` times them without.
@@ -302,6 +306,105 @@ fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
     }
 }
 
+/// The library pieces of `tekfac train`'s per-step loop on Fashion-MNIST (MLP, SGD): the
+/// learning rate set, the batch gathered from the shuffled epoch order (`Dataset::batch`) and
+/// `train_step` (forward, loss and its check, backward, the gradient check, the fused update
+/// with its weight check). What the binary adds beyond these (its progress bar, hidden under
+/// `--quiet`, and a metrics row every 10 steps) is in the `--cli` loop figure.
+struct LoopStep {
+    train: tekfac::dataset::Dataset,
+    ps: ParamStore<f32>,
+    model: Mlp,
+    opt: Sgd<f32>,
+    order: Vec<usize>,
+    step: u64,
+}
+
+impl LoopStep {
+    fn new(train: &tekfac::dataset::Dataset) -> Self {
+        let mut ps = ParamStore::<f32>::seeded(0);
+        let model = Mlp::new(&mut ps, 784, 10).expect("the MLP preset registers its parameters");
+        LoopStep {
+            train: train.clone(),
+            ps,
+            model,
+            opt: Sgd::new(SgdConfig::default()),
+            order: Vec::new(),
+            step: 0,
+        }
+    }
+
+    fn step(&mut self) {
+        let per_epoch = self.train.len() / 128;
+        let (epoch, i) = (self.step / per_epoch as u64, self.step as usize % per_epoch);
+        if i == 0 {
+            self.order = tekfac::dataset::permutation(self.train.len(), 0, epoch);
+        }
+        self.opt.set_lr(SgdConfig::default().lr);
+        let batch = self
+            .train
+            .batch(&self.order[i * 128..(i + 1) * 128])
+            .expect("indices in range");
+        tekfac::train::train_step(
+            &self.model,
+            tekfac::train::Task::Classify,
+            &mut self.ps,
+            &mut self.opt,
+            batch.images,
+            &batch.labels,
+            self.step,
+        )
+        .expect("a finite step");
+        self.step += 1;
+    }
+}
+
+/// Rounds of interleaved blocks in one process: 7 pairs of (50 bare SGD steps of the bench,
+/// 50 steps of [`LoopStep`]), order alternating within each pair, after 50 warm-up steps of
+/// each; per round the median block of each and their ratio. The blocks of a pair are a
+/// fraction of a second apart, so the machine's drift cancels better than between processes.
+fn loop_rounds(rounds: usize) {
+    let source = tekfac::dataset::DataSource::default();
+    let (train, _) = tekfac::dataset::load_train_eval("fashion-mnist", 0, &source)
+        .expect("Fashion-MNIST (set TEKFAC_DATA_DIR)");
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (mut bare, mut looped) = (MlpStep::new(sgd()), LoopStep::new(&train));
+        let awake = tekfac::spin_workers();
+        let (mut b_ms, mut l_ms) = (Vec::new(), Vec::new());
+        let block = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            (0..50).for_each(|_| f());
+            t.elapsed().as_secs_f64() / 50.0 * 1e3
+        };
+        (0..50).for_each(|_| {
+            bare.step();
+            looped.step();
+        });
+        for pair in 0..7 {
+            let mut b = || {
+                bare.step();
+            };
+            let mut l = || looped.step();
+            if pair % 2 == 0 {
+                b_ms.push(block(&mut b));
+                l_ms.push(block(&mut l));
+            } else {
+                l_ms.push(block(&mut l));
+                b_ms.push(block(&mut b));
+            }
+        }
+        drop(awake);
+        let (b, l) = (median(b_ms), median(l_ms));
+        println!(
+            "round {round}: bare step {b:.3} ms, loop step {l:.3} ms (gather + train_step), ratio {:.3}",
+            l / b
+        );
+        ratios.push(l / b);
+    }
+    println!("loop step / bare step = {}", spread(&ratios));
+}
+
 fn main() {
     let threads = arg("--threads").unwrap_or(2);
     let rounds = arg("--rounds").unwrap_or(5);
@@ -311,6 +414,9 @@ fn main() {
     println!("threads: {threads}; allocator keeps freed memory: {retained}");
     if std::env::args().any(|a| a == "--cli") {
         return cli_rounds(rounds, threads, use_peer);
+    }
+    if std::env::args().any(|a| a == "--loop") {
+        return loop_rounds(rounds);
     }
     // The MLP's first layer at batch 128: forward X·W₁ᵀ, weight gradient dW₁ = gᵀ·X, the same
     // forward with W₁ᵀ stored, and a large square product.

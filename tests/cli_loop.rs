@@ -27,7 +27,8 @@ fn data_dir() -> PathBuf {
 /// The training split the CLI trains on (`--train-limit 1000` of the embedded subset).
 fn train_split() -> Dataset {
     let source = DataSource::from_dir(data_dir());
-    let (train, _) = load_train_eval("fashion-mnist-mini", 0, &source).expect("the embedded subset");
+    let (train, _) =
+        load_train_eval("fashion-mnist-mini", 0, &source).expect("the embedded subset");
     train.take(LIMIT)
 }
 
@@ -78,7 +79,16 @@ fn textbook(data: &Dataset, name: &str) -> Vec<Vec<f32>> {
         let batches = Batches::new(data.len(), BATCH, SEED, epoch, LastBatch::Drop).unwrap();
         for indices in batches.iter() {
             let (x, labels) = copied(data, indices);
-            train_step(&model, Task::Classify, &mut ps, opt.as_mut(), x, &labels, step).unwrap();
+            train_step(
+                &model,
+                Task::Classify,
+                &mut ps,
+                opt.as_mut(),
+                x,
+                &labels,
+                step,
+            )
+            .unwrap();
             step += 1;
             if step == STEPS {
                 return ps.ids().map(|id| ps.get(id).data().to_vec()).collect();
@@ -127,7 +137,10 @@ fn cli(data: &Dataset, name: &str, threads: usize) -> Vec<Vec<f32>> {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let ckpt = Checkpoints::new(&out).latest().unwrap().expect("a checkpoint");
+    let ckpt = Checkpoints::new(&out)
+        .latest()
+        .unwrap()
+        .expect("a checkpoint");
     let (_, mut ps) = fresh(data);
     let pos = ckpt.restore(&mut ps, None).unwrap();
     assert_eq!(pos.step, STEPS);
@@ -135,7 +148,9 @@ fn cli(data: &Dataset, name: &str, threads: usize) -> Vec<Vec<f32>> {
 }
 
 fn bits(w: &[Vec<f32>]) -> Vec<Vec<u32>> {
-    w.iter().map(|p| p.iter().map(|v| v.to_bits()).collect()).collect()
+    w.iter()
+        .map(|p| p.iter().map(|v| v.to_bits()).collect())
+        .collect()
 }
 
 #[test]
@@ -143,7 +158,11 @@ fn the_cli_loop_trains_as_train_step_over_copied_batches() {
     let data = train_split();
     for name in ["sgd", "adam"] {
         let reference = bits(&on_threads(1, || textbook(&data, name)));
-        assert_eq!(bits(&on_threads(2, || textbook(&data, name))), reference, "{name}");
+        assert_eq!(
+            bits(&on_threads(2, || textbook(&data, name))),
+            reference,
+            "{name}"
+        );
         for threads in [1, 2] {
             assert_eq!(
                 bits(&cli(&data, name, threads)),

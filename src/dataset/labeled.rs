@@ -206,7 +206,9 @@ impl Dataset {
                     let rows = indices.par_chunks(GATHER_ROWS);
                     out.par_chunks_mut(block).zip(rows).for_each(copy);
                 } else {
-                    out.chunks_mut(block).zip(indices.chunks(GATHER_ROWS)).for_each(copy);
+                    out.chunks_mut(block)
+                        .zip(indices.chunks(GATHER_ROWS))
+                        .for_each(copy);
                 }
             })
         };
