@@ -239,9 +239,12 @@ fn cli_seconds(epochs: usize, threads: usize, out: &PathBuf) -> f64 {
 /// within each epoch, from its first row after the epoch's first 50 steps (warm-up: the
 /// first steps allocate the buffers) to its last row. No window holds an evaluation or a
 /// checkpoint (both come after the epoch's last step, before the next epoch's first); each
-/// holds batch assembly, the steps, progress and the metrics rows.
-fn loop_ms_per_step(metrics: &str, steps_per_epoch: u64) -> f64 {
-    let mut windows: Vec<(u64, f64, u64, f64)> = Vec::new();
+/// holds batch assembly, the steps, progress and the metrics rows. Returns the median over
+/// the windows' consecutive blocks of 50 steps (as the bench times its step: the median of
+/// blocks of 50) and the mean over the whole windows (what a user waits, every hiccup of the
+/// machine included).
+fn loop_ms_per_step(metrics: &str, steps_per_epoch: u64) -> (f64, f64) {
+    let mut windows: Vec<Vec<(u64, f64)>> = Vec::new();
     for line in metrics.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         if f[0] != "step" {
@@ -253,14 +256,22 @@ fn loop_ms_per_step(metrics: &str, steps_per_epoch: u64) -> f64 {
         if step <= (epoch - 1) * steps_per_epoch + 50 {
             continue;
         }
-        match windows.get_mut(epoch as usize - 1) {
-            Some(w) => (w.2, w.3) = (step, seconds),
-            None => windows.push((step, seconds, step, seconds)),
+        if windows.len() < epoch as usize {
+            windows.push(Vec::new());
         }
+        windows[epoch as usize - 1].push((step, seconds));
     }
-    let steps: u64 = windows.iter().map(|w| w.2 - w.0).sum();
-    let seconds: f64 = windows.iter().map(|w| w.3 - w.1).sum();
-    seconds / steps as f64 * 1e3
+    let per_step = |a: (u64, f64), b: (u64, f64)| (b.1 - a.1) / (b.0 - a.0) as f64 * 1e3;
+    let mut blocks = Vec::new();
+    let (mut steps, mut seconds) = (0, 0.0);
+    for w in windows.iter().filter(|w| w.len() >= 2) {
+        let (first, last) = (w[0], w[w.len() - 1]);
+        steps += last.0 - first.0;
+        seconds += last.1 - first.1;
+        let ends: Vec<_> = w.iter().filter(|r| (r.0 - first.0) % 50 == 0).collect();
+        blocks.extend(ends.windows(2).map(|e| per_step(*e[0], *e[1])));
+    }
+    (median(blocks), seconds / steps as f64 * 1e3)
 }
 
 /// Rounds of (CLI epoch, JAX epoch): the epoch of `tekfac train` is a 2-epoch run minus a
@@ -275,7 +286,7 @@ fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
         let two = cli_seconds(2, threads, &out);
         let epoch = two - one;
         let metrics = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
-        let loop_ms = loop_ms_per_step(&metrics, 468);
+        let (loop_ms, loop_mean) = loop_ms_per_step(&metrics, 468);
         let j = use_peer
             .then(|| peer::jax_run("mlp", &["--blocks", "1", "--steps", "10", "--epochs", "2"]))
             .flatten()
@@ -283,7 +294,7 @@ fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
         let shown = j.map_or("-".into(), |j| format!("{j:.3}"));
         println!(
             "round {round}: tekfac train epoch {epoch:.3} s ({:.3} ms per step of 468), JAX epoch {shown} s; \
-             training loop {loop_ms:.3} ms per step",
+             training loop {loop_ms:.3} ms per step (median of 50-step blocks; mean {loop_mean:.3})",
             epoch / 468.0 * 1e3
         );
         ours.push(epoch);
