@@ -15,6 +15,10 @@
 //! [`MovingAverage::blend`] takes arbitrary coefficients `x̄ ← c_old·x̄ + c_new·x` (identity 15:
 //! TKFAC's raw-numerator traces stay equal under any coefficients, e.g. AdaFisher's
 //! `(0.92, 0.008)`).
+//!
+//! A batch reaches an average as a [`BatchStatistic`]: a formed value (every [`Blend`] type is
+//! its own batch), or a batch that writes `c_old·x̄ + c_new·x` straight into the average without
+//! being formed first (the f32 statistics path, `fast_factors.rs` and `fast_correction.rs`).
 
 use nalgebra::DMatrix;
 
@@ -38,6 +42,61 @@ impl Blend for DMatrix<f64> {
             "MovingAverage: a batch statistic changed shape"
         );
         self.zip_apply(batch, |x, b| *x = c_old * *x + c_new * b);
+    }
+}
+
+/// A batch statistic on its way into a [`MovingAverage`] of `T`: formed, or blended in place.
+pub trait BatchStatistic<T> {
+    /// The shape the batch has (a block checks it against its own before blending).
+    fn shape(&self) -> (usize, usize);
+    /// The batch as a value (the first observation initialises the average with it).
+    fn form(self) -> T;
+    /// `avg ← c_old·avg + c_new·batch`, bit for bit what [`Blend::blend`] with the formed batch
+    /// gives.
+    fn blend_into(self, avg: &mut T, c_old: f64, c_new: f64);
+}
+
+impl<T: Blend + Shaped> BatchStatistic<T> for T {
+    fn shape(&self) -> (usize, usize) {
+        Shaped::shape(self)
+    }
+    fn form(self) -> T {
+        self
+    }
+    fn blend_into(self, avg: &mut T, c_old: f64, c_new: f64) {
+        avg.blend(c_old, c_new, &self);
+    }
+}
+
+/// The shape of a value that is averaged: `(rows, cols)` of a matrix, `(d_out, d_in')` of a
+/// pair of factors, `(1, 1)` of a scalar.
+pub trait Shaped {
+    /// `(rows, cols)`.
+    fn shape(&self) -> (usize, usize);
+}
+
+impl Shaped for f64 {
+    fn shape(&self) -> (usize, usize) {
+        (1, 1)
+    }
+}
+
+impl Shaped for DMatrix<f64> {
+    fn shape(&self) -> (usize, usize) {
+        DMatrix::shape(self)
+    }
+}
+
+/// Whether every entry of a batch is finite (a block refuses a non-finite re-scaling batch
+/// before it reaches the average).
+pub trait AllFinite {
+    /// True when no entry is NaN or ±Inf.
+    fn all_finite(&self) -> bool;
+}
+
+impl AllFinite for DMatrix<f64> {
+    fn all_finite(&self) -> bool {
+        self.iter().all(|x| x.is_finite())
     }
 }
 
@@ -91,16 +150,16 @@ impl<T: Blend> MovingAverage<T> {
     }
 
     /// `x̄ ← ρ·x̄ + (1−ρ)·batch`, or `x̄ = batch` for the first observation.
-    pub fn update(&mut self, batch: T) {
+    pub fn update(&mut self, batch: impl BatchStatistic<T>) {
         let rho = self.decay;
         self.blend(rho, 1.0 - rho, batch);
     }
 
     /// `x̄ ← c_old·x̄ + c_new·batch` with arbitrary coefficients, or `x̄ = batch` first.
-    pub fn blend(&mut self, c_old: f64, c_new: f64, batch: T) {
+    pub fn blend(&mut self, c_old: f64, c_new: f64, batch: impl BatchStatistic<T>) {
         match &mut self.value {
-            Some(v) => v.blend(c_old, c_new, &batch),
-            None => self.value = Some(batch),
+            Some(v) => batch.blend_into(v, c_old, c_new),
+            None => self.value = Some(batch.form()),
         }
         self.count += 1;
     }

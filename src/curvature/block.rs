@@ -9,9 +9,10 @@
 //! ```
 //!
 //! The optimizer's fast paths enter through three doors beside these: `observe_factors` and
-//! `rescale_batch` blend batches formed by the f32 statistics path (`fast_factors.rs`,
-//! `fast_correction.rs`), and `refresh_warm` installs a basis refined from the previous one
-//! (`warm.rs`). Each ends in the same averaging and re-seeding as the plain step.
+//! `rescale_batch` blend batches of the f32 statistics path (`fast_factors.rs`,
+//! `fast_correction.rs`, which write them straight into the averages), and `refresh_warm`
+//! installs a basis refined from the previous one (`warm.rs`). Each ends in the same averaging
+//! and re-seeding as the plain step.
 //!
 //! `D` ([`CurvatureBlock::eigenvalues`]) is `d_g d_aᵀ / trace_scale` (K-FAC, TKFAC) or the
 //! corrected average (EKFAC's `s*`, TEKFAC's `Θ`): with the choice of factors, the only places
@@ -22,7 +23,7 @@
 //! next observation starts them afresh (an EMA would otherwise carry the NaN forever).
 //! `rescale` refuses a non-finite batch and keeps the previous `s*`/`Θ`.
 
-use super::average::MovingAverage;
+use super::average::{AllFinite, BatchStatistic, MovingAverage};
 use super::basis::{BasisFailure, KroneckerBasis};
 use super::correction::corrected_batch;
 use super::damping::{Damping, trace_adaptive};
@@ -121,17 +122,19 @@ impl CurvatureBlock {
         Ok(())
     }
 
-    /// The statistics step with the batch factors formed elsewhere (the f32 statistics path,
-    /// `fast_factors`): blends them into the running average as [`observe`](Self::observe) does.
-    pub fn observe_factors(&mut self, batch: KroneckerFactors) -> Result<()> {
-        self.check_factor_dims("CurvatureBlock::observe_factors", &batch)?;
+    /// The statistics step with the batch factors formed elsewhere: blends them into the running
+    /// average as [`observe`](Self::observe) does. The f32 statistics path hands in
+    /// [`FastFactors`](super::FastFactors), which blends each f32 panel product straight into
+    /// the average instead of forming the batch.
+    pub fn observe_factors(&mut self, batch: impl BatchStatistic<KroneckerFactors>) -> Result<()> {
+        self.check_factor_dims("CurvatureBlock::observe_factors", batch.shape())?;
         self.factors.update(batch);
         Ok(())
     }
 
     /// Replaces the averaged factors (tests, e.g. TEKFAC fed `Φ := A, Ψ := G, δ := 1`).
     pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
-        self.check_factor_dims("CurvatureBlock::set_factors", &factors)?;
+        self.check_factor_dims("CurvatureBlock::set_factors", factors.dims())?;
         self.factors.reseed(factors);
         Ok(())
     }
@@ -217,19 +220,24 @@ impl CurvatureBlock {
     }
 
     /// The re-scaling step with the batch `(1/N) Σ_{n,s} (Q_Gᵀ DW_{n,s} Q_A)^∘2` formed elsewhere
-    /// in the current basis (the f32 statistics path, `fast_corrected_batch`): blends it into
-    /// `s*`/`Θ` as [`rescale`](Self::rescale) does, refusing a non-finite batch.
-    pub fn rescale_batch(&mut self, batch: DMatrix<f64>) -> Result<()> {
+    /// in the current basis: blends it into `s*`/`Θ` as [`rescale`](Self::rescale) does,
+    /// refusing a non-finite batch. The f32 statistics path hands in
+    /// [`FastCorrection`](super::FastCorrection), the f32 product not yet widened to f64.
+    pub fn rescale_batch(
+        &mut self,
+        batch: impl BatchStatistic<DMatrix<f64>> + AllFinite,
+    ) -> Result<()> {
         const OP: &str = "CurvatureBlock::rescale_batch";
         if !self.variant.corrects_eigenvalues() {
             return Ok(());
         }
         self.require_basis(OP)?;
-        if batch.shape() != (self.d_out, self.d_in_bar) {
-            let got = Shape::new(&[batch.nrows(), batch.ncols()])?;
+        let (rows, cols) = batch.shape();
+        if (rows, cols) != (self.d_out, self.d_in_bar) {
+            let got = Shape::new(&[rows, cols])?;
             return Err(self.shape_error(OP, "batch shape differs from [d_out, d_in']", got));
         }
-        if batch.iter().any(|x| !x.is_finite()) {
+        if !batch.all_finite() {
             let what = format!(
                 "re-scaling batch of layer {} (previous values kept)",
                 self.name
@@ -385,11 +393,11 @@ impl CurvatureBlock {
         })
     }
 
-    fn check_factor_dims(&self, op: &'static str, factors: &KroneckerFactors) -> Result<()> {
-        if factors.dims() == self.dims() {
+    fn check_factor_dims(&self, op: &'static str, dims: (usize, usize)) -> Result<()> {
+        if dims == self.dims() {
             return Ok(());
         }
-        let got = Shape::new(&[factors.dims().0, factors.dims().1])?;
+        let got = Shape::new(&[dims.0, dims.1])?;
         Err(self.shape_error(op, "factor dims differ from the block's", got))
     }
 

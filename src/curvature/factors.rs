@@ -26,7 +26,7 @@
 //! in row-major vec order. The scale of the conv factors only matters through the damping;
 //! the eigenvectors do not depend on it (spec §3.3). Identity 18 pins these normalisations.
 
-use super::average::Blend;
+use super::average::{Blend, Shaped};
 use super::exact::kron_rows;
 use super::rows::CaptureRows;
 use crate::autograd::LayerCapture;
@@ -125,6 +125,13 @@ impl KroneckerFactors {
         } else {
             k * 0.0
         }
+    }
+}
+
+impl Shaped for KroneckerFactors {
+    /// `(d_out, d_in')`.
+    fn shape(&self) -> (usize, usize) {
+        self.dims()
     }
 }
 

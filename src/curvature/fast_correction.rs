@@ -15,12 +15,14 @@
 //! of the `[d_out, d_in']` result. The basis comes as row-major f32 copies of `Q_A`
 //! (`[d_in', d_in']`) and `Q_G` (`[d_out, d_out]`).
 
+use super::average::{AllFinite, BatchStatistic};
 use super::fast_stats::{FastRows, ROW_BLOCK, row_blocks};
 use super::rows::RowLayout;
 use crate::autograd::LayerCapture;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, gemm_into};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 /// `(1/N) Σ_n Σ_s (Q_Gᵀ DW_{n,s} Q_A)^∘2` of an f32 capture, `[d_out, d_in']` (EKFAC §3.2,
 /// TEKFAC Eq. 3.2); the f32 twin of [`corrected_batch`](super::corrected_batch).
@@ -32,21 +34,7 @@ pub fn fast_corrected_batch(
     q_a: &[f32],
     q_g: &[f32],
 ) -> Result<DMatrix<f64>> {
-    let rows = FastRows::from_capture(capture)?;
-    let l = rows.layout;
-    if q_a.len() != l.d_in_bar * l.d_in_bar || q_g.len() != l.d_out * l.d_out {
-        let msg = format!(
-            "basis of {} and {} entries for a [{}, {}] capture (need d_in'² = {} and d_out² = {})",
-            q_a.len(),
-            q_g.len(),
-            l.d_out,
-            l.d_in_bar,
-            l.d_in_bar * l.d_in_bar,
-            l.d_out * l.d_out
-        );
-        return Err(Error::invalid("fast_corrected_batch", msg));
-    }
-    Ok(fast_corrected(&rows, q_a, q_g))
+    Ok(FastCorrection::of_capture(capture, q_a, q_g)?.form())
 }
 
 /// [`fast_corrected_batch`] on checked rows.
@@ -68,41 +56,157 @@ pub fn fast_corrected_in_basis(rows: &FastRows<'_>) -> DMatrix<f64> {
 /// `(1/N) Σ_n Σ_s (ĝ_{s,n}ᵀ â_n)^∘2`, rotating the rows by `(Q_A, Q_G)` first, or taking them
 /// as they are (`None`: already rotated).
 fn corrected_sum(rows: &FastRows<'_>, basis: Option<(&[f32], &[f32])>) -> DMatrix<f64> {
-    let l = rows.layout;
-    let (d_in, d_out, t) = (l.d_in_bar, l.d_out, l.locations);
-    let block_rows = (ROW_BLOCK / t).max(1) * t;
-    let mut sum = vec![0.0f64; d_out * d_in];
-    let mut a_hat = vec![0f32; block_rows * d_in];
-    let mut g_hat = vec![0f32; block_rows * d_out];
-    let mut dw = vec![0f32; d_out * d_in];
-    for (a, r) in row_blocks(rows.a, d_in, block_rows) {
-        let b = r.len();
-        let a_hat = &mut a_hat[..b * d_in];
-        match basis {
-            Some((q_a, _)) => rotate(a, q_a, d_in, a_hat),
-            None => a_hat.copy_from_slice(a),
+    FastCorrection::new(rows, basis).form()
+}
+
+/// The batch `s*`/`Θ` of the f32 path on its way into a block's average
+/// ([`CurvatureBlock::rescale_batch`](super::CurvatureBlock::rescale_batch)). For a dense
+/// layer whose rows fit one block and one sweep it is one f32 product `(ĝ^∘2)ᵀ (â^∘2)`, which
+/// blending widens to f64 and divides by `N` entry by entry on its way into the average (no
+/// `[d_out, d_in']` f64 batch is formed); otherwise the products are summed in f64 first. Either
+/// way bit for bit the batch [`fast_corrected`] forms, blended.
+#[derive(Clone, Debug)]
+pub struct FastCorrection {
+    d_out: usize,
+    d_in: usize,
+    examples: f64,
+    /// `[d_in', d_out]` row-major, i.e. the column-major `[d_out, d_in']` sum.
+    sum: Sum,
+}
+
+#[derive(Clone, Debug)]
+enum Sum {
+    Product(Vec<f32>),
+    Summed(Vec<f64>),
+}
+
+impl FastCorrection {
+    /// [`fast_corrected_batch`]'s sum, not yet blended: the same checks and errors.
+    pub fn of_capture(capture: &LayerCapture<f32>, q_a: &[f32], q_g: &[f32]) -> Result<Self> {
+        let rows = FastRows::from_capture(capture)?;
+        let l = rows.layout;
+        if q_a.len() != l.d_in_bar * l.d_in_bar || q_g.len() != l.d_out * l.d_out {
+            let msg = format!(
+                "basis of {} and {} entries for a [{}, {}] capture (need d_in'² = {} and d_out² = {})",
+                q_a.len(),
+                q_g.len(),
+                l.d_out,
+                l.d_in_bar,
+                l.d_in_bar * l.d_in_bar,
+                l.d_out * l.d_out
+            );
+            return Err(Error::invalid("fast_corrected_batch", msg));
         }
-        if t == 1 {
-            a_hat.iter_mut().for_each(|x| *x *= *x);
-        }
-        for g in &rows.g {
-            let g_hat = &mut g_hat[..b * d_out];
-            let g = &g[r.start * d_out..r.end * d_out];
+        Ok(Self::new(&rows, Some((q_a, q_g))))
+    }
+
+    /// The sum over `rows`, rotated by `(Q_A, Q_G)` first or taken as they are (`None`: rows
+    /// already in the basis, [`fast_corrected_in_basis`]).
+    ///
+    /// # Panics
+    /// When `basis` does not fit the rows' widths (checked by [`fast_corrected_batch`]).
+    pub fn new(rows: &FastRows<'_>, basis: Option<(&[f32], &[f32])>) -> Self {
+        let l = rows.layout;
+        let (d_in, d_out, t) = (l.d_in_bar, l.d_out, l.locations);
+        let block_rows = (ROW_BLOCK / t).max(1) * t;
+        let mut a_hat = vec![0f32; block_rows.min(l.rows) * d_in];
+        let mut g_hat = vec![0f32; block_rows.min(l.rows) * d_out];
+        let mut dw = vec![0f32; d_out * d_in];
+        let one_product = t == 1 && l.rows <= block_rows && rows.g.len() == 1;
+        let mut sum = if one_product {
+            Vec::new()
+        } else {
+            vec![0.0f64; d_out * d_in]
+        };
+        for (a, r) in row_blocks(rows.a, d_in, block_rows) {
+            let b = r.len();
+            let a_hat = &mut a_hat[..b * d_in];
             match basis {
-                Some((_, q_g)) => rotate(g, q_g, d_out, g_hat),
-                None => g_hat.copy_from_slice(g),
+                Some((q_a, _)) => rotate(a, q_a, d_in, a_hat),
+                None => a_hat.copy_from_slice(a),
             }
             if t == 1 {
-                rank_one_block(a_hat, g_hat, l, &mut dw, &mut sum);
-            } else {
-                per_example_block(a_hat, g_hat, l, &mut dw, &mut sum);
+                a_hat.iter_mut().for_each(|x| *x *= *x);
+            }
+            for g in &rows.g {
+                let g_hat = &mut g_hat[..b * d_out];
+                let g = &g[r.start * d_out..r.end * d_out];
+                match basis {
+                    Some((_, q_g)) => rotate(g, q_g, d_out, g_hat),
+                    None => g_hat.copy_from_slice(g),
+                }
+                if one_product {
+                    squared_product(a_hat, g_hat, l, &mut dw);
+                } else if t == 1 {
+                    squared_product(a_hat, g_hat, l, &mut dw);
+                    add_widened(&mut sum, &dw);
+                } else {
+                    per_example_block(a_hat, g_hat, l, &mut dw, &mut sum);
+                }
             }
         }
+        FastCorrection {
+            d_out,
+            d_in,
+            examples: l.examples as f64,
+            sum: if one_product {
+                Sum::Product(dw)
+            } else {
+                Sum::Summed(sum)
+            },
+        }
     }
-    // NOTE: `sum` is `[d_in', d_out]` row-major, i.e. the column-major `[d_out, d_in']`.
-    let mut batch = DMatrix::from_vec(d_out, d_in, sum);
-    batch /= l.examples as f64;
-    batch
+}
+
+impl BatchStatistic<DMatrix<f64>> for FastCorrection {
+    fn shape(&self) -> (usize, usize) {
+        (self.d_out, self.d_in)
+    }
+
+    fn form(self) -> DMatrix<f64> {
+        let sum = match self.sum {
+            Sum::Product(dw) => dw.into_iter().map(f64::from).collect(),
+            Sum::Summed(sum) => sum,
+        };
+        let mut batch = DMatrix::from_vec(self.d_out, self.d_in, sum);
+        batch /= self.examples;
+        batch
+    }
+
+    /// `avg ← c_old·avg + c_new·(sum / N)` entry by entry, in parallel.
+    fn blend_into(self, avg: &mut DMatrix<f64>, c_old: f64, c_new: f64) {
+        let n = self.examples;
+        let avg = avg.as_mut_slice();
+        let blend = |a: &mut f64, s: f64| *a = c_old * *a + c_new * (s / n);
+        match &self.sum {
+            Sum::Product(dw) => avg
+                .par_iter_mut()
+                .zip(dw.par_iter())
+                .with_min_len(1 << 14)
+                .for_each(|(a, &x)| blend(a, f64::from(x))),
+            Sum::Summed(sum) => avg
+                .par_iter_mut()
+                .zip(sum.par_iter())
+                .with_min_len(1 << 14)
+                .for_each(|(a, &s)| blend(a, s)),
+        }
+    }
+}
+
+impl AllFinite for FastCorrection {
+    fn all_finite(&self) -> bool {
+        match &self.sum {
+            Sum::Product(dw) => dw.iter().all(|x| x.is_finite()),
+            Sum::Summed(sum) => sum.iter().all(|x| x.is_finite()),
+        }
+    }
+}
+
+/// `sum += dw`, each f32 entry widened to f64.
+fn add_widened(sum: &mut [f64], dw: &[f32]) {
+    sum.iter_mut()
+        .zip(dw)
+        .for_each(|(s, &x)| *s += f64::from(x));
 }
 
 /// `x̂ = x Q` for a row-major block `x: [b, d]` and `q: [d, d]`.
@@ -112,9 +216,9 @@ fn rotate(x: &[f32], q: &[f32], d: usize, out: &mut [f32]) {
     gemm_into(1.0, x, q, 0.0, out);
 }
 
-/// Dense rows: `sumᵀ += (ĝ^∘2)ᵀ (â^∘2)`, with `a_sq = â^∘2` already squared; `g_hat` is
-/// squared here.
-fn rank_one_block(a_sq: &[f32], g_hat: &mut [f32], l: RowLayout, dw: &mut [f32], sum: &mut [f64]) {
+/// Dense rows: `dw = (ĝ^∘2)ᵀ (â^∘2)` (`[d_in', d_out]` row-major), with `a_sq = â^∘2` already
+/// squared; `g_hat` is squared here.
+fn squared_product(a_sq: &[f32], g_hat: &mut [f32], l: RowLayout, dw: &mut [f32]) {
     let b = a_sq.len() / l.d_in_bar;
     g_hat.iter_mut().for_each(|x| *x *= *x);
     let (a_sq_t, g_sq) = (
@@ -122,9 +226,6 @@ fn rank_one_block(a_sq: &[f32], g_hat: &mut [f32], l: RowLayout, dw: &mut [f32],
         MatRef::new(g_hat, b, l.d_out, false),
     );
     gemm_into(1.0, a_sq_t, g_sq, 0.0, dw);
-    sum.iter_mut()
-        .zip(dw.iter())
-        .for_each(|(s, &x)| *s += f64::from(x));
 }
 
 /// Conv rows: `sumᵀ += Σ_n (ĝ_nᵀ â_n)^∘2` over the whole examples of the block, each rotated

@@ -9,8 +9,9 @@
 //! trace_scale = 1                               δΨ = (1/N) Σ_r Σ_s ‖ā_r‖² g_{s,r} g_{s,r}ᵀ
 //! ```
 
+use super::average::{BatchStatistic, Blend};
 use super::factors::KroneckerFactors;
-use super::fast_stats::{FastRows, gram};
+use super::fast_stats::{FastRows, blend_gram, gram};
 use crate::autograd::LayerCapture;
 use crate::error::Result;
 
@@ -20,12 +21,75 @@ pub fn fast_factors(
     trace_restricted: bool,
     capture: &LayerCapture<f32>,
 ) -> Result<KroneckerFactors> {
-    let rows = FastRows::from_capture(capture)?;
-    Ok(if trace_restricted {
-        fast_tkfac(&rows)
-    } else {
-        fast_kfac(&rows)
-    })
+    Ok(FastFactors::new(trace_restricted, capture)?.form())
+}
+
+/// The batch factors of an f32 capture on their way into a block's running average
+/// ([`CurvatureBlock::observe_factors`](super::CurvatureBlock::observe_factors)): formed by
+/// [`fast_kfac`] / [`fast_tkfac`] for the first observation, afterwards blended into the average
+/// panel by panel ([`blend_gram`]), bit for bit the same as blending the formed batch.
+#[derive(Clone, Debug)]
+pub struct FastFactors<'c> {
+    rows: FastRows<'c>,
+    trace_restricted: bool,
+}
+
+impl<'c> FastFactors<'c> {
+    /// Checks the capture's shapes (as [`FastRows::from_capture`]) and borrows its rows.
+    pub fn new(trace_restricted: bool, capture: &'c LayerCapture<f32>) -> Result<Self> {
+        Ok(FastFactors {
+            rows: FastRows::from_capture(capture)?,
+            trace_restricted,
+        })
+    }
+}
+
+impl BatchStatistic<KroneckerFactors> for FastFactors<'_> {
+    fn shape(&self) -> (usize, usize) {
+        (self.rows.layout.d_out, self.rows.layout.d_in_bar)
+    }
+
+    fn form(self) -> KroneckerFactors {
+        if self.trace_restricted {
+            fast_tkfac(&self.rows)
+        } else {
+            fast_kfac(&self.rows)
+        }
+    }
+
+    /// The same sums as [`fast_kfac`] / [`fast_tkfac`], each gram blended in place.
+    fn blend_into(self, avg: &mut KroneckerFactors, c_old: f64, c_new: f64) {
+        let (rows, l) = (&self.rows, self.rows.layout);
+        let n = l.examples as f64;
+        let c = (c_old, c_new);
+        if self.trace_restricted {
+            let a_norms = rows.a_norms_sq();
+            let g_norms = rows.g_norms_sq();
+            let delta: f64 = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+            blend_gram(
+                &mut avg.a_factor,
+                c,
+                &[rows.a],
+                l.d_in_bar,
+                Some(&g_norms),
+                1.0 / n,
+            );
+            blend_gram(
+                &mut avg.g_factor,
+                c,
+                &rows.g,
+                l.d_out,
+                Some(&a_norms),
+                1.0 / n,
+            );
+            avg.trace_scale.blend(c_old, c_new, &(delta / n));
+        } else {
+            let nt = (l.examples * l.locations) as f64;
+            blend_gram(&mut avg.a_factor, c, &[rows.a], l.d_in_bar, None, 1.0 / n);
+            blend_gram(&mut avg.g_factor, c, &rows.g, l.d_out, None, 1.0 / nt);
+            avg.trace_scale.blend(c_old, c_new, &1.0);
+        }
+    }
 }
 
 /// K-FAC (KFC for conv), spec §3.1/§3.3: `A = Σ_r ā āᵀ / N`, `G = Σ_{r,s} g gᵀ / (N·T)`,

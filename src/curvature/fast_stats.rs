@@ -26,6 +26,7 @@
 //! | `fast_factors.rs` | `A, G` or `δ, δΦ, δΨ` (the f32 twin of `factors.rs`) |
 //! | `fast_correction.rs` | `s*`/`Θ` batch (the f32 twin of `correction.rs`) |
 
+use super::average::Blend;
 use super::rows::RowLayout;
 use crate::autograd::{LayerCapture, RotatedRows};
 use crate::error::Result;
@@ -188,6 +189,105 @@ pub fn gram_with(
     symmetrise(&mut full, cols, &panels, scale);
     // NOTE: symmetric, so the row-major buffer is also its column-major storage.
     DMatrix::from_vec(cols, cols, full)
+}
+
+/// `avg ← c_old·avg + c_new·gram(xs, cols, weights, scale)` for a symmetric `[cols, cols]`
+/// average, bit for bit `avg.blend(c_old, c_new, &gram(..))`. When the gram is one f32 product
+/// (one buffer of at most [`ROW_BLOCK`] rows: a dense layer's batch, one sweep), each panel
+/// product is blended into the average's upper block triangle as it leaves the GEMM, with the
+/// diagonal blocks symmetrised as [`gram`] does, and the lower block triangle is then mirrored:
+/// no `[cols, cols]` batch is formed. Otherwise the gram is formed and blended.
+///
+/// # Panics
+/// When `avg` is not `[cols, cols]` or a buffer is not `R·cols` long (callers check shapes).
+pub fn blend_gram(
+    avg: &mut DMatrix<f64>,
+    (c_old, c_new): (f64, f64),
+    xs: &[&[f32]],
+    cols: usize,
+    weights: Option<&[f64]>,
+    scale: f64,
+) {
+    assert_eq!(
+        avg.shape(),
+        (cols, cols),
+        "blend_gram: average of another size"
+    );
+    let one_product = match xs {
+        [x] => x.len() / cols.max(1) <= ROW_BLOCK,
+        _ => false,
+    };
+    if !one_product {
+        avg.blend(c_old, c_new, &gram(xs, cols, weights, scale));
+        return;
+    }
+    let x = xs[0];
+    let rows = x.len() / cols;
+    let mut scaled = Vec::new();
+    let left = match weights {
+        None => x,
+        Some(w) => scale_rows(&mut scaled, x, cols, w),
+    };
+    let lt = MatRef::new(left, rows, cols, true);
+    let right = MatRef::new(x, rows, cols, false);
+    let panels = panels(cols, PANEL);
+    let widest = panels.iter().map(|p| p.len()).max().unwrap_or(0);
+    let blend = |old: f64, x: f64| c_old * old + c_new * x;
+    // NOTE: symmetric, so the column-major storage is also the row-major one; each panel's
+    // band of rows is one task, and writes its upper blocks only.
+    let mut bands: Vec<(Range<usize>, &mut [f64])> = Vec::with_capacity(panels.len());
+    let mut rest = avg.as_mut_slice();
+    for p in &panels {
+        let (band, tail) = rest.split_at_mut(p.len() * cols);
+        bands.push((p.clone(), band));
+        rest = tail;
+    }
+    bands.par_iter_mut().for_each(|(pi, band)| {
+        let mut out = vec![0f32; pi.len() * widest];
+        for pj in panels.iter().filter(|pj| pj.start >= pi.start) {
+            let w = pj.len();
+            let out = &mut out[..pi.len() * w];
+            gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
+            for (a, dst) in band.chunks_exact_mut(cols).enumerate() {
+                for (b, d) in dst[pj.clone()].iter_mut().enumerate() {
+                    let upper = f64::from(out[a * w + b]);
+                    // As `symmetrise`: the diagonal scaled, a diagonal block's pairs averaged.
+                    let x = if pj != pi {
+                        upper
+                    } else if a == b {
+                        *d = blend(*d, upper * scale);
+                        continue;
+                    } else {
+                        0.5 * (upper + f64::from(out[b * w + a]))
+                    };
+                    *d = blend(*d, x * scale);
+                }
+            }
+        }
+    });
+    mirror_lower_blocks(avg.as_mut_slice(), cols, &panels);
+}
+
+/// Copies the upper block triangle of a row-major `[cols, cols]` buffer onto the lower one (the
+/// blocks left of each panel's diagonal block), 32 rows per task.
+fn mirror_lower_blocks(full: &mut [f64], cols: usize, panels: &[Range<usize>]) {
+    const TILE: usize = 32;
+    for p in panels.iter().skip(1) {
+        let (top, bottom) = full.split_at_mut(p.start * cols);
+        let top: &[f64] = top;
+        bottom[..p.len() * cols]
+            .par_chunks_mut(TILE * cols)
+            .enumerate()
+            .for_each(|(t, tile)| {
+                let first = p.start + t * TILE;
+                for c in 0..p.start {
+                    let column = &top[c * cols + first..];
+                    for (k, row) in tile.chunks_exact_mut(cols).enumerate() {
+                        row[c] = column[k];
+                    }
+                }
+            });
+    }
 }
 
 /// Column panels of at least `panel` columns (one panel for narrow matrices).

@@ -112,16 +112,18 @@ mod state;
 mod variant;
 mod warm;
 
-pub use average::{Blend, MovingAverage};
+pub use average::{AllFinite, BatchStatistic, Blend, MovingAverage, Shaped};
 pub use basis::{BasisFailure, KroneckerBasis};
 pub use block::CurvatureBlock;
 pub use correction::corrected_batch;
 pub use damping::{Damping, trace_adaptive};
 pub use factors::KroneckerFactors;
 pub use fast::{FastBasis, FastBlock};
-pub use fast_correction::{fast_corrected, fast_corrected_batch, fast_corrected_in_basis};
-pub use fast_factors::{fast_factors, fast_kfac, fast_tkfac};
-pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, gram, gram_with};
+pub use fast_correction::{
+    FastCorrection, fast_corrected, fast_corrected_batch, fast_corrected_in_basis,
+};
+pub use fast_factors::{FastFactors, fast_factors, fast_kfac, fast_tkfac};
+pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, blend_gram, gram, gram_with};
 pub use refine::{RefineFailure, Refined, off_diagonal_mass, refine_eigenbasis};
 pub use rows::{CaptureRows, RowLayout, matrix_from_tensor};
 pub use state::StateArray;

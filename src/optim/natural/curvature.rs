@@ -4,9 +4,7 @@
 
 use super::{NaturalGradient, skipped};
 use crate::autograd::{BackwardOutput, LayerCapture, RotatedRows};
-use crate::curvature::{
-    FastBasis, FastRows, RefreshReport, fast_corrected_batch, fast_corrected_in_basis, fast_factors,
-};
+use crate::curvature::{FastBasis, FastCorrection, FastFactors, FastRows, RefreshReport};
 use crate::error::Result;
 use crate::optim::StepStats;
 use crate::tensor::Float;
@@ -52,7 +50,9 @@ impl<F: Float> NaturalGradient<F> {
             .par_iter_mut()
             .enumerate()
             .map(|(i, b)| match with_f32(find(i), f32_path) {
-                (_, Some(c)) => b.observe_factors(fast_factors(b.variant().trace_restricted(), c)?),
+                (_, Some(c)) => {
+                    b.observe_factors(FastFactors::new(b.variant().trace_restricted(), c)?)
+                }
                 (Some(c), None) => b.observe(c),
                 (None, _) => Ok(()),
             })
@@ -101,11 +101,11 @@ impl<F: Float> NaturalGradient<F> {
                         .transpose()?
                         .flatten()
                     {
-                        return b.rescale_batch(fast_corrected_in_basis(&rows));
+                        return b.rescale_batch(FastCorrection::new(&rows, None));
                     }
                     fast.sync_basis(b);
                     let batch = match fast.basis().map(f32_basis) {
-                        Some(Some((q_a, q_g))) => fast_corrected_batch(c, q_a, q_g)?,
+                        Some(Some((q_a, q_g))) => FastCorrection::of_capture(c, q_a, q_g)?,
                         _ => return b.rescale(c), // no basis yet: the block's own error
                     };
                     b.rescale_batch(batch)
