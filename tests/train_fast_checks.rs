@@ -1,5 +1,6 @@
 //! The training loop's fast paths against their plain twins: the finiteness checks folded into
-//! SGD's and Adam's update pass (`StepStats::weights_finite`) and the one-pass gradient check
+//! the update pass of SGD, Adam and the natural-gradient optimizers (dense layers stored in
+//! their eigenbasis and the plain path; `StepStats::weights_finite`) and the one-pass gradient check
 //! (`Gradients::all_finite`) give the same errors, naming the same step and parameter, as a
 //! full search; a model that flattens its input (`Module::flattens_input`) trains and evaluates
 //! bit for bit as when the tape flattens a copy of the batch; all of it on one and two threads,
@@ -8,11 +9,12 @@
 mod support;
 
 use support::tensors::on_threads;
+use tekfac::curvature::Variant;
 use tekfac::nn::{Mlp, Module};
-use tekfac::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use tekfac::optim::{Adam, AdamConfig, NaturalGradient, NgConfig, Optimizer, Sgd, SgdConfig};
 use tekfac::tensor::seeded_rng;
 use tekfac::train::{Task, evaluate, train_step};
-use tekfac::{Error, ParamStore, Result, Tape, Tensor, Var};
+use tekfac::{Error, LayerId, ParamStore, Result, Tape, Tensor, Var};
 
 /// The MLP preset on 8×8 images: 64-512-256-10, so fc2's weight (131,072 values) is
 /// updated and checked in several chunks, on several threads.
@@ -42,6 +44,24 @@ fn optimizers() -> Vec<(&'static str, Box<dyn Optimizer + Send>)> {
     vec![
         ("sgd", Box::new(Sgd::new(SgdConfig::default()))),
         ("adam", Box::new(Adam::new(AdamConfig::default()))),
+    ]
+}
+
+/// TEKFAC and EKFAC with statistics every step and a basis from the first: at batch 8 every
+/// layer enters its eigenbasis at step 0 (through the plain path) and steps in it from step 1
+/// (`step_in_basis`); K-FAC on the plain path (`layout::apply`).
+fn natural_gradients(ps: &ParamStore<f32>) -> Vec<(&'static str, Box<dyn Optimizer + Send>)> {
+    let config = NgConfig {
+        stats_interval: 1,
+        eigen_interval: 10,
+        scale_interval: 1,
+        ..NgConfig::default()
+    };
+    let ng = |v| Box::new(NaturalGradient::new(v, config.clone(), ps).unwrap());
+    vec![
+        ("tekfac", ng(Variant::Tekfac)),
+        ("ekfac", ng(Variant::Ekfac)),
+        ("kfac", ng(Variant::Kfac)),
     ]
 }
 
@@ -93,11 +113,45 @@ fn first_order_steps_report_the_weights_they_checked() {
     }
 }
 
-/// The error of one step whose update is not finite: a learning rate beyond f32's range (∞ in
-/// f32) sends every weight to ±∞ or NaN, fc1's weight first.
-fn overflow_error(opt: &mut dyn Optimizer) -> Error {
-    opt.set_lr(1e39);
+#[test]
+fn natural_gradient_steps_report_the_weights_they_checked() {
+    for k in 0..natural_gradients(&mlp(0).1).len() {
+        let (net, mut ps) = mlp(4);
+        let (name, mut opt) = natural_gradients(&ps).swap_remove(k);
+        for step in 0..2 {
+            let (x, labels) = batch(8, step);
+            let stats = train_step(
+                &net,
+                Task::Classify,
+                &mut ps,
+                opt.as_mut(),
+                x,
+                &labels,
+                step,
+            );
+            assert_eq!(stats.unwrap().weights_finite, Some(true), "{name}");
+        }
+        let in_basis = (0..ps.layers().len()).filter(|&i| ps.eigenbasis(LayerId(i)).is_some());
+        let expected = if name == "kfac" { 0 } else { 3 };
+        assert_eq!(
+            in_basis.count(),
+            expected,
+            "{name}: layers in their eigenbasis"
+        );
+    }
+}
+
+/// The error of a step whose update is not finite: a learning rate beyond f32's range (∞ in
+/// f32) sends every weight to ±∞ or NaN, fc1's weight first. `before` ordinary steps come
+/// first (a natural-gradient optimizer's first step enters the eigenbasis on the plain path;
+/// its second is `step_in_basis`'s).
+fn overflow_error(opt: &mut dyn Optimizer, before: u64) -> Error {
     let (net, mut ps) = mlp(5);
+    for step in 0..before {
+        let (x, labels) = batch(8, 10 + step);
+        train_step(&net, Task::Classify, &mut ps, opt, x, &labels, step).unwrap();
+    }
+    opt.set_lr(1e39);
     let (x, labels) = batch(8, 1);
     train_step(&net, Task::Classify, &mut ps, opt, x, &labels, 7).unwrap_err()
 }
@@ -105,14 +159,17 @@ fn overflow_error(opt: &mut dyn Optimizer) -> Error {
 #[test]
 fn an_overflowing_update_is_named_as_by_the_full_search() {
     for threads in [1, 2] {
-        for (name, mut opt) in optimizers() {
-            let err = on_threads(threads, || overflow_error(opt.as_mut()));
-            match err {
-                Error::NonFinite { what, step } => {
-                    assert_eq!(what, "the updated weights of fc1.weight", "{name}");
-                    assert_eq!(step, Some(7), "{name}");
+        for before in [0, 1] {
+            let ps = mlp(5).1;
+            for (name, mut opt) in optimizers().into_iter().chain(natural_gradients(&ps)) {
+                let err = on_threads(threads, || overflow_error(opt.as_mut(), before));
+                match err {
+                    Error::NonFinite { what, step } => {
+                        assert_eq!(what, "the updated weights of fc1.weight", "{name}");
+                        assert_eq!(step, Some(7), "{name}");
+                    }
+                    other => panic!("{name}: expected NonFinite, got {other:?}"),
                 }
-                other => panic!("{name}: expected NonFinite, got {other:?}"),
             }
         }
     }

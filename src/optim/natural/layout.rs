@@ -48,16 +48,23 @@ pub fn gather<F: Float>(
 }
 
 /// `θ ← θ − update` for the layer's weight and bias, from a row-major `[d_out, d_in']` slice.
-pub fn apply<F: Float>(info: &LayerInfo, params: &mut ParamStore<F>, update: &[F]) {
+/// Returns whether every value written is finite.
+pub fn apply<F: Float>(info: &LayerInfo, params: &mut ParamStore<F>, update: &[F]) -> bool {
     let (d_in, cols) = (info.d_in, info.d_in_bar());
+    let mut finite = true;
+    let mut step = |x: &mut F, u: F| {
+        *x -= u;
+        finite &= x.is_finite();
+    };
     let w = params.get_mut(info.weight).data_mut();
     for (wrow, urow) in w.chunks_mut(d_in).zip(update.chunks(cols)) {
-        wrow.iter_mut().zip(urow).for_each(|(w, &u)| *w -= u);
+        wrow.iter_mut().zip(urow).for_each(|(w, &u)| step(w, u));
     }
     if let Some(b) = info.bias {
         let b = params.get_mut(b).data_mut();
         b.iter_mut()
             .zip(update.chunks(cols))
-            .for_each(|(b, urow)| *b -= urow[d_in]);
+            .for_each(|(b, urow)| step(b, urow[d_in]));
     }
+    finite
 }

@@ -224,9 +224,11 @@ impl<F: Float> Optimizer<F> for NaturalGradient<F> {
         let updates = self.precondition_all(params, &grads)?;
         stats.time_precondition = t.elapsed().as_secs_f64();
         let nu = self.kl_clip_factor(params, pass, &grads, &updates)?;
-        let mut update_sq = self.apply_momentum(params, pass, &grads, updates, nu)?;
-        update_sq += self.step_loose(params, pass);
-        stats.update_norm = update_sq.sqrt();
+        let (layers_sq, layers_finite) = self.apply_momentum(params, pass, &grads, updates, nu)?;
+        let (loose_sq, loose_finite) = self.step_loose(params, pass);
+        stats.update_norm = (layers_sq + loose_sq).sqrt();
+        // Every parameter with a gradient was written and checked by one of the two passes.
+        stats.weights_finite = Some(layers_finite && loose_finite);
         stats.lambda = self
             .layers
             .iter()

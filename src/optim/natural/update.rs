@@ -149,7 +149,8 @@ impl<F: Float> NaturalGradient<F> {
 
     /// Heavy-ball momentum on the preconditioned step, `m_l ← μ·m_l + ν·U_l`, then
     /// `W̄_l ← W̄_l − η·m_l`; fused with preconditioning for a [`LayerGrad::InBasis`] layer
-    /// ([`step_in_basis`]). Returns `Σ_l ‖η·m_l‖²`.
+    /// ([`step_in_basis`]). Returns `Σ_l ‖η·m_l‖²` and whether every weight written is finite
+    /// (checked in the same pass, [`StepStats::weights_finite`](crate::optim::StepStats)).
     pub(super) fn apply_momentum(
         &mut self,
         params: &mut ParamStore<F>,
@@ -157,19 +158,20 @@ impl<F: Float> NaturalGradient<F> {
         grads: &[LayerGrad<'_, F>],
         updates: Vec<Vec<F>>,
         nu: F,
-    ) -> Result<f64> {
+    ) -> Result<(f64, bool)> {
         let c = &self.config;
         let (lr, mu, wd) = (
             F::from_f64(c.lr),
             F::from_f64(c.momentum),
             F::from_f64(c.weight_decay),
         );
-        let mut update_sq = 0.0;
+        let (mut update_sq, mut finite) = (0.0, true);
         for (i, ((u, l), g)) in updates.into_iter().zip(&self.layers).zip(grads).enumerate() {
             let m = self.momentum[i].get_or_insert_with(|| vec![F::ZERO; l.d_out * l.d_in_bar()]);
             if let LayerGrad::InBasis = g {
                 let damped = self.fast[i].damped_in_basis()?;
-                update_sq += step_in_basis(l, params, pass, damped, m, [lr, mu, nu, wd])?;
+                let (sq, ok) = step_in_basis(l, params, pass, damped, m, [lr, mu, nu, wd])?;
+                (update_sq, finite) = (update_sq + sq, finite && ok);
                 continue;
             }
             m.iter_mut()
@@ -177,21 +179,21 @@ impl<F: Float> NaturalGradient<F> {
                 .for_each(|(m, &u)| *m = mu * *m + nu * u);
             let step: Vec<F> = m.iter().map(|&m| lr * m).collect();
             update_sq += dot(&step, &step);
-            layout::apply(l, params, &step);
+            finite &= layout::apply(l, params, &step);
         }
-        Ok(update_sq)
+        Ok((update_sq, finite))
     }
 
     /// Plain SGD-momentum (`m ← μ·m + ∇ + wd·θ`, `θ ← θ − η·m`) for the parameters outside
-    /// every layer. Returns `Σ ‖η·m‖²`.
+    /// every layer. Returns `Σ ‖η·m‖²` and whether every weight written is finite.
     pub(super) fn step_loose(
         &mut self,
         params: &mut ParamStore<F>,
         pass: &BackwardOutput<F>,
-    ) -> f64 {
+    ) -> (f64, bool) {
         let c = &self.config;
         let hyper = [c.lr, c.momentum, c.weight_decay].map(F::from_f64);
-        let mut update_sq = 0.0;
+        let (mut update_sq, mut finite) = (0.0, true);
         for ((id, _), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
             let Some(g) = pass.grads.get(*id) else {
                 continue;
@@ -199,8 +201,9 @@ impl<F: Float> NaturalGradient<F> {
             let w = params.get_mut(*id).data_mut();
             let m = m.get_or_insert_with(|| vec![F::ZERO; w.len()]);
             update_sq += sgd_update(w, m, g.data(), hyper, false);
+            finite &= w.iter().all(|x| x.is_finite());
         }
-        update_sq
+        (update_sq, finite)
     }
 }
 
@@ -254,7 +257,7 @@ fn quadratic_in_basis<F: Float>(
 /// momentum (module docs), parallel over rows: per entry of `[W̃ | b̃]`, `ũ = (m + wd·w̃)/d`,
 /// `ṽ ← μ·ṽ + ν·ũ`, `w̃ ← w̃ − η·ṽ`, the same arithmetic as gathering, preconditioning and
 /// `apply_momentum`. `hyper` is `[η, μ, ν, wd]`. Returns `‖η·ṽ‖²`, summed row by row in the
-/// same pass.
+/// same pass, and whether every weight written is finite (checked there too).
 fn step_in_basis<F: Float>(
     l: &LayerInfo,
     params: &mut ParamStore<F>,
@@ -262,40 +265,43 @@ fn step_in_basis<F: Float>(
     damped: &[F],
     momentum: &mut [F],
     [lr, mu, nu, wd]: [F; 4],
-) -> Result<f64> {
+) -> Result<(f64, bool)> {
     let (gw, gb) = layer_gradient(l, params, pass)?;
     let (d_in, cols) = (l.d_in, l.d_in_bar());
     let entry = |w: &mut F, g: F, d: F, v: &mut F| {
         let u = (g + wd * *w) / d;
         *v = mu * *v + nu * u;
         *w -= lr * *v;
+        w.is_finite()
     };
     let w = params.get_mut(l.weight).data_mut();
     let rows = w.par_chunks_mut(d_in).zip(gw.par_chunks(d_in));
     // NOTE: the rows' sums are collected in order and added on one thread, so the total does
     // not depend on how rayon split the rows (the step is bit-identical on 1 and 2 threads).
-    let row_sums: Vec<f64> = rows
+    let row_sums: Vec<(f64, bool)> = rows
         .zip(damped.par_chunks(cols))
         .zip(momentum.par_chunks_mut(cols))
         .with_min_len(16)
         .map(|(((w, g), d), v)| {
+            let mut finite = true;
             for (((w, &g), &d), v) in w.iter_mut().zip(g).zip(d).zip(v.iter_mut()) {
-                entry(w, g, d, v);
+                finite &= entry(w, g, d, v);
             }
-            scaled_sum_of_squares(&v[..w.len()], lr)
+            (scaled_sum_of_squares(&v[..w.len()], lr), finite)
         })
         .collect();
-    let weights: f64 = row_sums.iter().sum();
+    let weights: f64 = row_sums.iter().map(|r| r.0).sum();
+    let mut finite = row_sums.iter().all(|r| r.1);
     let mut bias = 0.0;
     if let (Some(b), Some(gb)) = (l.bias, gb) {
         let b = params.get_mut(b).data_mut();
         for o in 0..l.d_out {
             let k = o * cols + d_in;
-            entry(&mut b[o], gb[o], damped[k], &mut momentum[k]);
+            finite &= entry(&mut b[o], gb[o], damped[k], &mut momentum[k]);
             bias += (lr * momentum[k]).to_f64().powi(2);
         }
     }
-    Ok(weights + bias)
+    Ok((weights + bias, finite))
 }
 
 /// `Σ (η·x)²` in f64, over eight independent partial sums (so the loop vectorises).
