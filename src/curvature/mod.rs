@@ -67,7 +67,7 @@
 //! | `fast.rs` | `FastBlock`: the same preconditioning in the training precision (hot path) |
 //! | `state.rs` | checkpoint arrays |
 //! | `exact.rs` | brute-force Fisher, vec/Kronecker helpers (the test oracle) |
-//! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 |
+//! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 or blended in place |
 //! | `fast_factors.rs` | `factors.rs` in f32 GEMMs (f64 results) |
 //! | `fast_correction.rs` | `correction.rs` in f32 GEMMs (f64 results) |
 //! | `probe.rs` | a block fitted to one capture; its step against the exact natural gradient |
