@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The rows are rotated one block of whole examples (about [`ROW_BLOCK`] rows) at a time, so
-//! the rotated rows stay small and cache-resident; each block's result is added in f64. The
+//! the rotated rows stay small and cache-resident; each block's result is added in f64. A dense
+//! layer's batch of one block and one sweep is a single f32 product, which [`FastCorrection`]
+//! keeps in f32 and widens entry by entry as it is blended into the block's average. The
 //! sums are formed transposed, `[d_in', d_out]` row-major, which is the column-major storage
 //! of the `[d_out, d_in']` result. The basis comes as row-major f32 copies of `Q_A`
 //! (`[d_in', d_in']`) and `Q_G` (`[d_out, d_out]`).
@@ -135,13 +137,13 @@ impl FastCorrection {
                     Some((_, q_g)) => rotate(g, q_g, d_out, g_hat),
                     None => g_hat.copy_from_slice(g),
                 }
-                if one_product {
-                    squared_product(a_hat, g_hat, l, &mut dw);
-                } else if t == 1 {
-                    squared_product(a_hat, g_hat, l, &mut dw);
-                    add_widened(&mut sum, &dw);
-                } else {
+                if t > 1 {
                     per_example_block(a_hat, g_hat, l, &mut dw, &mut sum);
+                    continue;
+                }
+                squared_product(a_hat, g_hat, l, &mut dw);
+                if !one_product {
+                    add_widened(&mut sum, &dw);
                 }
             }
         }

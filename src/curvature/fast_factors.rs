@@ -63,9 +63,7 @@ impl BatchStatistic<KroneckerFactors> for FastFactors<'_> {
         let n = l.examples as f64;
         let c = (c_old, c_new);
         if self.trace_restricted {
-            let a_norms = rows.a_norms_sq();
-            let g_norms = rows.g_norms_sq();
-            let delta: f64 = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+            let (a_norms, g_norms, delta) = tkfac_weights(rows);
             blend_gram(
                 &mut avg.a_factor,
                 c,
@@ -111,12 +109,18 @@ pub fn fast_kfac(rows: &FastRows<'_>) -> KroneckerFactors {
 pub fn fast_tkfac(rows: &FastRows<'_>) -> KroneckerFactors {
     let l = rows.layout;
     let n = l.examples as f64;
-    let a_norms = rows.a_norms_sq();
-    let g_norms = rows.g_norms_sq();
-    let delta: f64 = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+    let (a_norms, g_norms, delta) = tkfac_weights(rows);
     KroneckerFactors {
         a_factor: gram(&[rows.a], l.d_in_bar, Some(&g_norms), 1.0 / n),
         g_factor: gram(&rows.g, l.d_out, Some(&a_norms), 1.0 / n),
         trace_scale: delta / n,
     }
+}
+
+/// TKFAC's row weights `‖ā_r‖²`, `Σ_s ‖g_{s,r}‖²` and `δ·N = Σ_r ‖ā_r‖² Σ_s ‖g_{s,r}‖²`, in f64.
+fn tkfac_weights(rows: &FastRows<'_>) -> (Vec<f64>, Vec<f64>, f64) {
+    let a_norms = rows.a_norms_sq();
+    let g_norms = rows.g_norms_sq();
+    let delta = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+    (a_norms, g_norms, delta)
 }
