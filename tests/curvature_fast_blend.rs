@@ -18,7 +18,7 @@ use tekfac::{LayerCapture, LayerId, Tensor};
 use tekfac::{LayerInfo, LayerKind, ParamId};
 
 /// The running-average coefficients of a decay of 0.95.
-const C: (f64, f64) = (0.95, 0.050000000000000044);
+const C: (f64, f64) = (0.95, 1.0 - 0.95);
 
 /// Bit for bit equal matrices.
 fn same_bits(label: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
