@@ -22,7 +22,7 @@ mod peer;
 
 use std::collections::HashMap;
 use std::time::Instant;
-use tekfac::curvature::{FactorRefresh, PANEL, Variant, WarmStart};
+use tekfac::curvature::{FactorRefresh, PANEL, Variant, WarmStart, refine_head_columns};
 use tekfac::dataset::{self, Batches, DataSource, Dataset, LastBatch, Split};
 use tekfac::kernels::gemm::{MatRef, gemm_into};
 use tekfac::nn::{Cnn, Mlp, Module};
@@ -217,8 +217,8 @@ struct Timing {
     iterations: f64,
 }
 
-/// What the floor counts an exact (nalgebra) refresh of a factor as, in warm iterations (one
-/// `n³` GEMM each): about its cost measured against one `n³` dgemm.
+/// What the floor counts an exact (nalgebra) refresh of a factor as, in warm iterations: about
+/// its cost (`≈ 9n³` FLOPs) against one iteration's products.
 const EXACT_AS_ITERATIONS: f64 = 4.5;
 
 /// The iterations of one factor refresh as the floor counts them.
@@ -609,6 +609,13 @@ impl Gemm {
         }
     }
 
+    fn f64(m: usize, k: usize, n: usize, per_step: f64) -> Self {
+        Gemm {
+            f64: true,
+            ..Gemm::f32(m, k, n, per_step)
+        }
+    }
+
     fn flops(&self) -> f64 {
         2.0 * (self.m * self.k * self.n) as f64 * self.per_step
     }
@@ -668,9 +675,9 @@ fn sgd_gemms(ps: &ParamStore<f32>, b: usize) -> Vec<Gemm> {
 
 /// The GEMMs of one amortised TEKFAC step at batch `b` (sampled Fisher, k = 1) as the code
 /// runs them, at interval setting `iv`. A floor: elementwise work, copies, the sampled sweep's
-/// loss and the warm refresh's `O(n²h)` head work count nothing, and each warm refresh is
-/// taken to need one iteration per factor (`Y = FQ`, f64) with every 50th refresh exact
-/// (`≈ 9n³` FLOPs: tridiagonalisation, forming Q, implicit QR; counted as f64 GEMM work).
+/// loss and the tail completion's `O(n·h²)` products count nothing; each warm refresh runs the
+/// timed run's mean number of iterations per factor (an exact refresh in the timed steps,
+/// `≈ 9n³` FLOPs, counted as [`EXACT_AS_ITERATIONS`] of them).
 ///
 /// Per layer (`r = b·T` rows, `ib = d_in + 1`): a dense layer trained in its eigenbasis
 /// (`eigenbasis_pays`) adds `â = āQ_A`, `·Q_Gᵀ`, `ĝ = gQ_G` and `·Q_Aᵀ` to its passes
@@ -727,16 +734,28 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals, iterations: f64) 
         out.push(Gemm::f32(r, ib, ib, rotations));
         out.push(Gemm::f32(r, o, o, rotations));
         out.push(Gemm::f32(ib, r, o, 1.0 / scale));
-        // The refresh, per factor: `iterations` n³ products (the timed run's mean).
+        // The warm refresh, per factor (`curvature/refine.rs`, f32 steering): `Y = F Q` once,
+        // then per iteration (the timed run's mean count) the head's steering products in f32
+        // (`B_H = Q_Hᵀ Y`, `Q K_H`, `F Q'_H`, the tail of `Y`: `Y_T Cᵀ`, `W C`) and its
+        // orthonormalisation in f64 (`Z_Hᵀ Z_H`, `C = Q'_Hᵀ Q_T`, `Q_T Cᵀ`, `W C`).
         for n in [ib, o] {
-            let warm = Gemm {
-                m: n,
-                k: n,
-                n,
-                per_step: iterations / eigen,
-                f64: true,
-            };
-            out.push(warm);
+            let (h, per) = (refine_head_columns(n), iterations / eigen);
+            out.extend([
+                Gemm::f32(n, n, n, 1.0 / eigen),
+                Gemm::f32(h, n, n, per),
+                Gemm::f32(n, n, h, 2.0 * per),
+                Gemm::f64(h, n, h, per),
+            ]);
+            let t = n - h;
+            if t > 0 {
+                out.extend([
+                    Gemm::f32(n, t, h, per),
+                    Gemm::f32(n, h, t, per),
+                    Gemm::f64(h, n, t, per),
+                    Gemm::f64(n, t, h, per),
+                    Gemm::f64(n, h, t, per),
+                ]);
+            }
         }
     }
     out

@@ -1,7 +1,7 @@
 //! Warm-started eigenbasis refresh (issue 16, lever 2; target 3): one refresh of the MLP
 //! preset's fc1 factors (TEKFAC `δΦ` 785×785, `δΨ` 512×512) by nalgebra's `SymmetricEigen`, by
-//! the warm path (`refine_eigenbasis` from the previous refresh's basis, default settings) and
-//! by numpy's LAPACK `eigh` of the same matrix (its BLAS on the same number of threads),
+//! the warm path (`refine_eigenbasis_with` from the previous refresh's basis, default settings,
+//! and again with f64 steering products) and by numpy's LAPACK `eigh` of the same matrix (its BLAS on the same number of threads),
 //! interleaved in rounds (each the median of 3 calls); the ratios are medians of per-round
 //! ratios with their range. Before that, the refresh policy's trace along training:
 //! which path each factor of each layer took at each eigenbasis refresh, `off(Q)` and time.
@@ -20,8 +20,8 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use std::time::Instant;
 use tekfac::ParamStore;
 use tekfac::curvature::{
-    EigenRefresh, FactorRefresh, KroneckerBasis, KroneckerFactors, Variant, WarmStart,
-    off_diagonal_mass, refine_eigenbasis,
+    EigenRefresh, FactorRefresh, KroneckerBasis, KroneckerFactors, Steering, Variant, WarmStart,
+    off_diagonal_mass, refine_eigenbasis_with,
 };
 use tekfac::dataset::{self, Batches, DataSource, LastBatch, Split};
 use tekfac::nn::{Mlp, Module};
@@ -136,45 +136,63 @@ fn ms<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (t.elapsed().as_secs_f64() * 1e3, out)
 }
 
-/// Interleaved rounds: nalgebra, warm, numpy on the same factor; prints the per-round figures
-/// and the medians of the per-round ratios.
+/// Interleaved rounds: nalgebra, warm (default f32 steering), warm with f64 steering, numpy on
+/// the same factor; prints the per-round figures and the medians of the per-round ratios.
 fn timed(name: &str, f: &DMatrix<f64>, previous: &DMatrix<f64>, rounds: usize, threads: usize) {
     let n = f.nrows();
     let settings = WarmStart::default();
     let path = std::env::temp_dir().join(format!("tekfac-warm-bench-{}.f64", std::process::id()));
     let bytes: Vec<u8> = f.transpose().iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(&path, bytes).expect("temp file for numpy");
-    let warm = refine_eigenbasis(f, previous, settings.tolerance, settings.max_iterations).unwrap();
+    let refresh = |steering| {
+        refine_eigenbasis_with(
+            f,
+            previous,
+            settings.tolerance,
+            settings.max_iterations,
+            steering,
+        )
+        .unwrap()
+    };
     println!(
-        "\n## {name}: n = {n}, off(Q_prev) {:.2e} → warm off(Q) {:.2e} in {} iterations, \
-         ‖QᵀQ − I‖_F {:.1e}",
-        off_diagonal_mass(f, previous),
-        off_diagonal_mass(f, &warm.q),
-        warm.iterations,
-        (warm.q.transpose() * &warm.q - DMatrix::<f64>::identity(n, n)).norm()
+        "\n## {name}: n = {n}, off(Q_prev) {:.2e}",
+        off_diagonal_mass(f, previous)
     );
-    println!("| round | nalgebra ms | warm ms | numpy eigh ms | warm / numpy | nalgebra / numpy |");
-    println!("|---|---|---|---|---|---|");
-    let (mut warm_np, mut nal_np) = (Vec::new(), Vec::new());
+    for steering in [Steering::F32, Steering::F64] {
+        let warm = refresh(steering);
+        println!(
+            "warm, {steering:?} steering: off(Q) {:.2e} in {} iterations, ‖QᵀQ − I‖_F {:.1e}",
+            off_diagonal_mass(f, &warm.q),
+            warm.iterations,
+            (warm.q.transpose() * &warm.q - DMatrix::<f64>::identity(n, n)).norm()
+        );
+    }
+    println!(
+        "| round | nalgebra ms | warm ms | warm f64-steered ms | numpy eigh ms | warm / numpy | \
+         nalgebra / numpy | warm / f64-steered |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let (mut warm_np, mut nal_np, mut steer) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let t_nal = median(
             (0..3)
                 .map(|_| ms(|| SymmetricEigen::new(f.clone())).0)
                 .collect(),
         );
-        let refresh =
-            || refine_eigenbasis(f, previous, settings.tolerance, settings.max_iterations);
-        let t_warm = median((0..3).map(|_| ms(refresh).0).collect());
+        let t_warm = median((0..3).map(|_| ms(|| refresh(Steering::F32)).0).collect());
+        let t_f64 = median((0..3).map(|_| ms(|| refresh(Steering::F64)).0).collect());
         let Some(t_np) = peer::numpy_eigh_file_ms(&path, n, threads) else {
             println!("numpy peer not found (/tmp/tekfac-peer-venv)");
             break;
         };
         warm_np.push(t_warm / t_np);
         nal_np.push(t_nal / t_np);
+        steer.push(t_warm / t_f64);
         println!(
-            "| {round} | {t_nal:.1} | {t_warm:.1} | {t_np:.1} | {:.2} | {:.2} |",
+            "| {round} | {t_nal:.1} | {t_warm:.1} | {t_f64:.1} | {t_np:.1} | {:.2} | {:.2} | {:.2} |",
             t_warm / t_np,
-            t_nal / t_np
+            t_nal / t_np,
+            t_warm / t_f64
         );
     }
     let _ = std::fs::remove_file(&path);
@@ -185,11 +203,14 @@ fn timed(name: &str, f: &DMatrix<f64>, previous: &DMatrix<f64>, rounds: usize, t
             format!("{lo:.2}–{hi:.2}")
         };
         println!(
-            "{name}: warm / numpy eigh = **{:.2}** (rounds {}); nalgebra / numpy = {:.2} ({})",
+            "{name}: warm / numpy eigh = **{:.2}** (rounds {}); nalgebra / numpy = {:.2} ({}); \
+             f32 / f64 steering = {:.2} ({})",
             median(warm_np.clone()),
             range(&warm_np),
             median(nal_np.clone()),
-            range(&nal_np)
+            range(&nal_np),
+            median(steer.clone()),
+            range(&steer)
         );
     }
 }

@@ -124,7 +124,10 @@ pub use fast_correction::{
 };
 pub use fast_factors::{FastFactors, fast_factors, fast_kfac, fast_tkfac};
 pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, blend_gram, gram, gram_with};
-pub use refine::{RefineFailure, Refined, off_diagonal_mass, refine_eigenbasis};
+pub use refine::{
+    F32_STEERING_FROM, RefineFailure, Refined, Steering, off_diagonal_mass, refine_eigenbasis,
+    refine_eigenbasis_with, refine_head_columns,
+};
 pub use rows::{CaptureRows, RowLayout, matrix_from_tensor};
 pub use state::StateArray;
 pub use variant::Variant;

@@ -44,17 +44,33 @@
 //! `Z_Hᵀ Z_H = (I + K)ᵀ(I + K)` restricted to the head, `≥ I` for skew `K`; `PᵀP = I − CᵀC`,
 //! refused (not inverted) if a singular value of `C` approaches 1. A singular factor (MNIST's
 //! always-zero pixels give zero rows and columns), repeated eigenvalues or a zero factor cannot
-//! break them. Entries `|b_ij| ≤ n·ε·‖F‖_F` are rounding noise and are not rotated. The previous
+//! break them. Entries at the products' rounding noise are not rotated (below). The previous
 //! basis is checked to be orthonormal first (products with a probe vector, `O(n²)`).
 //!
 //! `off(Q)` from the Rayleigh quotients costs no extra GEMM but cancels below about `1e-7`; below
 //! `1e-6` it is recomputed from `B = QᵀY` (one more product), so tight tolerances are honoured.
+//!
+//! **Steering in f32** ([`Steering::F32`], the default when training in f32). Two kinds of
+//! product run here. `Y = F Q`, `B_H = Q_Hᵀ Y`, the correction `Q K_H`, `F Q'_H` and the
+//! update of `Y` only *steer*: they decide where the basis turns and measure how far it is from
+//! diagonalising `F`. `Z_Hᵀ Z_H`, `C`, `P` and the tail completion make it *orthonormal*. The
+//! first kind runs as f32 GEMMs (about 2.3× dgemm's rate here, and four fifths of the
+//! multiply-adds of a one-iteration refresh of fc1's factor); the second stays f64, so
+//! `‖QᵀQ − I‖` is the f64 path's. Rounding the steering products to f32 perturbs `B` by about
+//! `ε₃₂‖F‖_F`, the size of the rounding the f32 statistics already put into `F` itself: each
+//! basis vector moves by about `ε₃₂‖F‖/gap` (its distance to the nearest other eigenvalue, as
+//! for any perturbation of `F`), and `d` and `off(Q)` are measured to about `1e-6 ‖F‖`, so
+//! tolerances below [`F32_STEERING_FROM`] steer in f64. In either precision, entries
+//! `|b_ij| ≤ √n·ε·‖F‖_F` (`ε` of the products' precision) are rounding noise and are not
+//! rotated. `tests/curvature_warm_steering.rs` pins the f32-steered iteration to the
+//! f64-steered one.
 //! Exactly-zero rows and columns are deflated first (`deflate.rs`): the iteration runs on the
 //! live block only.
 
 use super::deflate::Deflation;
 use super::rowmat::RowMatrix;
 use crate::kernels::cholesky::{cholesky_lower, solve_right_lower_t};
+use crate::tensor::Float;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use rayon::prelude::*;
 use std::fmt;
@@ -72,6 +88,21 @@ const CROWDING: f64 = 0.1;
 const ORTHONORMAL_PROBE_TOL: f64 = 1e-10;
 /// Largest squared singular value of `C = Q'_Hᵀ Q_T` for which the tail is completed.
 const TAIL_OVERLAP_LIMIT: f64 = 1.0 - 1e-8;
+/// Smallest tolerance refined with [`Steering::F32`]; tighter ones steer in f64, because f32
+/// products measure `off(Q)` to about `1e-6` only.
+pub const F32_STEERING_FROM: f64 = 1e-4;
+
+/// The precision of the products that steer an iteration (module docs, "Steering in f32").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// Every product in f64.
+    #[default]
+    F64,
+    /// `Y = F Q`, `B_H = Q_Hᵀ Y`, the correction `Q K_H`, `F Q'_H` and the update of `Y` in f32;
+    /// the orthonormalisations (`Z_Hᵀ Z_H`, `C`, `P`, the tail completion) in f64. Applies to
+    /// tolerances of at least [`F32_STEERING_FROM`].
+    F32,
+}
 
 /// Why a warm refinement could not run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,6 +167,21 @@ pub fn refine_eigenbasis(
     tolerance: f64,
     max_iterations: usize,
 ) -> Result<Refined, RefineFailure> {
+    refine_eigenbasis_with(f, previous, tolerance, max_iterations, Steering::F64)
+}
+
+/// [`refine_eigenbasis`] with the steering products in the precision `steering` asks for
+/// (f64 below [`F32_STEERING_FROM`] whatever it asks).
+///
+/// # Panics
+/// When `f` or `previous` is not square of the same size (the caller checks dims).
+pub fn refine_eigenbasis_with(
+    f: &DMatrix<f64>,
+    previous: &DMatrix<f64>,
+    tolerance: f64,
+    max_iterations: usize,
+    steering: Steering,
+) -> Result<Refined, RefineFailure> {
     let n = f.nrows();
     assert!(
         f.is_square() && previous.shape() == (n, n),
@@ -144,19 +190,24 @@ pub fn refine_eigenbasis(
     if f.iter().any(|x| !x.is_finite()) {
         return Err(RefineFailure::NonFinite);
     }
+    let refine = match steering {
+        Steering::F32 if tolerance >= F32_STEERING_FROM => refine_live::<f32>,
+        _ => refine_live::<f64>,
+    };
     let deflation = Deflation::of(f);
     if deflation.is_trivial() {
-        return refine_live(f, previous, tolerance, max_iterations);
+        return refine(f, previous, tolerance, max_iterations);
     }
     let f_live = deflation.restrict(f);
     let start = deflation.restrict_basis(previous);
-    let live = refine_live(&f_live, &start, tolerance, max_iterations)?;
+    let live = refine(&f_live, &start, tolerance, max_iterations)?;
     let (q, d) = deflation.embed(&live.q, &live.d);
     Ok(Refined { q, d, ..live })
 }
 
-/// [`refine_eigenbasis`] on a factor without exactly-zero rows (or its live block).
-fn refine_live(
+/// [`refine_eigenbasis`] on a factor without exactly-zero rows (or its live block), with the
+/// steering products in `S`.
+fn refine_live<S: Float>(
     f: &DMatrix<f64>,
     previous: &DMatrix<f64>,
     tolerance: f64,
@@ -177,7 +228,8 @@ fn refine_live(
             iterations: 0,
         });
     }
-    let mut y = RowMatrix::product(&f, false, &q, false);
+    let f = f.cast::<S>();
+    let mut y = RowMatrix::product(&f, false, &q.cast(), false);
     let (mut d, mut off) = measure(&q, &y, norm);
     let mut iterations = 0;
     while iterations < max_iterations && (iterations == 0 || off > tolerance) {
@@ -195,13 +247,13 @@ fn refine_live(
 
 /// `(d, off(Q))` for `Y = F Q`: `off` from the Rayleigh quotients, or from `B = QᵀY` itself
 /// (one more product) once it falls below [`PRECISE_BELOW`], where the former cancels.
-fn measure(q: &RowMatrix, y: &RowMatrix, norm: f64) -> (Vec<f64>, f64) {
+fn measure<S: Float>(q: &RowMatrix, y: &RowMatrix<S>, norm: f64) -> (Vec<f64>, f64) {
     let d = q.column_dots(y);
     let off = off_of_rayleigh(norm, &d);
     if off >= PRECISE_BELOW {
         return (d, off);
     }
-    let b = RowMatrix::product(q, true, y, false);
+    let b = RowMatrix::product(&q.cast(), true, y, false);
     (d, off_of_matrix(&b))
 }
 
@@ -220,7 +272,7 @@ pub fn off_diagonal_mass(f: &DMatrix<f64>, q: &DMatrix<f64>) -> f64 {
 
 /// `‖offdiag(B)‖_F / ‖B‖_F` (0 for `B = 0`), summing the off-diagonal squares themselves so
 /// that nothing cancels.
-fn off_of_matrix(b: &RowMatrix) -> f64 {
+fn off_of_matrix<T: Float>(b: &RowMatrix<T>) -> f64 {
     let total = b.frobenius().powi(2);
     let off: f64 = (0..b.rows)
         .flat_map(|i| (0..b.cols).map(move |j| (i, j)))
@@ -234,8 +286,9 @@ fn off_of_matrix(b: &RowMatrix) -> f64 {
     }
 }
 
-/// The number of head columns for an `n`-row factor.
-fn head_size(n: usize) -> usize {
+/// The number of head columns an iteration rotates for an `n`-row (live) factor: all of them up
+/// to [`FULL_ROTATION_UP_TO`], else `n / 8`, at least 64 (module docs).
+pub fn refine_head_columns(n: usize) -> usize {
     if n <= FULL_ROTATION_UP_TO {
         n
     } else {
@@ -244,39 +297,42 @@ fn head_size(n: usize) -> usize {
 }
 
 /// One iteration (module docs): the rotated head, then the completed tail, as
-/// `Q' = [Q'_H | Q'_T]`, with `Y' = F Q'` for the next iteration ([`product_after`]).
-fn rotate(
-    f: &RowMatrix,
+/// `Q' = [Q'_H | Q'_T]`, with `Y' = F Q'` for the next iteration ([`TailCompletion::apply`]). The
+/// products with `F`, `Y` and `K_H` are formed in `S`, the orthonormalisations in f64.
+fn rotate<S: Float>(
+    f: &RowMatrix<S>,
     q: &RowMatrix,
-    y: &RowMatrix,
+    y: &RowMatrix<S>,
     d: &[f64],
     norm: f64,
-) -> Result<(RowMatrix, RowMatrix), RefineFailure> {
+) -> Result<(RowMatrix, RowMatrix<S>), RefineFailure> {
     let n = q.cols;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| d[j].total_cmp(&d[i]));
-    let mut h = head_size(n);
+    let mut h = refine_head_columns(n);
     let mut q_head = q.columns(&order[..h]);
-    let mut b_head = RowMatrix::product(&q_head, true, y, false);
+    let mut b_head = RowMatrix::product(&q_head.cast(), true, y, false);
     if h < n && tail_share(&b_head, d, &order, norm) > 0.5 {
         h = n;
         q_head = q.columns(&order);
-        b_head = RowMatrix::product(&q_head, true, y, false);
+        b_head = RowMatrix::product(&q_head.cast(), true, y, false);
     }
     let (head, tail) = order.split_at(h);
     let coupling = coupling_radii(y, d);
     let k = head_correction(&b_head, d, &coupling, head, norm);
     let mut z = q_head;
-    z.add_product(1.0, q, false, &k, false);
+    z.add_cast(1.0, &RowMatrix::product(&q.cast(), false, &k, false));
     let rotated = orthonormalise_head(z)?;
-    let y_head = RowMatrix::product(f, false, &rotated, false);
+    let y_head = RowMatrix::product(f, false, &rotated.cast(), false);
     if tail.is_empty() {
         return Ok((rotated, y_head));
     }
-    let completion = complete_tail(&rotated, &q.columns(tail))?;
-    let y_tail = product_after(&completion, &y.columns(tail), &y_head);
+    let (completion, q_tail) = TailCompletion::of(&rotated, &q.columns(tail))?;
+    // `F Q'_T` without an `n³` product: `Q'_T` is linear in `Q_T` and `Q'_H`, so it is the same
+    // completion applied to `Y_T = F Q_T` and `F Q'_H`.
+    let y_tail = completion.apply(&y.columns(tail), &y_head);
     Ok((
-        RowMatrix::beside(&rotated, &completion.q_tail),
+        RowMatrix::beside(&rotated, &q_tail),
         RowMatrix::beside(&y_head, &y_tail),
     ))
 }
@@ -284,7 +340,7 @@ fn rotate(
 /// `off_TT / off`: the share of the off-diagonal mass in the tail–tail block, which a head
 /// rotation leaves alone. With `B_H` the head rows (`h × n`) of `B = QᵀFQ` and `‖B‖ = ‖F‖`,
 /// `‖B_TT‖² = ‖F‖² − 2‖B_H‖² + ‖B_HH‖²` and `off_TT² = ‖B_TT‖² − Σ_{j∈T} d_j²`.
-fn tail_share(b_head: &RowMatrix, d: &[f64], order: &[usize], norm: f64) -> f64 {
+fn tail_share<S: Float>(b_head: &RowMatrix<S>, d: &[f64], order: &[usize], norm: f64) -> f64 {
     let h = b_head.rows;
     let head_rows = b_head.frobenius().powi(2);
     let head_head: f64 = (0..h)
@@ -302,7 +358,7 @@ fn tail_share(b_head: &RowMatrix, d: &[f64], order: &[usize], norm: f64) -> f64 
 }
 
 /// `r_i² = ‖offdiag row i of B‖² = ‖y_i‖² − d_i²` (because `‖B e_i‖ = ‖Qᵀ y_i‖ = ‖y_i‖`).
-fn coupling_radii(y: &RowMatrix, d: &[f64]) -> Vec<f64> {
+fn coupling_radii<S: Float>(y: &RowMatrix<S>, d: &[f64]) -> Vec<f64> {
     y.column_dots(y)
         .iter()
         .zip(d)
@@ -311,16 +367,17 @@ fn coupling_radii(y: &RowMatrix, d: &[f64]) -> Vec<f64> {
 }
 
 /// `K_H`, `[n, h]`: column `c` holds `(K_H)_{j c} = −s_ij t_ij` for the head index `i = head[c]`
-/// and every row `j ≠ i` (module docs), zero where `b_ij` is rounding noise. `r2` holds `r_i²`.
-fn head_correction(
-    b_head: &RowMatrix,
+/// and every row `j ≠ i` (module docs), zero where `b_ij` is rounding noise of the precision
+/// `S` it was formed in. `r2` holds `r_i²`.
+fn head_correction<S: Float>(
+    b_head: &RowMatrix<S>,
     d: &[f64],
     r2: &[f64],
     head: &[usize],
     norm: f64,
-) -> RowMatrix {
+) -> RowMatrix<S> {
     let (h, n) = (b_head.rows, b_head.cols);
-    let noise = n as f64 * f64::EPSILON * norm;
+    let noise = (n as f64).sqrt() * S::MACHINE_EPSILON * norm;
     let mut k = RowMatrix::zeros(n, h);
     k.data.par_chunks_mut(h).enumerate().for_each(|(j, row)| {
         for (c, kjc) in row.iter_mut().enumerate() {
@@ -333,7 +390,7 @@ fn head_correction(
                 } else {
                     0.0
                 };
-                *kjc = -damping * jacobi_tangent(d[i], d[j], b);
+                *kjc = S::from_f64(-damping * jacobi_tangent(d[i], d[j], b));
             }
         }
     });
@@ -356,44 +413,45 @@ fn orthonormalise_head(mut z: RowMatrix) -> Result<RowMatrix, RefineFailure> {
     Ok(z)
 }
 
-/// The completed tail `Q'_T = P + (P Cᵀ) S C` of one iteration, with the `C` and `S` it was
-/// built from.
+/// The tail completion of one iteration: `C` and `CCᵀ` of the rotated head and the old tail, and
+/// `S = g(CCᵀ)`, applied to the basis ([`TailCompletion::of`]) and to its product with the factor.
 struct TailCompletion {
-    q_tail: RowMatrix,
     /// `C = Q'_Hᵀ Q_T`, `[h, n − h]`.
     c: RowMatrix,
+    /// `CCᵀ`, `[h, h]`.
+    cct: RowMatrix,
     /// `S = g(CCᵀ)`, `[h, h]`.
     s: RowMatrix,
 }
 
-/// The orthonormal basis of the complement of `head` closest to the old tail columns `q_tail`:
-/// `P (PᵀP)^(−1/2) = P + (P Cᵀ) S C` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
-fn complete_tail(head: &RowMatrix, q_tail: &RowMatrix) -> Result<TailCompletion, RefineFailure> {
-    let c = RowMatrix::product(head, true, q_tail, false);
-    let s = overlap_correction(&RowMatrix::product(&c, false, &c, true))?;
-    let mut p = q_tail.clone();
-    p.add_product(-1.0, head, false, &c, false);
-    let q_tail = plus_overlap_term(p, &c, &s);
-    Ok(TailCompletion { q_tail, c, s })
-}
+impl TailCompletion {
+    /// The completion of the old tail `q_tail` against the rotated `head`, and the completed
+    /// tail `Q'_T`: the orthonormal basis of the complement of `head` closest to `q_tail`,
+    /// `P (PᵀP)^(−1/2) = P + (P Cᵀ) S C` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
+    fn of(head: &RowMatrix, q_tail: &RowMatrix) -> Result<(Self, RowMatrix), RefineFailure> {
+        let c = RowMatrix::product(head, true, q_tail, false);
+        let cct = RowMatrix::product(&c, false, &c, true);
+        let s = overlap_correction(&cct)?;
+        let completion = TailCompletion { c, cct, s };
+        let q_tail = completion.apply(q_tail, head);
+        Ok((completion, q_tail))
+    }
 
-/// `X + (X Cᵀ) S C`: the tail completion applied to `X = P` (the basis) or `X = F P` (its
-/// product with the factor).
-fn plus_overlap_term(mut x: RowMatrix, c: &RowMatrix, s: &RowMatrix) -> RowMatrix {
-    let xc = RowMatrix::product(&x, false, c, true);
-    let xcs = RowMatrix::product(&xc, false, s, false);
-    x.add_product(1.0, &xcs, false, c, false);
-    x
-}
-
-/// `F Q'_T` without an `n³` product: `F P = F Q_T − (F Q'_H) C = Y_T − Y'_H C`, then
-/// `F Q'_T = F P + (F P Cᵀ) S C`, because `Q'_T` is linear in `P`. `O(n² h)` instead of the
-/// `n²(n − h)` of forming it from `F`; `tests/curvature_warm_identities.rs` pins the Rayleigh
-/// quotients and `off(Q)` it yields to a direct `QᵀFQ`.
-fn product_after(tail: &TailCompletion, y_tail: &RowMatrix, y_head: &RowMatrix) -> RowMatrix {
-    let mut fp = y_tail.clone();
-    fp.add_product(-1.0, y_head, false, &tail.c, false);
-    plus_overlap_term(fp, &tail.c, &tail.s)
+    /// `X_T + ((X_T Cᵀ − X_H CCᵀ) S − X_H) C`, the completion applied to `X = Q` (`X_T = Q_T`,
+    /// `X_H = Q'_H`: the completed tail) or to `X = F Q` (its product with the factor): with
+    /// `X_P = X_T − X_H C` (`P`, or `F P`), `X_P + (X_P Cᵀ) S C` rearranged so that only three
+    /// `n × h × (n − h)` products remain, `X_P Cᵀ = X_T Cᵀ − X_H (CCᵀ)` among them. `T` is the
+    /// precision of the products.
+    fn apply<T: Float>(&self, x_tail: &RowMatrix<T>, x_head: &RowMatrix<T>) -> RowMatrix<T> {
+        let (c, cct, s) = (self.c.cast::<T>(), self.cct.cast::<T>(), self.s.cast::<T>());
+        let mut pc = RowMatrix::product(x_tail, false, &c, true);
+        pc.add_product(-1.0, x_head, false, &cct, false);
+        let mut w = RowMatrix::product(&pc, false, &s, false);
+        w.add_cast(-1.0, x_head);
+        let mut out = x_tail.clone();
+        out.add_product(1.0, &w, false, &c, false);
+        out
+    }
 }
 
 /// `g(CCᵀ) = X diag(g(σ²)) Xᵀ` for `CCᵀ = X diag(σ²) Xᵀ`, `g(s) = 1/(√(1−s)(1 + √(1−s)))`

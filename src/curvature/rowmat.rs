@@ -1,29 +1,23 @@
-//! `RowMatrix`: a plain row-major f64 matrix whose products go through matrixmultiply
-//! (`kernels::gemm`, threaded), for the GEMM-speed eigenbasis refresh (`refine.rs`). nalgebra's
-//! `DMatrix` stays the type of the curvature state; conversions copy (`O(n²)`).
+//! `RowMatrix`: a plain row-major matrix (f64, or f32 for the products that only steer the
+//! refresh) whose products go through matrixmultiply (`kernels::gemm`, threaded), for the
+//! GEMM-speed eigenbasis refresh (`refine.rs`). nalgebra's `DMatrix` stays the type of the
+//! curvature state; conversions copy (`O(n²)`).
 
 use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::tensor::Float;
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
-/// A row-major `rows × cols` matrix of f64.
+/// A row-major `rows × cols` matrix of `T`.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) struct RowMatrix {
+pub(super) struct RowMatrix<T = f64> {
     pub rows: usize,
     pub cols: usize,
     /// Row-major elements, `rows · cols` of them.
-    pub data: Vec<f64>,
+    pub data: Vec<T>,
 }
 
 impl RowMatrix {
-    /// All zeros.
-    pub fn zeros(rows: usize, cols: usize) -> Self {
-        RowMatrix {
-            rows,
-            cols,
-            data: vec![0.0; rows * cols],
-        }
-    }
-
     /// A row-major copy of `m`.
     pub fn from_dmatrix(m: &DMatrix<f64>) -> Self {
         RowMatrix {
@@ -49,10 +43,49 @@ impl RowMatrix {
     pub fn to_dmatrix(&self) -> DMatrix<f64> {
         DMatrix::from_row_slice(self.rows, self.cols, &self.data)
     }
+}
 
-    /// Element `(r, c)`.
+impl<T: Float> RowMatrix<T> {
+    /// All zeros.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        RowMatrix {
+            rows,
+            cols,
+            data: vec![T::ZERO; rows * cols],
+        }
+    }
+
+    /// The same matrix in `U` (rounded when `U` is narrower; a copy when it is `T`).
+    pub fn cast<U: Float>(&self) -> RowMatrix<U> {
+        RowMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            data: self
+                .data
+                .par_iter()
+                .with_min_len(1 << 14)
+                .map(|&x| U::from_f64(x.to_f64()))
+                .collect(),
+        }
+    }
+
+    /// `self ← self + α · m` for `m` in another precision (widened or rounded elementwise).
+    pub fn add_cast<U: Float>(&mut self, alpha: f64, m: &RowMatrix<U>) {
+        assert_eq!(
+            (self.rows, self.cols),
+            (m.rows, m.cols),
+            "RowMatrix::add_cast: shapes differ"
+        );
+        self.data
+            .par_iter_mut()
+            .with_min_len(1 << 14)
+            .zip(&m.data)
+            .for_each(|(x, &y)| *x += T::from_f64(alpha * y.to_f64()));
+    }
+
+    /// Element `(r, c)`, as f64.
     pub fn at(&self, r: usize, c: usize) -> f64 {
-        self.data[r * self.cols + c]
+        self.data[r * self.cols + c].to_f64()
     }
 
     /// The columns `idx`, in that order.
@@ -102,11 +135,12 @@ impl RowMatrix {
         );
         let ma = MatRef::new(&a.data, a.rows, a.cols, ta);
         let mb = MatRef::new(&b.data, b.rows, b.cols, tb);
-        gemm_into(alpha, ma, mb, 1.0, &mut self.data);
+        gemm_into(T::from_f64(alpha), ma, mb, T::ONE, &mut self.data);
     }
 
-    /// `diag(selfᵀ other)`: the dot product of each column with the same column of `other`.
-    pub fn column_dots(&self, other: &Self) -> Vec<f64> {
+    /// `diag(selfᵀ other)`: the dot product of each column with the same column of `other`,
+    /// accumulated in f64.
+    pub fn column_dots<U: Float>(&self, other: &RowMatrix<U>) -> Vec<f64> {
         assert_eq!(
             (self.rows, self.cols),
             (other.rows, other.cols),
@@ -120,20 +154,24 @@ impl RowMatrix {
             .zip(other.data.chunks_exact(width))
         {
             for ((di, x), y) in d.iter_mut().zip(a).zip(b) {
-                *di += x * y;
+                *di += x.to_f64() * y.to_f64();
             }
         }
         d
     }
 
-    /// `‖self‖_F`.
+    /// `‖self‖_F`, accumulated in f64.
     pub fn frobenius(&self) -> f64 {
-        self.data.iter().map(|x| x * x).sum::<f64>().sqrt()
+        self.data
+            .iter()
+            .map(|x| x.to_f64() * x.to_f64())
+            .sum::<f64>()
+            .sqrt()
     }
 }
 
 /// Rows and columns of `op(a)`.
-fn op_dims(a: &RowMatrix, t: bool) -> (usize, usize) {
+fn op_dims<T>(a: &RowMatrix<T>, t: bool) -> (usize, usize) {
     if t {
         (a.cols, a.rows)
     } else {

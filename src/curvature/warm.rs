@@ -29,7 +29,8 @@
 //!
 //! **Defaults** ([`WarmStart::default`]), measured on the real factors of the MLP preset
 //! (`docs/PERFORMANCE.md`, "Warm-started eigenbasis refresh"): tolerance `0.05`, at most 6
-//! iterations, an exact refresh every 50th time. The tolerance is what guards each warm basis
+//! iterations, an exact refresh every 50th time, the steering products in f32 (`refine.rs`;
+//! the orthonormalisations stay f64). The tolerance is what guards each warm basis
 //! (it is stricter than the 4–27 % an exact basis drifts to before it is replaced); the
 //! periodic exact refresh is a backstop, once per 5,000 steps at the default intervals and per
 //! 500 at kfac-jax's, where every 10th refresh made 2 of the 20 refreshes in a 200-step window
@@ -41,7 +42,7 @@
 use super::basis::eigh;
 use super::basis::{BasisFailure, KroneckerBasis};
 use super::factors::KroneckerFactors;
-use super::refine::{RefineFailure, refine_eigenbasis};
+use super::refine::{RefineFailure, Steering, refine_eigenbasis_with};
 use nalgebra::{DMatrix, DVector};
 use std::fmt;
 
@@ -56,6 +57,9 @@ pub struct WarmStart {
     pub max_iterations: usize,
     /// Every `exact_every`-th refresh of a factor is exact (0: only when needed). Default 50.
     pub exact_every: u64,
+    /// The precision of the products that steer a warm refinement (`refine.rs`): f32 by default
+    /// (the orthonormalisations stay f64; `NaturalGradient<f64>` always steers in f64).
+    pub steering: Steering,
 }
 
 impl Default for WarmStart {
@@ -71,6 +75,7 @@ impl WarmStart {
         tolerance: 0.05,
         max_iterations: 6,
         exact_every: 50,
+        steering: Steering::F32,
     };
 
     /// Warm starts switched off: the exact path at every refresh.
@@ -261,21 +266,23 @@ impl EigenRefresh {
             None => ExactReason::NoPrevious,
             Some(q) if q.shape() != f.shape() => ExactReason::DimsChanged,
             _ if s.exact_every > 0 && streak + 1 >= s.exact_every => ExactReason::Scheduled,
-            Some(q) => match refine_eigenbasis(f, q, s.tolerance, s.max_iterations) {
-                Ok(r) if r.off_diagonal <= s.tolerance => {
-                    let how = FactorRefresh::Warm {
-                        iterations: r.iterations,
+            Some(q) => {
+                match refine_eigenbasis_with(f, q, s.tolerance, s.max_iterations, s.steering) {
+                    Ok(r) if r.off_diagonal <= s.tolerance => {
+                        let how = FactorRefresh::Warm {
+                            iterations: r.iterations,
+                            off_diagonal: r.off_diagonal,
+                        };
+                        return Ok((r.q, r.d, how));
+                    }
+                    Ok(r) => ExactReason::NotConverged {
                         off_diagonal: r.off_diagonal,
-                    };
-                    return Ok((r.q, r.d, how));
+                        iterations: r.iterations,
+                    },
+                    Err(RefineFailure::NonFinite) => return Err(BasisFailure::NonFinite),
+                    Err(why) => ExactReason::Failed(why),
                 }
-                Ok(r) => ExactReason::NotConverged {
-                    off_diagonal: r.off_diagonal,
-                    iterations: r.iterations,
-                },
-                Err(RefineFailure::NonFinite) => return Err(BasisFailure::NonFinite),
-                Err(why) => ExactReason::Failed(why),
-            },
+            }
         };
         let (q, d) = eigh(f)?;
         Ok((q, d, FactorRefresh::Exact(reason)))

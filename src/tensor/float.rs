@@ -34,6 +34,8 @@ pub trait Float:
     const ONE: Self;
     /// "f32" or "f64", for messages and checkpoints.
     const DTYPE: &'static str;
+    /// Machine epsilon (the spacing of the type's numbers just above 1), as f64.
+    const MACHINE_EPSILON: f64;
     /// Converts from f64 (rounding for f32).
     fn from_f64(x: f64) -> Self;
     /// Converts to f64 (exact).
@@ -86,6 +88,7 @@ macro_rules! impl_float {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const DTYPE: &'static str = $name;
+            const MACHINE_EPSILON: f64 = <$t>::EPSILON as f64;
             #[inline]
             fn from_f64(x: f64) -> Self {
                 x as $t

@@ -35,7 +35,7 @@ pub use eigenbasis::pays as eigenbasis_pays;
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, Damping, EigenRefresh, FastBlock};
+use crate::curvature::{CurvatureBlock, Damping, EigenRefresh, FastBlock, Steering};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
@@ -91,7 +91,12 @@ impl<F: Float> NaturalGradient<F> {
             .iter()
             .map(|l| CurvatureBlock::new(variant, l, config.decay))
             .collect();
-        let policy = EigenRefresh::new(config.refresh_settings(variant));
+        let mut settings = config.refresh_settings(variant);
+        if F::DTYPE != f32::DTYPE {
+            // NOTE: f64 runs (the oracle tests) refine with f64 products throughout.
+            settings.steering = Steering::F64;
+        }
+        let policy = EigenRefresh::new(settings);
         Ok(NaturalGradient {
             variant,
             config,
