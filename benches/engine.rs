@@ -5,7 +5,9 @@
 //! Fashion-MNIST (`TEKFAC_DATA_DIR`), against the peer's epoch of jitted steps.
 //!
 //! With `--loop` it interleaves, in one process, blocks of the bare SGD step with blocks of the
-//! library pieces of `tekfac train`'s loop (batch gather + `train_step`) on Fashion-MNIST.
+//! library pieces of `tekfac train`'s loop (batch gather + `train_step`) and blocks of the
+//! command's own loop (`tekfac::cli::Steps`: the same turn of the loop the binary runs, progress
+//! bar and metrics rows included) on Fashion-MNIST.
 //!
 //! Run: cargo bench --bench engine -- [--threads 2] [--rounds 5] [--no-peer] [--cli] [--loop]
 //! [--no-spin]
@@ -43,9 +45,15 @@ fn arg(name: &str) -> Option<usize> {
 
 /// `median (min–max)` of per-round ratios.
 fn spread(ratios: &[f64]) -> String {
+    spread_to(ratios, 2)
+}
+
+/// [`spread`] to `digits` decimals.
+fn spread_to(ratios: &[f64], digits: usize) -> String {
     let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
     let hi = ratios.iter().cloned().fold(0.0, f64::max);
-    format!("{:.2} (rounds {lo:.2}-{hi:.2})", median(ratios.to_vec()))
+    let mid = median(ratios.to_vec());
+    format!("{mid:.digits$} (rounds {lo:.digits$}-{hi:.digits$})")
 }
 
 /// Median seconds per call of `f` over `blocks` blocks of `reps` calls, after a warm-up.
@@ -320,8 +328,8 @@ fn cli_rounds(rounds: usize, threads: usize, use_peer: bool) {
 /// The library pieces of `tekfac train`'s per-step loop on Fashion-MNIST (MLP, SGD): the
 /// learning rate set, the batch gathered from the shuffled epoch order (`Dataset::batch`) and
 /// `train_step` (forward, loss and its check, backward, the gradient check, the fused update
-/// with its weight check). What the binary adds beyond these (its progress bar, hidden under
-/// `--quiet`, and a metrics row every 10 steps) is in the `--cli` loop figure.
+/// with its weight check). The binary's own loop around these (its progress bar, hidden under
+/// `--quiet`, and a metrics row every 10 steps) is `tekfac::cli::Steps`, timed beside it.
 struct LoopStep {
     train: tekfac::dataset::Dataset,
     ps: ParamStore<f32>,
@@ -370,50 +378,94 @@ impl LoopStep {
     }
 }
 
-/// Rounds of interleaved blocks in one process: 7 pairs of (50 bare SGD steps of the bench,
-/// 50 steps of [`LoopStep`]), order alternating within each pair, after 50 warm-up steps of
-/// each; per round the median block of each and their ratio. The blocks of a pair are a
-/// fraction of a second apart, so the machine's drift cancels better than between processes.
+/// The orders of the three kinds of blocks in [`loop_rounds`]: every permutation, so that over
+/// six blocks each kind runs first, second and last twice.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [2, 1, 0],
+    [1, 2, 0],
+    [0, 2, 1],
+    [2, 0, 1],
+    [1, 0, 2],
+];
+
+/// Rounds of interleaved blocks in one process: 7 triples of 50-step blocks of the bare SGD
+/// step of the bench, of [`LoopStep`] (the library pieces of `tekfac train`'s loop) and of
+/// `tekfac::cli::Steps` (the command's own loop: a run started from `tekfac train --model mlp
+/// --optimizer sgd --quiet` flags, each step one turn of its epoch loop, bar and metrics rows
+/// included), in the orders of [`ORDERS`], after 50 warm-up steps of each; fresh weights and a
+/// fresh run folder each round, whose 400 steps stay within the run's first epoch (468). Per
+/// round the median block of each and their ratios. The blocks of a triple are a fraction of a
+/// second apart, so the machine's drift cancels better than between processes.
 fn loop_rounds(rounds: usize) {
     let source = tekfac::dataset::DataSource::default();
     let (train, _) = tekfac::dataset::load_train_eval("fashion-mnist", 0, &source)
         .expect("Fashion-MNIST (set TEKFAC_DATA_DIR)");
-    let mut ratios = Vec::new();
+    let dir = std::env::temp_dir().join(format!("tekfac-bench-loop-{}", std::process::id()));
+    let (mut lib_ratios, mut cli_ratios, mut cli_lib) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.to_str().expect("a UTF-8 temporary directory");
+        let flags = [
+            "--dataset",
+            "fashion-mnist",
+            "--model",
+            "mlp",
+            "--optimizer",
+            "sgd",
+            "--quiet",
+            "--out",
+            out,
+        ];
+        let mut cli = tekfac::cli::Steps::new(&flags).expect("a run of tekfac train");
         let (mut bare, mut looped) = (MlpStep::new(sgd()), LoopStep::new(&train));
         let awake = tekfac::spin_workers();
-        let (mut b_ms, mut l_ms) = (Vec::new(), Vec::new());
-        let block = |f: &mut dyn FnMut()| {
+        let mut ms: [Vec<f64>; 3] = Default::default();
+        let mut run = |kind: usize, steps: usize| {
             let t = Instant::now();
-            (0..50).for_each(|_| f());
-            t.elapsed().as_secs_f64() / 50.0 * 1e3
+            for _ in 0..steps {
+                match kind {
+                    0 => {
+                        bare.step();
+                    }
+                    1 => looped.step(),
+                    _ => cli.step().expect("a step of tekfac train's loop"),
+                }
+            }
+            t.elapsed().as_secs_f64() / steps as f64 * 1e3
         };
-        (0..50).for_each(|_| {
-            bare.step();
-            looped.step();
+        (0..3).for_each(|kind| {
+            run(kind, 50);
         });
-        for pair in 0..7 {
-            let mut b = || {
-                bare.step();
-            };
-            let mut l = || looped.step();
-            if pair % 2 == 0 {
-                b_ms.push(block(&mut b));
-                l_ms.push(block(&mut l));
-            } else {
-                l_ms.push(block(&mut l));
-                b_ms.push(block(&mut b));
+        for order in ORDERS.iter().cycle().take(7) {
+            for &kind in order {
+                ms[kind].push(run(kind, 50));
             }
         }
         drop(awake);
-        let (b, l) = (median(b_ms), median(l_ms));
+        let [b, l, c] = ms.map(median);
         println!(
-            "round {round}: bare step {b:.3} ms, loop step {l:.3} ms (gather + train_step), ratio {:.3}",
-            l / b
+            "round {round}: bare step {b:.3} ms, library loop {l:.3} ms (gather + train_step, \
+             ratio {:.3}), CLI loop {c:.3} ms (tekfac train's turn, ratio {:.3}; / library \
+             loop {:.3})",
+            l / b,
+            c / b,
+            c / l
         );
-        ratios.push(l / b);
+        lib_ratios.push(l / b);
+        cli_ratios.push(c / b);
+        cli_lib.push(c / l);
     }
-    println!("loop step / bare step = {}", spread(&ratios));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "library loop step / bare step = {}",
+        spread_to(&lib_ratios, 3)
+    );
+    println!("CLI loop step / bare step = {}", spread_to(&cli_ratios, 3));
+    println!(
+        "CLI loop step / library loop step = {}",
+        spread_to(&cli_lib, 3)
+    );
 }
 
 fn main() {

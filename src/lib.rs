@@ -31,8 +31,14 @@
 
 #![warn(missing_docs)]
 
+// NOTE: the `tekfac` command's code (`cli`) names the library `tekfac::`, as a user would.
+extern crate self as tekfac;
+
 pub mod autograd;
 pub mod checkpoint;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 pub mod curvature;
 pub mod dataset;
 pub mod error;

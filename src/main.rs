@@ -1,8 +1,6 @@
 //! The `tekfac` command: `tekfac --help` lists the subcommands. With no arguments it trains the
 //! default network (an MLP with TEKFAC) on the Fashion-MNIST subset that ships in `data/`.
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
-    cli::main()
+    tekfac::cli::main()
 }

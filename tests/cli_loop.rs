@@ -2,7 +2,8 @@
 //! checkpoint after 14 steps (an epoch boundary, with its evaluation and checkpoint, on the way)
 //! are bit for bit those of `train_step` over the same `Batches`, each batch copied row by row
 //! from the training set, for SGD and Adam on 1 and 2 threads. Also: `Dataset::batch` (gathered
-//! on rayon's threads for large batches) gives the values of that row-by-row copy.
+//! on rayon's threads for large batches) gives the values of that row-by-row copy, and
+//! `tekfac::cli::Steps` (the engine bench's handle on the command's loop) trains as it does.
 
 use std::path::{Path, PathBuf};
 use tekfac::dataset::{Batches, DataSource, Dataset, LastBatch, load_train_eval};
@@ -70,8 +71,8 @@ fn fresh(data: &Dataset) -> (Mlp, ParamStore<f32>) {
     (model, ps)
 }
 
-/// The weights after [`STEPS`] steps of `train_step` over the epochs' batches.
-fn textbook(data: &Dataset, name: &str) -> Vec<Vec<f32>> {
+/// The weights after `steps` steps of `train_step` over the epochs' batches.
+fn textbook(data: &Dataset, name: &str, steps: u64) -> Vec<Vec<f32>> {
     let (model, mut ps) = fresh(data);
     let mut opt = optimizer(name);
     let mut step = 0;
@@ -90,7 +91,7 @@ fn textbook(data: &Dataset, name: &str) -> Vec<Vec<f32>> {
             )
             .unwrap();
             step += 1;
-            if step == STEPS {
+            if step == steps {
                 return ps.ids().map(|id| ps.get(id).data().to_vec()).collect();
             }
         }
@@ -98,12 +99,11 @@ fn textbook(data: &Dataset, name: &str) -> Vec<Vec<f32>> {
     unreachable!("the epochs never end")
 }
 
-/// The weights of the checkpoint `tekfac train` writes after [`STEPS`] steps.
-fn cli(data: &Dataset, name: &str, threads: usize) -> Vec<Vec<f32>> {
-    let out = tmp(&format!("loop-{name}-{threads}"));
+/// `tekfac train`'s flags for a run of `name` on [`train_split`] into `out` (no `--threads`,
+/// no `--max-steps`).
+fn flags(name: &str, out: &Path) -> Vec<String> {
     let dir = data_dir();
-    let o = tekfac(&[
-        "train",
+    let flags = [
         "--dataset",
         "fashion-mnist-mini",
         "--data-dir",
@@ -126,25 +126,37 @@ fn cli(data: &Dataset, name: &str, threads: usize) -> Vec<Vec<f32>> {
         &BATCH.to_string(),
         "--train-limit",
         &LIMIT.to_string(),
-        "--max-steps",
-        &STEPS.to_string(),
         "--seed",
         &SEED.to_string(),
-        "--threads",
-        &threads.to_string(),
         "--quiet",
         "--out",
         out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let ckpt = Checkpoints::new(&out)
+    ];
+    flags.iter().map(|f| f.to_string()).collect()
+}
+
+/// The weights of `out`'s newest checkpoint, which must be at step `steps`.
+fn checkpointed(data: &Dataset, out: &Path, steps: u64) -> Vec<Vec<f32>> {
+    let ckpt = Checkpoints::new(out)
         .latest()
         .unwrap()
         .expect("a checkpoint");
     let (_, mut ps) = fresh(data);
     let pos = ckpt.restore(&mut ps, None).unwrap();
-    assert_eq!(pos.step, STEPS);
+    assert_eq!(pos.step, steps);
     ps.ids().map(|id| ps.get(id).data().to_vec()).collect()
+}
+
+/// The weights of the checkpoint `tekfac train` writes after [`STEPS`] steps.
+fn cli(data: &Dataset, name: &str, threads: usize) -> Vec<Vec<f32>> {
+    let out = tmp(&format!("loop-{name}-{threads}"));
+    let mut args = vec!["train".to_string()];
+    args.extend(flags(name, &out));
+    let (steps, threads) = (STEPS.to_string(), threads.to_string());
+    args.extend(["--max-steps", &steps, "--threads", &threads].map(String::from));
+    let o = tekfac(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    checkpointed(data, &out, STEPS)
 }
 
 fn bits(w: &[Vec<f32>]) -> Vec<Vec<u32>> {
@@ -157,9 +169,9 @@ fn bits(w: &[Vec<f32>]) -> Vec<Vec<u32>> {
 fn the_cli_loop_trains_as_train_step_over_copied_batches() {
     let data = train_split();
     for name in ["sgd", "adam"] {
-        let reference = bits(&on_threads(1, || textbook(&data, name)));
+        let reference = bits(&on_threads(1, || textbook(&data, name, STEPS)));
         assert_eq!(
-            bits(&on_threads(2, || textbook(&data, name))),
+            bits(&on_threads(2, || textbook(&data, name, STEPS))),
             reference,
             "{name}"
         );
@@ -171,6 +183,30 @@ fn the_cli_loop_trains_as_train_step_over_copied_batches() {
             );
         }
     }
+}
+
+/// `tekfac::cli::Steps`, through which the engine bench times the command's loop in its own
+/// process, runs that loop: the checkpoint it writes after 8 of the epoch's 10 steps
+/// (`--checkpoint-every 4`) holds `train_step`'s weights, and it refuses an 11th step (the
+/// epoch's end is not a step).
+#[test]
+fn the_bench_handle_on_the_cli_loop_trains_as_the_cli() {
+    let data = train_split();
+    let reference = bits(&textbook(&data, "sgd", 8));
+    let out = tmp("loop-steps");
+    let mut args = flags("sgd", &out);
+    args.extend(["--checkpoint-every", "4"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut steps = tekfac::cli::Steps::new(&args).unwrap();
+    for _ in 0..8 {
+        steps.step().unwrap();
+    }
+    assert_eq!(bits(&checkpointed(&data, &out, 8)), reference);
+    steps.step().unwrap();
+    steps.step().unwrap();
+    assert_eq!(steps.steps(), 10);
+    let err = steps.step().unwrap_err().to_string();
+    assert!(err.contains("used up"), "{err}");
 }
 
 #[test]

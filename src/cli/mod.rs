@@ -1,6 +1,10 @@
 //! The `tekfac` command line: argument definitions and one file per subcommand.
+//!
+//! Compiled into the library under the `cli` feature (hidden from its documentation) so that
+//! the engine bench can run the command's own training loop in its process
+//! ([`Steps`], `benches/engine.rs --loop`); `src/main.rs` calls [`main`].
 
-pub mod args;
+mod args;
 mod charts;
 mod checks;
 mod compare;
@@ -12,6 +16,8 @@ mod optimizer;
 mod resume;
 mod run_dir;
 mod train;
+
+pub use train::Steps;
 
 use args::{Cli, Command, DownloadArgs};
 use clap::parser::ValueSource;
@@ -75,7 +81,7 @@ fn explicit_flags(matches: &ArgMatches) -> Vec<String> {
 
 /// Prints one line on stdout; a closed stdout (`tekfac train --json | head -1`) is an error
 /// that stops the command instead of a panic.
-pub fn say(line: &str) -> Result<()> {
+fn say(line: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")

@@ -9,8 +9,9 @@
 //! finish    charts and where everything is (also when --max-steps stops the run early)
 //! ```
 
-use super::args::{ScheduleName, TrainArgs};
+use super::args::{Cli, Command, ScheduleName, TrainArgs};
 use super::{checks, data, models, optimizer, resume, run_dir, say};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::time::Instant;
@@ -243,30 +244,45 @@ impl Session {
 
     /// The remaining batches of the current epoch.
     fn epoch(&mut self) -> Result<Flow> {
+        let batches = self.batches()?;
+        for indices in batches.iter().skip(self.pos.batch) {
+            if let Some(flow) = self.turn(indices)? {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::EpochDone)
+    }
+
+    /// The current epoch's shuffled batches.
+    fn batches(&self) -> Result<Batches> {
         let a = &self.p.args;
-        let batches = Batches::new(
+        Batches::new(
             self.p.train.len(),
             a.batch_size,
             a.seed,
             self.pos.epoch as u64,
             LastBatch::Drop,
-        )?;
-        for indices in batches.iter().skip(self.pos.batch) {
-            self.step(indices)?;
-            let (log, every) = (self.p.args.log_every, self.p.args.checkpoint_every);
-            if self.pos.step.is_multiple_of(log) {
-                self.step_row()?;
-            }
-            let last_batch = self.pos.batch as u64 == self.steps_per_epoch;
-            // NOTE: the epoch's last batch is checkpointed after its evaluation.
-            if every > 0 && self.pos.step.is_multiple_of(every) && !last_batch {
-                self.save()?;
-            }
-            if self.at_max_steps() && !last_batch {
-                return Ok(Flow::MaxSteps);
-            }
+        )
+    }
+
+    /// One turn of the epoch's loop: the step on the batch `indices`, then its `step` row and
+    /// its checkpoint when due; `Some(Flow::MaxSteps)` when `--max-steps` is reached before
+    /// the epoch's last batch.
+    fn turn(&mut self, indices: &[usize]) -> Result<Option<Flow>> {
+        self.step(indices)?;
+        let (log, every) = (self.p.args.log_every, self.p.args.checkpoint_every);
+        if self.pos.step.is_multiple_of(log) {
+            self.step_row()?;
         }
-        Ok(Flow::EpochDone)
+        let last_batch = self.pos.batch as u64 == self.steps_per_epoch;
+        // NOTE: the epoch's last batch is checkpointed after its evaluation.
+        if every > 0 && self.pos.step.is_multiple_of(every) && !last_batch {
+            self.save()?;
+        }
+        if self.at_max_steps() && !last_batch {
+            return Ok(Some(Flow::MaxSteps));
+        }
+        Ok(None)
     }
 
     /// One training step on the batch `indices`.
@@ -409,6 +425,62 @@ impl Session {
         );
         run_dir::note(a, &note)?;
         self.run.finish(a, self.saved.as_ref())
+    }
+}
+
+/// `tekfac train`'s loop one turn at a time, driven from outside: the engine bench
+/// (`benches/engine.rs --loop`) times it against the bare training step in one process. The
+/// run is prepared and started from `tekfac train`'s flags as the command does (data, model,
+/// optimizer, run folder, `metrics.csv`, progress bar), and [`Steps::step`] is one turn of the
+/// command's epoch loop, the same function its `train` runs: the lr schedule, the batch
+/// gather, augmentation, `train_step`, the progress bar, and the `step` row and checkpoint
+/// when due. Only the first epoch: its end (evaluation, `epoch` row, checkpoint) is not a
+/// step. The caller owns the thread pool and [`tekfac::spin_workers`], which the command
+/// sets up around its loop.
+pub struct Steps {
+    session: Session,
+    batches: Batches,
+}
+
+impl Steps {
+    /// A run started from the flags of `tekfac train`, e.g. `["--model", "mlp", "--out",
+    /// dir]`; writes the run folder as the command does.
+    pub fn new(flags: &[&str]) -> Result<Self> {
+        let words = ["tekfac", "train"].iter().chain(flags);
+        let cli = Cli::try_parse_from(words).map_err(|e| Error::invalid("Steps", e.to_string()))?;
+        let Some(Command::Train(args)) = cli.command else {
+            unreachable!("`tekfac train` parses to the train command")
+        };
+        let session = prepare(*args, &[])?.start()?;
+        let batches = session.batches()?;
+        Ok(Steps { session, batches })
+    }
+
+    /// One turn of the loop; an error once the first epoch's batches are used up or
+    /// `--max-steps` is reached (the command would end the epoch or stop there).
+    pub fn step(&mut self) -> Result<()> {
+        let s = &mut self.session;
+        let Some(indices) = self.batches.iter().nth(s.pos.batch) else {
+            return Err(Error::invalid(
+                "Steps",
+                format!(
+                    "the first epoch's {} batches are used up",
+                    s.steps_per_epoch
+                ),
+            ));
+        };
+        match s.turn(indices)? {
+            None => Ok(()),
+            Some(_) => Err(Error::invalid(
+                "Steps",
+                format!("--max-steps {} reached", s.p.args.max_steps),
+            )),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.session.pos.step
     }
 }
 
