@@ -327,10 +327,10 @@ fn rotate<S: Float>(
     if tail.is_empty() {
         return Ok((rotated, y_head));
     }
-    let (completion, q_tail) = TailCompletion::of(&rotated, &q.columns(tail))?;
+    let (completion, q_tail) = TailCompletion::of(&rotated, q.columns(tail))?;
     // `F Q'_T` without an `n³` product: `Q'_T` is linear in `Q_T` and `Q'_H`, so it is the same
     // completion applied to `Y_T = F Q_T` and `F Q'_H`.
-    let y_tail = completion.apply(&y.columns(tail), &y_head);
+    let y_tail = completion.apply(y.columns(tail), &y_head);
     Ok((
         RowMatrix::beside(&rotated, &q_tail),
         RowMatrix::beside(&y_head, &y_tail),
@@ -428,8 +428,8 @@ impl TailCompletion {
     /// The completion of the old tail `q_tail` against the rotated `head`, and the completed
     /// tail `Q'_T`: the orthonormal basis of the complement of `head` closest to `q_tail`,
     /// `P (PᵀP)^(−1/2) = P + (P Cᵀ) S C` with `P = (I − Q'_H Q'_Hᵀ) Q_T` (module docs).
-    fn of(head: &RowMatrix, q_tail: &RowMatrix) -> Result<(Self, RowMatrix), RefineFailure> {
-        let c = RowMatrix::product(head, true, q_tail, false);
+    fn of(head: &RowMatrix, q_tail: RowMatrix) -> Result<(Self, RowMatrix), RefineFailure> {
+        let c = RowMatrix::product(head, true, &q_tail, false);
         let cct = RowMatrix::product(&c, false, &c, true);
         let s = overlap_correction(&cct)?;
         let completion = TailCompletion { c, cct, s };
@@ -442,15 +442,14 @@ impl TailCompletion {
     /// `X_P = X_T − X_H C` (`P`, or `F P`), `X_P + (X_P Cᵀ) S C` rearranged so that only three
     /// `n × h × (n − h)` products remain, `X_P Cᵀ = X_T Cᵀ − X_H (CCᵀ)` among them. `T` is the
     /// precision of the products.
-    fn apply<T: Float>(&self, x_tail: &RowMatrix<T>, x_head: &RowMatrix<T>) -> RowMatrix<T> {
+    fn apply<T: Float>(&self, mut x_tail: RowMatrix<T>, x_head: &RowMatrix<T>) -> RowMatrix<T> {
         let (c, cct, s) = (self.c.cast::<T>(), self.cct.cast::<T>(), self.s.cast::<T>());
-        let mut pc = RowMatrix::product(x_tail, false, &c, true);
+        let mut pc = RowMatrix::product(&x_tail, false, &c, true);
         pc.add_product(-1.0, x_head, false, &cct, false);
         let mut w = RowMatrix::product(&pc, false, &s, false);
         w.add_cast(-1.0, x_head);
-        let mut out = x_tail.clone();
-        out.add_product(1.0, &w, false, &c, false);
-        out
+        x_tail.add_product(1.0, &w, false, &c, false);
+        x_tail
     }
 }
 

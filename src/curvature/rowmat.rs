@@ -3,10 +3,13 @@
 //! GEMM-speed eigenbasis refresh (`refine.rs`). nalgebra's `DMatrix` stays the type of the
 //! curvature state; conversions copy (`O(n²)`).
 
-use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::kernels::gemm::{MatRef, gemm_into, gemm_new};
 use crate::tensor::Float;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
+
+/// Rows per rayon task of the row-parallel copies (a few KB each for the refresh's factors).
+const ROWS_PER_TASK: usize = 16;
 
 /// A row-major `rows × cols` matrix of `T`.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,39 +91,51 @@ impl<T: Float> RowMatrix<T> {
         self.data[r * self.cols + c].to_f64()
     }
 
-    /// The columns `idx`, in that order.
+    /// The columns `idx`, in that order (rows copied on rayon's threads).
     pub fn columns(&self, idx: &[usize]) -> Self {
         let mut out = Self::zeros(self.rows, idx.len());
-        for (src, dst) in self
-            .data
-            .chunks_exact(self.cols)
-            .zip(out.data.chunks_exact_mut(idx.len().max(1)))
-        {
-            for (o, &c) in dst.iter_mut().zip(idx) {
-                *o = src[c];
-            }
+        if idx.is_empty() {
+            return out;
         }
+        out.data
+            .par_chunks_exact_mut(idx.len())
+            .zip(self.data.par_chunks_exact(self.cols))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(dst, src)| {
+                for (o, &c) in dst.iter_mut().zip(idx) {
+                    *o = src[c];
+                }
+            });
         out
     }
 
-    /// `[a | b]`, side by side.
+    /// `[a | b]`, side by side (rows copied on rayon's threads).
     pub fn beside(a: &Self, b: &Self) -> Self {
         assert_eq!(a.rows, b.rows, "RowMatrix::beside: row counts differ");
-        let mut out = Self::zeros(a.rows, a.cols + b.cols);
-        for r in 0..a.rows {
-            let dst = &mut out.data[r * (a.cols + b.cols)..(r + 1) * (a.cols + b.cols)];
-            dst[..a.cols].copy_from_slice(&a.data[r * a.cols..(r + 1) * a.cols]);
-            dst[a.cols..].copy_from_slice(&b.data[r * b.cols..(r + 1) * b.cols]);
+        if a.cols == 0 || b.cols == 0 {
+            return if a.cols == 0 { b.clone() } else { a.clone() };
         }
+        let mut out = Self::zeros(a.rows, a.cols + b.cols);
+        out.data
+            .par_chunks_exact_mut(a.cols + b.cols)
+            .zip(a.data.par_chunks_exact(a.cols))
+            .zip(b.data.par_chunks_exact(b.cols))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|((dst, ra), rb)| {
+                dst[..a.cols].copy_from_slice(ra);
+                dst[a.cols..].copy_from_slice(rb);
+            });
         out
     }
 
     /// `op(a) · op(b)`, where `op` transposes when its flag is set.
     pub fn product(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
-        let (m, n) = (op_dims(a, ta).0, op_dims(b, tb).1);
-        let mut c = Self::zeros(m, n);
-        c.add_product(1.0, a, ta, b, tb);
-        c
+        let (rows, cols) = (op_dims(a, ta).0, op_dims(b, tb).1);
+        let ma = MatRef::new(&a.data, a.rows, a.cols, ta);
+        let mb = MatRef::new(&b.data, b.rows, b.cols, tb);
+        // NOTE: written once by the GEMM, no zero fill first.
+        let data = gemm_new(T::ONE, ma, mb);
+        RowMatrix { rows, cols, data }
     }
 
     /// `self ← self + α · op(a) · op(b)`.
