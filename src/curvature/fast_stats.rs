@@ -154,13 +154,10 @@ pub fn gram_with(
     // NOTE: each panel's band of rows of `full` (its products with itself and every panel to
     // its right) is one task: the bands are disjoint, and every element still sees the same
     // products in the same order, whatever the number of threads.
-    let mut bands: Vec<(Range<usize>, &mut [f64], Vec<f32>)> = Vec::with_capacity(panels.len());
-    let mut rest = full.as_mut_slice();
-    for p in &panels {
-        let (band, tail) = rest.split_at_mut(p.len() * cols);
-        bands.push((p.clone(), band, vec![0f32; p.len() * widest]));
-        rest = tail;
-    }
+    let mut bands: Vec<_> = row_bands(&mut full, cols, &panels)
+        .into_iter()
+        .map(|(p, band)| (p.clone(), band, vec![0f32; p.len() * widest]))
+        .collect();
     let mut scaled = Vec::new();
     for x in xs {
         for (block, r) in row_blocks(x, cols, split.row_block) {
@@ -189,6 +186,23 @@ pub fn gram_with(
     symmetrise(&mut full, cols, &panels, scale);
     // NOTE: symmetric, so the row-major buffer is also its column-major storage.
     DMatrix::from_vec(cols, cols, full)
+}
+
+/// Each panel's band of rows of a row-major `[cols, cols]` buffer, with the panel: disjoint,
+/// so each band can be one task.
+fn row_bands<'m>(
+    m: &'m mut [f64],
+    cols: usize,
+    panels: &[Range<usize>],
+) -> Vec<(Range<usize>, &'m mut [f64])> {
+    let mut bands = Vec::with_capacity(panels.len());
+    let mut rest = m;
+    for p in panels {
+        let (band, tail) = rest.split_at_mut(p.len() * cols);
+        bands.push((p.clone(), band));
+        rest = tail;
+    }
+    bands
 }
 
 /// `avg ← c_old·avg + c_new·gram(xs, cols, weights, scale)` for a symmetric `[cols, cols]`
@@ -235,13 +249,7 @@ pub fn blend_gram(
     let blend = |old: f64, x: f64| c_old * old + c_new * x;
     // NOTE: symmetric, so the column-major storage is also the row-major one; each panel's
     // band of rows is one task, and writes its upper blocks only.
-    let mut bands: Vec<(Range<usize>, &mut [f64])> = Vec::with_capacity(panels.len());
-    let mut rest = avg.as_mut_slice();
-    for p in &panels {
-        let (band, tail) = rest.split_at_mut(p.len() * cols);
-        bands.push((p.clone(), band));
-        rest = tail;
-    }
+    let mut bands = row_bands(avg.as_mut_slice(), cols, &panels);
     bands.par_iter_mut().for_each(|(pi, band)| {
         let mut out = vec![0f32; pi.len() * widest];
         for pj in panels.iter().filter(|pj| pj.start >= pi.start) {
