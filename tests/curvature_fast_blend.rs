@@ -8,7 +8,7 @@
 mod support;
 
 use nalgebra::DMatrix;
-use support::tensors::on_threads;
+use support::tensors::{layer_inputs, on_threads};
 use tekfac::curvature::{
     AllFinite, BatchStatistic, Blend, CurvatureBlock, FastCorrection, FastFactors, FastRows,
     KroneckerFactors, ROW_BLOCK, Variant, blend_gram, gram,
@@ -33,18 +33,7 @@ fn same_bits(label: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
 /// pixels), and a trailing ones column when `biased`.
 fn rows_f32(rows: usize, cols: usize, biased: bool, seed: u64) -> Vec<f32> {
     let raw = Tensor::<f32>::randn(&[rows, cols], 0.0, 1.0, &mut seeded_rng(seed));
-    let mut out = Vec::with_capacity(rows * (cols + 1));
-    for row in raw.data().chunks_exact(cols) {
-        out.extend(
-            row.iter()
-                .enumerate()
-                .map(|(i, &x)| if i % 7 == 0 { 0.0 } else { x.max(0.0) }),
-        );
-        if biased {
-            out.push(1.0);
-        }
-    }
-    out
+    layer_inputs(&raw, biased)
 }
 
 /// A capture of `n` examples at `t` locations, `[d_in + 1]` inputs, `sweeps` g's.

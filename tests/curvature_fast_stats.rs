@@ -14,7 +14,7 @@
 mod support;
 
 use nalgebra::DMatrix;
-use support::tensors::{F32_STATS_TOL, on_threads};
+use support::tensors::{F32_STATS_TOL, layer_inputs, on_threads};
 use tekfac::curvature::{
     CaptureRows, GramSplit, KroneckerBasis, KroneckerFactors, corrected_batch,
     fast_corrected_batch, fast_factors, gram_with,
@@ -135,18 +135,7 @@ fn synthetic(
     let rows = n * t;
     let d_in_bar = d_in + usize::from(biased);
     let raw = Tensor::<f32>::randn(&[rows, d_in], 0.0, 1.0, &mut rng);
-    let mut a = Vec::with_capacity(rows * d_in_bar);
-    for r in 0..rows {
-        let row = &raw.data()[r * d_in..(r + 1) * d_in];
-        a.extend(
-            row.iter()
-                .enumerate()
-                .map(|(i, &x)| if i % 7 == 0 { 0.0 } else { x.max(0.0) }),
-        );
-        if biased {
-            a.push(1.0);
-        }
-    }
+    let a = layer_inputs(&raw, biased);
     let g = (0..sweeps)
         .map(|s| Tensor::<f32>::randn(&[rows, d_out], 0.0, 0.3 + s as f64, &mut rng))
         .collect();

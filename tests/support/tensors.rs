@@ -47,3 +47,22 @@ pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .expect("a rayon pool")
         .install(f)
 }
+
+/// `[rows, d_in]` values as a dense layer's input rows `ā`: every 7th column zero (an
+/// always-zero pixel), the rest clipped at zero (after a ReLU), and a trailing 1 per row when
+/// `biased`; row-major `[rows, d_in (+1)]`.
+pub fn layer_inputs(raw: &Tensor<f32>, biased: bool) -> Vec<f32> {
+    let d_in = raw.dims()[1];
+    let mut out = Vec::with_capacity(raw.dims()[0] * (d_in + usize::from(biased)));
+    for row in raw.data().chunks_exact(d_in) {
+        out.extend(
+            row.iter()
+                .enumerate()
+                .map(|(i, &x)| if i % 7 == 0 { 0.0 } else { x.max(0.0) }),
+        );
+        if biased {
+            out.push(1.0);
+        }
+    }
+    out
+}
