@@ -49,6 +49,8 @@
 //!
 //! `off(Q)` from the Rayleigh quotients costs no extra GEMM but cancels below about `1e-7`; below
 //! `1e-6` it is recomputed from `B = QᵀY` (one more product), so tight tolerances are honoured.
+//! Exactly-zero rows and columns are deflated first (`deflate.rs`): the iteration runs on the
+//! live block only.
 //!
 //! **Steering in f32** ([`Steering::F32`], the default when training in f32). Two kinds of
 //! product run here. `Y = F Q`, `B_H = Q_Hᵀ Y`, the correction `Q K_H`, `F Q'_H` and the
@@ -64,8 +66,6 @@
 //! `|b_ij| ≤ √n·ε·‖F‖_F` (`ε` of the products' precision) are rounding noise and are not
 //! rotated. `tests/curvature_warm_steering.rs` pins the f32-steered iteration to the
 //! f64-steered one.
-//! Exactly-zero rows and columns are deflated first (`deflate.rs`): the iteration runs on the
-//! live block only.
 
 use super::deflate::Deflation;
 use super::rowmat::RowMatrix;
@@ -93,10 +93,9 @@ const TAIL_OVERLAP_LIMIT: f64 = 1.0 - 1e-8;
 pub const F32_STEERING_FROM: f64 = 1e-4;
 
 /// The precision of the products that steer an iteration (module docs, "Steering in f32").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steering {
     /// Every product in f64.
-    #[default]
     F64,
     /// `Y = F Q`, `B_H = Q_Hᵀ Y`, the correction `Q K_H`, `F Q'_H` and the update of `Y` in f32;
     /// the orthonormalisations (`Z_Hᵀ Z_H`, `C`, `P`, the tail completion) in f64. Applies to
