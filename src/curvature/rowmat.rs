@@ -7,6 +7,8 @@ use crate::kernels::gemm::{MatRef, gemm_into, gemm_new};
 use crate::tensor::Float;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
+use std::any::Any;
+use std::borrow::Cow;
 
 /// Rows per rayon task of the row-parallel copies (a few KB each for the refresh's factors).
 const ROWS_PER_TASK: usize = 16;
@@ -58,9 +60,13 @@ impl<T: Float> RowMatrix<T> {
         }
     }
 
-    /// The same matrix in `U` (rounded when `U` is narrower; a copy when it is `T`).
-    pub fn cast<U: Float>(&self) -> RowMatrix<U> {
-        RowMatrix {
+    /// The same matrix in `U`: rounded (or widened) into a new matrix, or this one itself,
+    /// borrowed, when `U` is `T` (the f64-steered refresh converts nothing).
+    pub fn cast<U: Float>(&self) -> Cow<'_, RowMatrix<U>> {
+        if let Some(same) = (self as &dyn Any).downcast_ref::<RowMatrix<U>>() {
+            return Cow::Borrowed(same);
+        }
+        Cow::Owned(RowMatrix {
             rows: self.rows,
             cols: self.cols,
             data: self
@@ -69,7 +75,7 @@ impl<T: Float> RowMatrix<T> {
                 .with_min_len(1 << 14)
                 .map(|&x| U::from_f64(x.to_f64()))
                 .collect(),
-        }
+        })
     }
 
     /// `self ← self + α · m` for `m` in another precision (widened or rounded elementwise).
