@@ -704,12 +704,13 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals, iterations: f64) 
                 out.push(Gemm::f32(r, o, ib, 1.0 + capture));
                 out.push(Gemm::f32(r, ib, i, 1.0 + capture));
             }
-            // W̃, its momentum and the step's gradient follow each new basis: R_Gᵀ X R_A for
-            // three X, after R_G = Q_Gᵀ Q_G' and R_A = Q_Aᵀ Q_A'.
-            out.push(Gemm::f32(o, o, ib, 3.0 / eigen));
-            out.push(Gemm::f32(o, ib, ib, 3.0 / eigen));
-            out.push(Gemm::f32(o, o, o, 1.0 / eigen));
-            out.push(Gemm::f32(ib, ib, ib, 1.0 / eigen));
+            // W̃, its momentum and the step's gradient follow each new basis, X ↦ R_Gᵀ X R_A
+            // for three X, each side as the code chooses (`optim/natural/eigenbasis.rs`): the
+            // refresh's iterations on X (`curvature/change.rs`), or R = Q_oldᵀ Q_new and the
+            // product with it.
+            for (n, rows) in [(ib, o), (o, ib)] {
+                out.extend(basis_change_gemms(n, rows, iterations, eigen));
+            }
         } else {
             out.push(Gemm::f32(r, ib, o, 1.0));
             out.push(Gemm::f32(o, r, ib, 1.0));
@@ -759,6 +760,32 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals, iterations: f64) 
         }
     }
     out
+}
+
+/// The GEMMs that move three `[rows, n]` matrices into a refreshed basis of one factor of size
+/// `n` per step (`iterations` warm iterations, a refresh every `eigen` steps), by the code's
+/// rule: the iterations' products `X K_H`, `X_T Cᵀ`, `X'_H CCᵀ`, `·S`, `·C` when they cost
+/// fewer multiply-adds than `R = Q_oldᵀ Q_new` (`n³`) and `X R`.
+fn basis_change_gemms(n: usize, rows: usize, iterations: f64, eigen: f64) -> Vec<Gemm> {
+    let (h, count) = (refine_head_columns(n), 3.0);
+    let t = n - h;
+    let per_row =
+        (n * h) as f64 + 0.5 * (h * h) as f64 + 2.0 * (t * h) as f64 + 2.0 * (h * h) as f64;
+    let steps = count * iterations * rows as f64 * per_row;
+    let product = (n * n * n) as f64 + count * (rows * n * n) as f64;
+    if steps < product {
+        let per = count * iterations / eigen;
+        let mut gemms = vec![Gemm::f32(rows, n, h, per), Gemm::f32(rows, h, h, 2.0 * per)];
+        if t > 0 {
+            gemms.extend([Gemm::f32(rows, t, h, per), Gemm::f32(rows, h, t, per)]);
+        }
+        gemms
+    } else {
+        vec![
+            Gemm::f32(n, n, n, 1.0 / eigen),
+            Gemm::f32(rows, n, n, count / eigen),
+        ]
+    }
 }
 
 /// The least common multiple of two intervals: how often both fall on one step.

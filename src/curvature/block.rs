@@ -25,6 +25,7 @@
 
 use super::average::{AllFinite, BatchStatistic, MovingAverage};
 use super::basis::{BasisFailure, KroneckerBasis};
+use super::change::BasisChange;
 use super::correction::corrected_batch;
 use super::damping::{Damping, trace_adaptive};
 use super::factors::KroneckerFactors;
@@ -57,6 +58,9 @@ pub struct CurvatureBlock {
     revision: u64,
     /// Bumped whenever the basis changes.
     basis_revision: u64,
+    /// The basis revision the last refresh started from and its change of coordinates per
+    /// factor (`[input, output]`, `None` for an exact factor); `None` after any other change.
+    change: Option<(u64, [Option<BasisChange>; 2])>,
 }
 
 impl CurvatureBlock {
@@ -77,6 +81,7 @@ impl CurvatureBlock {
             corrected: MovingAverage::new(decay),
             revision: 0,
             basis_revision: 0,
+            change: None,
         }
     }
 
@@ -162,9 +167,11 @@ impl CurvatureBlock {
     pub fn refresh_warm(&mut self, policy: &mut EigenRefresh) -> Result<RefreshReport> {
         let factors = self.require_factors("CurvatureBlock::refresh_warm")?;
         let trace_scale = factors.trace_scale;
-        match policy.refresh(factors, self.basis.as_ref()) {
-            Ok((basis, report)) => {
+        match policy.refresh_with_changes(factors, self.basis.as_ref()) {
+            Ok((basis, report, changes)) => {
+                let from = self.basis_revision;
                 self.install(basis, trace_scale);
+                self.change = Some((from, changes));
                 Ok(report)
             }
             Err(failure) => Err(self.refresh_failed(failure)),
@@ -354,10 +361,24 @@ impl CurvatureBlock {
         self.basis_revision
     }
 
+    /// The change of coordinates `[R_A, R_G]`, `R = Q_oldᵀ Q_new` ([`BasisChange`]), by which the
+    /// basis at revision `from` became the current one in a single warm refresh
+    /// ([`refresh_warm`](Self::refresh_warm)), per factor (`None` for a factor decomposed
+    /// exactly); `None` when the current basis did not come from `from` that way.
+    pub fn basis_change(&self, from: u64) -> Option<&[Option<BasisChange>; 2]> {
+        match &self.change {
+            Some((start, changes)) if *start == from && from + 1 == self.basis_revision => {
+                Some(changes)
+            }
+            _ => None,
+        }
+    }
+
     /// Records that the basis (and with it `D`) changed.
     pub(super) fn basis_changed(&mut self) {
         self.basis_revision += 1;
         self.revision += 1;
+        self.change = None;
     }
 
     /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).

@@ -42,17 +42,42 @@ impl Deflation {
     }
 
     /// The warm start for `F_LL` from a basis `q` of the whole factor: the `|L|` columns with
-    /// the most weight on the live rows, restricted to those rows. For a basis deflated at an
-    /// earlier refresh (whose dead set contains this one) it is exactly orthogonal; otherwise
-    /// the refinement's orthonormality check refuses it.
-    pub fn restrict_basis(&self, q: &DMatrix<f64>) -> DMatrix<f64> {
+    /// the most weight on the live rows, restricted to those rows, and which columns those are
+    /// (ascending). For a basis deflated at an earlier refresh (whose dead set contains this
+    /// one) it is exactly orthogonal; otherwise the refinement's orthonormality check refuses it.
+    pub fn restrict_basis(&self, q: &DMatrix<f64>) -> (DMatrix<f64>, Vec<usize>) {
         let rows = q.select_rows(&self.live);
         let weight: Vec<f64> = rows.column_iter().map(|c| c.norm_squared()).collect();
         let mut by_weight: Vec<usize> = (0..q.ncols()).collect();
         by_weight.sort_by(|&i, &j| weight[j].total_cmp(&weight[i]));
         let mut keep = by_weight[..self.live.len()].to_vec();
         keep.sort_unstable();
-        rows.select_columns(&keep)
+        (rows.select_columns(&keep), keep)
+    }
+
+    /// For each dead row `p`, in order, the column `j` of `q` outside `kept` that is `±e_p`,
+    /// with its sign: how the coordinate vectors [`embed`](Self::embed) appends for the dead rows
+    /// are expressed in `q`. `None` unless every such column is exactly a signed unit vector
+    /// (as a basis deflated at an earlier refresh has them).
+    pub fn dead_columns(&self, q: &DMatrix<f64>, kept: &[usize]) -> Option<Vec<(usize, f64)>> {
+        let mut out = vec![None; self.dead.len()];
+        let slot: std::collections::HashMap<usize, usize> =
+            self.dead.iter().enumerate().map(|(k, &p)| (p, k)).collect();
+        let mut kept = kept.iter().peekable();
+        for j in 0..q.ncols() {
+            if kept.next_if_eq(&&j).is_some() {
+                continue;
+            }
+            let column = q.column(j);
+            let mut nonzero = column.iter().enumerate().filter(|(_, x)| **x != 0.0);
+            let (p, &x) = nonzero.next()?;
+            if nonzero.next().is_some() || x.abs() != 1.0 {
+                return None;
+            }
+            let k = *slot.get(&p)?;
+            out[k] = Some((j, x));
+        }
+        out.into_iter().collect()
     }
 
     /// `([P_L V | P_D], [λ; 0])`: the live eigenpairs `(v, λ)` of `F_LL` embedded into the whole
@@ -107,7 +132,12 @@ mod tests {
             }
         }
         // The deflated basis restricts to the live block exactly.
-        let restricted = deflation.restrict_basis(&q);
+        let (restricted, kept) = deflation.restrict_basis(&q);
+        assert_eq!(kept, vec![0, 1]);
+        assert_eq!(
+            deflation.dead_columns(&q, &kept),
+            Some(vec![(2, 1.0), (3, 1.0)])
+        );
         assert!((restricted.transpose() * &restricted - DMatrix::identity(2, 2)).norm() < 1e-14);
     }
 }

@@ -95,6 +95,7 @@
 mod average;
 mod basis;
 mod block;
+mod change;
 mod correction;
 mod damping;
 mod deflate;
@@ -115,6 +116,7 @@ mod warm;
 pub use average::{AllFinite, BatchStatistic, Blend, MovingAverage, Shaped};
 pub use basis::{BasisFailure, KroneckerBasis};
 pub use block::CurvatureBlock;
+pub use change::BasisChange;
 pub use correction::corrected_batch;
 pub use damping::{Damping, trace_adaptive};
 pub use factors::KroneckerFactors;

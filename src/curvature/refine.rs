@@ -47,6 +47,11 @@
 //! break them. Entries at the products' rounding noise are not rotated (below). The previous
 //! basis is checked to be orthonormal first (products with a probe vector, `O(n²)`).
 //!
+//! **The change of coordinates.** Each iteration is a change of coordinates, `Q' = Q R`, which
+//! it keeps in factored form ([`Step`]: `K_H`, `L`, the tail completion); a layer stored in the
+//! old basis moves to the new one through the same steps (`change.rs`, [`BasisChange`]), at
+//! `O(rows·n·h)` per iteration instead of an `n³` product `R = QᵀQ'`.
+//!
 //! `off(Q)` from the Rayleigh quotients costs no extra GEMM but cancels below about `1e-7`; below
 //! `1e-6` it is recomputed from `B = QᵀY` (one more product), so tight tolerances are honoured.
 //! Exactly-zero rows and columns are deflated first (`deflate.rs`): the iteration runs on the
@@ -67,6 +72,7 @@
 //! rotated. `tests/curvature_warm_steering.rs` pins the f32-steered iteration to the
 //! f64-steered one.
 
+use super::change::BasisChange;
 use super::deflate::Deflation;
 use super::rowmat::RowMatrix;
 use crate::kernels::cholesky::{cholesky_lower, solve_right_lower_t};
@@ -139,6 +145,10 @@ pub struct Refined {
     pub off_diagonal: f64,
     /// Iterations run.
     pub iterations: usize,
+    /// The change of coordinates from `previous` to `q`, `R = previousᵀ q`, as the iterations'
+    /// own steps ([`BasisChange`]); `None` when the deflated coordinates of `previous` are not
+    /// the signed unit vectors a deflated refresh leaves (then only the dense product gives it).
+    pub change: Option<BasisChange>,
 }
 
 /// Rotates `previous` towards the eigenvectors of the symmetric `f`: one iteration (module docs),
@@ -198,10 +208,19 @@ pub fn refine_eigenbasis_with(
         return refine(f, previous, tolerance, max_iterations);
     }
     let f_live = deflation.restrict(f);
-    let start = deflation.restrict_basis(previous);
+    let (start, kept) = deflation.restrict_basis(previous);
     let live = refine(&f_live, &start, tolerance, max_iterations)?;
     let (q, d) = deflation.embed(&live.q, &live.d);
-    Ok(Refined { q, d, ..live })
+    let change = live.change.and_then(|c| {
+        let dead = deflation.dead_columns(previous, &kept)?;
+        Some(c.embedded(n, kept, dead))
+    });
+    Ok(Refined {
+        q,
+        d,
+        change,
+        ..live
+    })
 }
 
 /// [`refine_eigenbasis`] on a factor without exactly-zero rows (or its live block), with the
@@ -225,22 +244,25 @@ fn refine_live<S: Float>(
             d: DVector::zeros(previous.ncols()),
             off_diagonal: 0.0,
             iterations: 0,
+            change: Some(BasisChange::of_steps(previous.ncols(), Vec::new())),
         });
     }
     let f = f.cast::<S>();
     let mut y = RowMatrix::product(&f, false, &q.cast(), false);
     let (mut d, mut off) = measure(&q, &y, norm);
-    let mut iterations = 0;
-    while iterations < max_iterations && (iterations == 0 || off > tolerance) {
-        (q, y) = rotate(&f, &q, &y, &d, norm)?;
+    let mut steps = Vec::new();
+    while steps.len() < max_iterations && (steps.is_empty() || off > tolerance) {
+        let step;
+        (q, y, step) = rotate(&f, &q, &y, &d, norm)?;
+        steps.push(step);
         (d, off) = measure(&q, &y, norm);
-        iterations += 1;
     }
     Ok(Refined {
         q: q.to_dmatrix(),
         d: DVector::from_iterator(d.len(), d.into_iter().map(|x| x.max(0.0))),
         off_diagonal: off,
-        iterations,
+        iterations: steps.len(),
+        change: Some(BasisChange::of_steps(q.cols, steps)),
     })
 }
 
@@ -296,15 +318,16 @@ pub fn refine_head_columns(n: usize) -> usize {
 }
 
 /// One iteration (module docs): the rotated head, then the completed tail, as
-/// `Q' = [Q'_H | Q'_T]`, with `Y' = F Q'` for the next iteration ([`TailCompletion::apply`]). The
-/// products with `F`, `Y` and `K_H` are formed in `S`, the orthonormalisations in f64.
+/// `Q' = [Q'_H | Q'_T]`, with `Y' = F Q'` for the next iteration ([`TailCompletion::apply`]) and
+/// the iteration as a [`Step`] (`Q' = Q R` with `R` kept in factored form). The products with
+/// `F`, `Y` and `K_H` are formed in `S`, the orthonormalisations in f64.
 fn rotate<S: Float>(
     f: &RowMatrix<S>,
     q: &RowMatrix,
     y: &RowMatrix<S>,
     d: &[f64],
     norm: f64,
-) -> Result<(RowMatrix, RowMatrix<S>), RefineFailure> {
+) -> Result<(RowMatrix, RowMatrix<S>, Step), RefineFailure> {
     let n = q.cols;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| d[j].total_cmp(&d[i]));
@@ -321,19 +344,71 @@ fn rotate<S: Float>(
     let k = head_correction(&b_head, d, &coupling, head, norm);
     let mut z = q_head;
     z.add_cast(1.0, &RowMatrix::product(&q.cast(), false, &k, false));
-    let rotated = orthonormalise_head(z)?;
+    let (rotated, l) = orthonormalise_head(z)?;
     let y_head = RowMatrix::product(f, false, &rotated.cast(), false);
+    let mut step = Step {
+        head: head.to_vec(),
+        tail: tail.to_vec(),
+        k: k.cast::<f64>().into_owned(),
+        l,
+        completion: None,
+    };
     if tail.is_empty() {
-        return Ok((rotated, y_head));
+        return Ok((rotated, y_head, step));
     }
     let (completion, q_tail) = TailCompletion::of(&rotated, q.columns(tail))?;
     // `F Q'_T` without an `n³` product: `Q'_T` is linear in `Q_T` and `Q'_H`, so it is the same
     // completion applied to `Y_T = F Q_T` and `F Q'_H`.
     let y_tail = completion.apply(y.columns(tail), &y_head);
+    step.completion = Some(completion);
     Ok((
         RowMatrix::beside(&rotated, &q_tail),
         RowMatrix::beside(&y_head, &y_tail),
+        step,
     ))
+}
+
+/// One iteration as a change of coordinates, `Q' = Q R`, kept in the factors the iteration
+/// formed: `R_H = (E_H + K_H) L⁻ᵀ` (the head columns `E_H` of `I`, corrected and
+/// orthonormalised), and the tail completed against it. [`apply`](Self::apply) forms `X R` for
+/// any `X` in `O(rows·n·h)`, the same algebra with `X` in place of `Q`; `X = Q` gives `Q'`.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Step {
+    /// The head columns of `Q`, by decreasing Rayleigh quotient.
+    head: Vec<usize>,
+    /// The rest, in the order they are completed.
+    tail: Vec<usize>,
+    /// `K_H`, `[n, h]`.
+    k: RowMatrix,
+    /// `L` of `Z_Hᵀ Z_H = L Lᵀ`, `[h, h]` row-major, lower.
+    l: Vec<f64>,
+    /// The tail completion (`None` when every column is in the head).
+    completion: Option<TailCompletion>,
+}
+
+impl Step {
+    /// `X R`, `[rows, n]`, with the products in `T` and the triangular solve in f64:
+    /// `X'_H = (X_H + X K_H) L⁻ᵀ`, `X'_T = X_T + ((X_T Cᵀ − X'_H CCᵀ) S − X'_H) C`.
+    pub fn apply<T: Float>(&self, x: &RowMatrix<T>) -> RowMatrix<T> {
+        let mut head = x.columns(&self.head);
+        head.add_product(1.0, x, false, &self.k.cast::<T>(), false);
+        let mut wide = head.cast::<f64>().into_owned();
+        solve_right_lower_t(&mut wide.data, wide.rows, &self.l, wide.cols);
+        let head = wide.cast::<T>().into_owned();
+        match &self.completion {
+            None => head,
+            Some(c) => {
+                let tail = c.apply(x.columns(&self.tail), &head);
+                RowMatrix::beside(&head, &tail)
+            }
+        }
+    }
+
+    /// Multiply-adds of [`apply`](Self::apply) on `rows` rows.
+    pub fn multiply_adds(&self, rows: usize) -> f64 {
+        let (h, t) = (self.head.len() as f64, self.tail.len() as f64);
+        rows as f64 * ((h + t) * h + 0.5 * h * h + 2.0 * t * h + 2.0 * h * h)
+    }
 }
 
 /// `off_TT / off`: the share of the off-diagonal mass in the tail–tail block, which a head
@@ -404,16 +479,17 @@ fn jacobi_tangent(di: f64, dj: f64, b: f64) -> f64 {
     tau.signum() / (tau.abs() + (1.0 + tau * tau).sqrt())
 }
 
-/// Cholesky-QR: `Z L⁻ᵀ` with `ZᵀZ = L Lᵀ` (Gram–Schmidt order: the largest `d` first).
-fn orthonormalise_head(mut z: RowMatrix) -> Result<RowMatrix, RefineFailure> {
+/// Cholesky-QR: `(Z L⁻ᵀ, L)` with `ZᵀZ = L Lᵀ` (Gram–Schmidt order: the largest `d` first).
+fn orthonormalise_head(mut z: RowMatrix) -> Result<(RowMatrix, Vec<f64>), RefineFailure> {
     let gram = RowMatrix::product(&z, true, &z, false);
     let l = cholesky_lower(&gram.data, z.cols).map_err(|_| RefineFailure::Cholesky)?;
     solve_right_lower_t(&mut z.data, z.rows, &l, z.cols);
-    Ok(z)
+    Ok((z, l))
 }
 
 /// The tail completion of one iteration: `C` and `CCᵀ` of the rotated head and the old tail, and
 /// `S = g(CCᵀ)`, applied to the basis ([`TailCompletion::of`]) and to its product with the factor.
+#[derive(Clone, Debug, PartialEq)]
 struct TailCompletion {
     /// `C = Q'_Hᵀ Q_T`, `[h, n − h]`.
     c: RowMatrix,

@@ -41,6 +41,7 @@
 
 use super::basis::eigh;
 use super::basis::{BasisFailure, KroneckerBasis};
+use super::change::BasisChange;
 use super::factors::KroneckerFactors;
 use super::refine::{RefineFailure, Steering, refine_eigenbasis_with};
 use nalgebra::{DMatrix, DVector};
@@ -233,6 +234,18 @@ impl EigenRefresh {
         factors: &KroneckerFactors,
         previous: Option<&KroneckerBasis>,
     ) -> Result<(KroneckerBasis, RefreshReport), BasisFailure> {
+        let (basis, report, _) = self.refresh_with_changes(factors, previous)?;
+        Ok((basis, report))
+    }
+
+    /// [`refresh`](Self::refresh), with each factor's change of coordinates from `previous`
+    /// (`[input, output]`): the refinement's [`BasisChange`] for a warm factor, `None` for an
+    /// exact one (or a warm one whose dead coordinates the change cannot express).
+    pub fn refresh_with_changes(
+        &mut self,
+        factors: &KroneckerFactors,
+        previous: Option<&KroneckerBasis>,
+    ) -> Result<(KroneckerBasis, RefreshReport, [Option<BasisChange>; 2]), BasisFailure> {
         if !factors.is_finite() {
             return Err(BasisFailure::NonFinite);
         }
@@ -242,7 +255,7 @@ impl EigenRefresh {
             || self.refresh_factor(&factors.a_factor, prev_a, self.warm_streak[0]),
             || self.refresh_factor(&factors.g_factor, prev_g, self.warm_streak[1]),
         );
-        let ((q_a, d_a, how_a), (q_g, d_g, how_g)) = (a?, g?);
+        let ((q_a, d_a, how_a, change_a), (q_g, d_g, how_g, change_g)) = (a?, g?);
         for (streak, how) in self.warm_streak.iter_mut().zip([how_a, how_g]) {
             *streak = match how {
                 FactorRefresh::Warm { .. } => *streak + 1,
@@ -250,16 +263,18 @@ impl EigenRefresh {
             };
         }
         let report = RefreshReport { a: how_a, g: how_g };
-        Ok((KroneckerBasis { q_a, d_a, q_g, d_g }, report))
+        let basis = KroneckerBasis { q_a, d_a, q_g, d_g };
+        Ok((basis, report, [change_a, change_g]))
     }
 
-    /// One factor: the warm path if allowed and good enough, else the exact one.
+    /// One factor: the warm path if allowed and good enough (with its change of coordinates),
+    /// else the exact one.
     fn refresh_factor(
         &self,
         f: &DMatrix<f64>,
         previous: Option<&DMatrix<f64>>,
         streak: u64,
-    ) -> Result<(DMatrix<f64>, DVector<f64>, FactorRefresh), BasisFailure> {
+    ) -> Result<FactorBasis, BasisFailure> {
         let s = &self.settings;
         let reason = match previous {
             _ if !s.enabled => ExactReason::Disabled,
@@ -273,7 +288,7 @@ impl EigenRefresh {
                             iterations: r.iterations,
                             off_diagonal: r.off_diagonal,
                         };
-                        return Ok((r.q, r.d, how));
+                        return Ok((r.q, r.d, how, r.change));
                     }
                     Ok(r) => ExactReason::NotConverged {
                         off_diagonal: r.off_diagonal,
@@ -285,6 +300,15 @@ impl EigenRefresh {
             }
         };
         let (q, d) = eigh(f)?;
-        Ok((q, d, FactorRefresh::Exact(reason)))
+        Ok((q, d, FactorRefresh::Exact(reason), None))
     }
 }
+
+/// One factor's refreshed basis: eigenvectors, eigenvalues, how, and the change from the
+/// previous basis (warm only).
+type FactorBasis = (
+    DMatrix<f64>,
+    DVector<f64>,
+    FactorRefresh,
+    Option<BasisChange>,
+);

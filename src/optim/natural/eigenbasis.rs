@@ -18,7 +18,10 @@
 //!
 //! **Refresh.** When the basis moves from `Q` to `Q'`, the stored `W̃`, `m̃` and this step's
 //! gradient (computed in the old coordinates) move with `R_G = Q_Gᵀ Q_G'`, `R_A = Q_Aᵀ Q_A'`:
-//! `W̃' = R_Gᵀ W̃ R_A`, once per refresh. A layer enters its basis from `W̄` with
+//! `W̃' = R_Gᵀ W̃ R_A`, once per refresh. After a warm refresh each side goes through the
+//! refinement's own iterations ([`BasisChange`], `curvature/change.rs`: `O(rows·n·h)` per
+//! iteration) when that costs fewer multiply-adds than forming `R` (`n³`) and multiplying by it;
+//! after an exact one, by the product. A layer enters its basis from `W̄` with
 //! `W̃ = Q_Gᵀ W̄ Q_A`.
 //!
 //! **When it pays** ([`pays`]), per layer, by multiply-adds per step at batch `n`: the basis
@@ -29,7 +32,9 @@
 
 use super::NaturalGradient;
 use super::update::LayerGrad;
-use crate::curvature::FastBasis;
+use crate::curvature::{BasisChange, FastBasis};
+use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::kernels::transpose::transpose_new;
 use crate::params::{LayerEigenbasis, LayerId, LayerInfo, LayerKind, ParamStore};
 use crate::tensor::Float;
 
@@ -43,34 +48,60 @@ pub fn pays(info: &LayerInfo, n: usize) -> bool {
     n * (i * i + o * o - o * i) < o * i * (o + i)
 }
 
-/// An orthogonal change of a layer's stored coordinates: `X ↦ L X R` with `L`, `R` row-major.
-pub(super) struct Rebase<F: Float> {
-    left: Vec<F>,
-    right: Vec<F>,
+/// An orthogonal change of a layer's stored coordinates: `X ↦ L X R`.
+pub(super) struct Rebase<'c, F: Float> {
+    left: Side<'c, F>,
+    right: Side<'c, F>,
     d_out: usize,
     d_in_bar: usize,
 }
 
-impl<F: Float> Rebase<F> {
+/// One side of a [`Rebase`]: a row-major matrix, or the `R` of a warm refresh as its iterations
+/// (on the left, `Rᵀ X = (Xᵀ R)ᵀ`).
+enum Side<'c, F> {
+    Matrix(Vec<F>),
+    Change(&'c BasisChange),
+}
+
+impl<'c, F: Float> Rebase<'c, F> {
     /// From the standard coordinates into `to`: `X ↦ Q_Gᵀ X Q_A`.
     fn enter(to: &FastBasis<F>) -> Self {
         let (d_out, d_in_bar) = to.dims();
         Rebase {
-            left: transpose(to.q_g(), d_out),
-            right: to.q_a().to_vec(),
+            left: Side::Matrix(transpose_new(to.q_g(), d_out, d_out, F::ONE)),
+            right: Side::Matrix(to.q_a().to_vec()),
             d_out,
             d_in_bar,
         }
     }
 
-    /// From the basis `from` to the basis `to`: `X ↦ R_Gᵀ X R_A`, `R = Q_fromᵀ Q_to`.
-    fn between(from: &LayerEigenbasis<F>, to: &FastBasis<F>) -> Self {
+    /// From the basis `from` to the basis `to`: `X ↦ R_Gᵀ X R_A`, `R = Q_fromᵀ Q_to`, for
+    /// `count` matrices. A side whose warm refresh left its iterations (`changes`, `[R_A, R_G]`)
+    /// applies them when that costs fewer multiply-adds than the product (module docs).
+    fn between(
+        from: &LayerEigenbasis<F>,
+        to: &FastBasis<F>,
+        changes: Option<&'c [Option<BasisChange>; 2]>,
+        count: usize,
+    ) -> Self {
         let (d_out, d_in_bar) = to.dims();
-        let r_g_t = product(to.q_g(), true, &from.q_g, false, d_out); // Q_G'ᵀ Q_G = R_Gᵀ
-        let r_a = product(&from.q_a, true, to.q_a(), false, d_in_bar); // Q_Aᵀ Q_A' = R_A
+        let change = |k: usize, rows: usize, n: usize| {
+            let c = changes?[k].as_ref().filter(|c| c.dim() == n)?;
+            let n = n as f64;
+            let product = n * n * n + (count * rows) as f64 * n * n;
+            (count as f64 * c.multiply_adds(rows) < product).then_some(c)
+        };
+        let right = match change(0, d_out, d_in_bar) {
+            Some(c) => Side::Change(c),
+            None => Side::Matrix(product(&from.q_a, true, to.q_a(), false, d_in_bar)), // R_A
+        };
+        let left = match change(1, d_in_bar, d_out) {
+            Some(c) => Side::Change(c),
+            None => Side::Matrix(product(to.q_g(), true, &from.q_g, false, d_out)), // R_Gᵀ
+        };
         Rebase {
-            left: r_g_t,
-            right: r_a,
+            left,
+            right,
             d_out,
             d_in_bar,
         }
@@ -79,8 +110,8 @@ impl<F: Float> Rebase<F> {
     /// From the basis `from` back to the standard coordinates: `X ↦ Q_G X Q_Aᵀ`.
     fn leave(from: &LayerEigenbasis<F>, d_out: usize, d_in_bar: usize) -> Self {
         Rebase {
-            left: from.q_g.clone(),
-            right: transpose(&from.q_a, d_in_bar),
+            left: Side::Matrix(from.q_g.clone()),
+            right: Side::Matrix(transpose_new(&from.q_a, d_in_bar, d_in_bar, F::ONE)),
             d_out,
             d_in_bar,
         }
@@ -88,21 +119,28 @@ impl<F: Float> Rebase<F> {
 
     /// `L X R` for a row-major `[d_out, d_in']` matrix.
     pub(super) fn apply(&self, x: &[F]) -> Vec<F> {
-        use crate::kernels::gemm::{MatRef, gemm_into};
         let (o, i) = (self.d_out, self.d_in_bar);
-        let mut tmp = vec![F::ZERO; o * i];
-        let left = MatRef::new(&self.left, o, o, false);
-        gemm_into(F::ONE, left, MatRef::new(x, o, i, false), F::ZERO, &mut tmp);
-        let mut out = vec![F::ZERO; o * i];
-        let right = MatRef::new(&self.right, i, i, false);
-        gemm_into(
-            F::ONE,
-            MatRef::new(&tmp, o, i, false),
-            right,
-            F::ZERO,
-            &mut out,
-        );
-        out
+        let left = match &self.left {
+            Side::Matrix(l) => {
+                let mut out = vec![F::ZERO; o * i];
+                let (l, x) = (MatRef::new(l, o, o, false), MatRef::new(x, o, i, false));
+                gemm_into(F::ONE, l, x, F::ZERO, &mut out);
+                out
+            }
+            Side::Change(c) => {
+                let turned = c.apply(transpose_new(x, o, i, F::ONE), i);
+                transpose_new(&turned, i, o, F::ONE)
+            }
+        };
+        match &self.right {
+            Side::Matrix(r) => {
+                let mut out = vec![F::ZERO; o * i];
+                let (x, r) = (MatRef::new(&left, o, i, false), MatRef::new(r, i, i, false));
+                gemm_into(F::ONE, x, r, F::ZERO, &mut out);
+                out
+            }
+            Side::Change(c) => c.apply(left, o),
+        }
     }
 }
 
@@ -153,7 +191,15 @@ impl<F: Float> NaturalGradient<F> {
                 (true, Some(_)) if self.basis_revision[i] == revision => continue,
                 (true, None) => Rebase::enter(self.fast[i].basis().expect("wanted has a basis")),
                 (true, Some(from)) => {
-                    Rebase::between(from, self.fast[i].basis().expect("wanted has a basis"))
+                    let to = self.fast[i].basis().expect("wanted has a basis");
+                    // NOTE: the refresh's change leads from the stored basis to `to` only when
+                    // the hot path holds the block's current basis.
+                    let current = Some(self.blocks[i].basis_revision()) == revision;
+                    let changes = (self.basis_revision[i])
+                        .filter(|_| current)
+                        .and_then(|r| self.blocks[i].basis_change(r));
+                    let count = 2 + usize::from(self.momentum[i].is_some());
+                    Rebase::between(from, to, changes, count)
                 }
                 (false, None) => {
                     self.basis_revision[i] = revision;
@@ -189,20 +235,8 @@ impl<F: Float> NaturalGradient<F> {
 
 /// `op(a)·op(b)` for `n × n` row-major matrices.
 fn product<F: Float>(a: &[F], ta: bool, b: &[F], tb: bool, n: usize) -> Vec<F> {
-    use crate::kernels::gemm::{MatRef, gemm_into};
     let mut out = vec![F::ZERO; n * n];
     let (a, b) = (MatRef::new(a, n, n, ta), MatRef::new(b, n, n, tb));
     gemm_into(F::ONE, a, b, F::ZERO, &mut out);
-    out
-}
-
-/// The transpose of an `n × n` row-major matrix.
-fn transpose<F: Float>(m: &[F], n: usize) -> Vec<F> {
-    let mut out = vec![F::ZERO; n * n];
-    for r in 0..n {
-        for c in 0..n {
-            out[c * n + r] = m[r * n + c];
-        }
-    }
     out
 }
