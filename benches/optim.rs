@@ -764,26 +764,30 @@ fn tekfac_gemms(ps: &ParamStore<f32>, b: usize, iv: Intervals, iterations: f64) 
 
 /// The GEMMs that move three `[rows, n]` matrices into a refreshed basis of one factor of size
 /// `n` per step (`iterations` warm iterations, a refresh every `eigen` steps), by the code's
-/// rule: the iterations' products `X K_H`, `X_T Cᵀ`, `X'_H CCᵀ`, `·S`, `·C` when they cost
-/// fewer multiply-adds than `R = Q_oldᵀ Q_new` (`n³`) and `X R`.
+/// rule: the iterations' products on the three stacked (`X K_H`, `·L⁻ᵀ`, `X_T Cᵀ`, `X'_H CCᵀ`,
+/// `·S`, `·C`) when they cost fewer multiply-adds than `R = Q_oldᵀ Q_new` (`n³`) and `X R`.
 fn basis_change_gemms(n: usize, rows: usize, iterations: f64, eigen: f64) -> Vec<Gemm> {
-    let (h, count) = (refine_head_columns(n), 3.0);
+    const COUNT: usize = 3;
+    let (h, stacked) = (refine_head_columns(n), COUNT * rows);
     let t = n - h;
-    let per_row =
-        (n * h) as f64 + 0.5 * (h * h) as f64 + 2.0 * (t * h) as f64 + 2.0 * (h * h) as f64;
-    let steps = count * iterations * rows as f64 * per_row;
-    let product = (n * n * n) as f64 + count * (rows * n * n) as f64;
+    let per_row = (n * h + 3 * h * h + 2 * t * h) as f64;
+    let steps = iterations * (stacked as f64) * per_row;
+    let product = (n * n * n + stacked * n * n) as f64;
     if steps < product {
-        let per = count * iterations / eigen;
-        let mut gemms = vec![Gemm::f32(rows, n, h, per), Gemm::f32(rows, h, h, 2.0 * per)];
+        let per = iterations / eigen;
+        let mut gemms = vec![Gemm::f32(stacked, n, h, per), Gemm::f32(stacked, h, h, per)];
         if t > 0 {
-            gemms.extend([Gemm::f32(rows, t, h, per), Gemm::f32(rows, h, t, per)]);
+            gemms.extend([
+                Gemm::f32(stacked, t, h, per),
+                Gemm::f32(stacked, h, h, 2.0 * per),
+                Gemm::f32(stacked, h, t, per),
+            ]);
         }
         gemms
     } else {
         vec![
             Gemm::f32(n, n, n, 1.0 / eigen),
-            Gemm::f32(rows, n, n, count / eigen),
+            Gemm::f32(stacked, n, n, 1.0 / eigen),
         ]
     }
 }

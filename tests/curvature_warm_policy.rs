@@ -10,7 +10,7 @@ use support::curvature::*;
 use support::warm::*;
 use tekfac::curvature::{
     EigenRefresh, ExactReason, FactorRefresh, KroneckerBasis, KroneckerFactors, MovingAverage,
-    RefineFailure, WarmStart, off_diagonal_mass, refine_eigenbasis,
+    RefineFailure, Steering, WarmStart, off_diagonal_mass, refine_eigenbasis,
 };
 use tekfac::dataset::{self, DataSource, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
@@ -25,6 +25,46 @@ fn small_factors(seed: u64, scale: f64) -> KroneckerFactors {
     f.a_factor += &w.a_factor * scale;
     f.g_factor += &w.g_factor * scale;
     f
+}
+
+/// A previous basis already within the tolerance is kept as it is (no iteration), with the
+/// Rayleigh quotients of the new factor and an identity change of coordinates; one that is not
+/// is refined; `min_iterations: 1` refines either way.
+#[test]
+fn a_basis_within_the_tolerance_is_kept_and_only_measured() {
+    let close = |s| small_factors(90, s);
+    let f64_steered = WarmStart {
+        steering: Steering::F64,
+        ..WarmStart::default()
+    };
+    let mut policy = EigenRefresh::new(f64_steered);
+    let (b0, _) = policy.refresh(&close(0.0), None).unwrap();
+    let moved = close(0.002);
+    let (kept, report, changes) = policy.refresh_with_changes(&moved, Some(&b0)).unwrap();
+    let FactorRefresh::Warm {
+        iterations: 0,
+        off_diagonal,
+    } = report.a
+    else {
+        panic!("{report}");
+    };
+    assert_eq!(kept.q_a, b0.q_a, "the basis is kept bit for bit");
+    assert!((off_diagonal - off_diagonal_mass(&moved.a_factor, &b0.q_a)).abs() < 1e-9);
+    let rayleigh = (b0.q_a.transpose() * &moved.a_factor * &b0.q_a).diagonal();
+    assert!((&kept.d_a - rayleigh).amax() < 1e-12 * moved.a_factor.norm());
+    let change = changes[0].as_ref().expect("a warm factor has a change");
+    let x: Vec<f64> = (0..2 * 13).map(|i| i as f64).collect();
+    assert_eq!((change.iterations(), change.apply(x.clone(), 2)), (0, x));
+    // Further away than the tolerance: iterated.
+    let (_, report) = policy.refresh(&close(0.3), Some(&b0)).unwrap();
+    assert!(matches!(report.a, FactorRefresh::Warm { iterations, .. } if iterations >= 1));
+    // At least one iteration, as requested.
+    let mut always = EigenRefresh::new(WarmStart {
+        min_iterations: 1,
+        ..f64_steered
+    });
+    let (_, report) = always.refresh(&moved, Some(&b0)).unwrap();
+    assert!(matches!(report.a, FactorRefresh::Warm { iterations: 1, .. }), "{report}");
 }
 
 #[test]

@@ -191,6 +191,19 @@ pub fn refine_eigenbasis_with(
     max_iterations: usize,
     steering: Steering,
 ) -> Result<Refined, RefineFailure> {
+    refine_within(f, previous, tolerance, (1, max_iterations), steering)
+}
+
+/// [`refine_eigenbasis_with`] running at least `min` iterations (0: none when `previous` is
+/// already within `tolerance`, only its Rayleigh quotients measured) and at most `max`, for the
+/// refresh policy (`warm.rs`, [`WarmStart::min_iterations`](super::WarmStart)).
+pub(super) fn refine_within(
+    f: &DMatrix<f64>,
+    previous: &DMatrix<f64>,
+    tolerance: f64,
+    (min, max): (usize, usize),
+    steering: Steering,
+) -> Result<Refined, RefineFailure> {
     let n = f.nrows();
     assert!(
         f.is_square() && previous.shape() == (n, n),
@@ -205,11 +218,11 @@ pub fn refine_eigenbasis_with(
     };
     let deflation = Deflation::of(f);
     if deflation.is_trivial() {
-        return refine(f, previous, tolerance, max_iterations);
+        return refine(f, previous, tolerance, (min, max));
     }
     let f_live = deflation.restrict(f);
     let (start, kept) = deflation.restrict_basis(previous);
-    let live = refine(&f_live, &start, tolerance, max_iterations)?;
+    let live = refine(&f_live, &start, tolerance, (min, max))?;
     let (q, d) = deflation.embed(&live.q, &live.d);
     let change = live.change.and_then(|c| {
         let dead = deflation.dead_columns(previous, &kept)?;
@@ -223,13 +236,13 @@ pub fn refine_eigenbasis_with(
     })
 }
 
-/// [`refine_eigenbasis`] on a factor without exactly-zero rows (or its live block), with the
+/// [`refine_within`] on a factor without exactly-zero rows (or its live block), with the
 /// steering products in `S`.
 fn refine_live<S: Float>(
     f: &DMatrix<f64>,
     previous: &DMatrix<f64>,
     tolerance: f64,
-    max_iterations: usize,
+    (min, max): (usize, usize),
 ) -> Result<Refined, RefineFailure> {
     let mut q = RowMatrix::from_dmatrix(previous);
     if !is_orthonormal(&q) {
@@ -251,7 +264,7 @@ fn refine_live<S: Float>(
     let mut y = RowMatrix::product(&f, false, &q.cast(), false);
     let (mut d, mut off) = measure(&q, &y, norm);
     let mut steps = Vec::new();
-    while steps.len() < max_iterations && (steps.is_empty() || off > tolerance) {
+    while steps.len() < max && (steps.len() < min || off > tolerance) {
         let step;
         (q, y, step) = rotate(&f, &q, &y, &d, norm)?;
         steps.push(step);
@@ -346,11 +359,13 @@ fn rotate<S: Float>(
     z.add_cast(1.0, &RowMatrix::product(&q.cast(), false, &k, false));
     let (rotated, l) = orthonormalise_head(z)?;
     let y_head = RowMatrix::product(f, false, &rotated.cast(), false);
+    let mut l_inv_t = RowMatrix::identity(h);
+    solve_right_lower_t(&mut l_inv_t.data, h, &l, h);
     let mut step = Step {
         head: head.to_vec(),
         tail: tail.to_vec(),
         k: k.cast::<f64>().into_owned(),
-        l,
+        l_inv_t,
         completion: None,
     };
     if tail.is_empty() {
@@ -380,21 +395,19 @@ pub(super) struct Step {
     tail: Vec<usize>,
     /// `K_H`, `[n, h]`.
     k: RowMatrix,
-    /// `L` of `Z_Hᵀ Z_H = L Lᵀ`, `[h, h]` row-major, lower.
-    l: Vec<f64>,
+    /// `L⁻ᵀ` for `L` of `Z_Hᵀ Z_H = L Lᵀ`, `[h, h]`.
+    l_inv_t: RowMatrix,
     /// The tail completion (`None` when every column is in the head).
     completion: Option<TailCompletion>,
 }
 
 impl Step {
-    /// `X R`, `[rows, n]`, with the products in `T` and the triangular solve in f64:
+    /// `X R`, `[rows, n]`, with the products in `T`:
     /// `X'_H = (X_H + X K_H) L⁻ᵀ`, `X'_T = X_T + ((X_T Cᵀ − X'_H CCᵀ) S − X'_H) C`.
     pub fn apply<T: Float>(&self, x: &RowMatrix<T>) -> RowMatrix<T> {
         let mut head = x.columns(&self.head);
         head.add_product(1.0, x, false, &self.k.cast::<T>(), false);
-        let mut wide = head.cast::<f64>().into_owned();
-        solve_right_lower_t(&mut wide.data, wide.rows, &self.l, wide.cols);
-        let head = wide.cast::<T>().into_owned();
+        let head = RowMatrix::product(&head, false, &self.l_inv_t.cast::<T>(), false);
         match &self.completion {
             None => head,
             Some(c) => {
@@ -407,7 +420,7 @@ impl Step {
     /// Multiply-adds of [`apply`](Self::apply) on `rows` rows.
     pub fn multiply_adds(&self, rows: usize) -> f64 {
         let (h, t) = (self.head.len() as f64, self.tail.len() as f64);
-        rows as f64 * ((h + t) * h + 0.5 * h * h + 2.0 * t * h + 2.0 * h * h)
+        rows as f64 * ((h + t) * h + h * h + 2.0 * t * h + 2.0 * h * h)
     }
 }
 

@@ -97,6 +97,13 @@ impl<T: Float> RowMatrix<T> {
         self.data[r * self.cols + c].to_f64()
     }
 
+    /// The `n × n` identity.
+    pub fn identity(n: usize) -> Self {
+        let mut m = Self::zeros(n, n);
+        m.data.iter_mut().step_by(n + 1).for_each(|x| *x = T::ONE);
+        m
+    }
+
     /// The columns `idx`, in that order (rows copied on rayon's threads).
     pub fn columns(&self, idx: &[usize]) -> Self {
         let mut out = Self::zeros(self.rows, idx.len());

@@ -89,7 +89,7 @@ impl<'c, F: Float> Rebase<'c, F> {
             let c = changes?[k].as_ref().filter(|c| c.dim() == n)?;
             let n = n as f64;
             let product = n * n * n + (count * rows) as f64 * n * n;
-            (count as f64 * c.multiply_adds(rows) < product).then_some(c)
+            (c.multiply_adds(count * rows) < product).then_some(c)
         };
         let right = match change(0, d_out, d_in_bar) {
             Some(c) => Side::Change(c),
@@ -117,30 +117,43 @@ impl<'c, F: Float> Rebase<'c, F> {
         }
     }
 
-    /// `L X R` for a row-major `[d_out, d_in']` matrix.
-    pub(super) fn apply(&self, x: &[F]) -> Vec<F> {
-        let (o, i) = (self.d_out, self.d_in_bar);
-        let left = match &self.left {
-            Side::Matrix(l) => {
-                let mut out = vec![F::ZERO; o * i];
-                let (l, x) = (MatRef::new(l, o, o, false), MatRef::new(x, o, i, false));
-                gemm_into(F::ONE, l, x, F::ZERO, &mut out);
-                out
-            }
+    /// `L X R` for each row-major `[d_out, d_in']` matrix of `xs`, all in one product per side:
+    /// stacked as `[X₁; X₂; …]` for `R` (and their transposes for a change on the left).
+    pub(super) fn apply(&self, xs: Vec<Vec<F>>) -> Vec<Vec<F>> {
+        let (o, i, count) = (self.d_out, self.d_in_bar, xs.len());
+        let left: Vec<F> = match &self.left {
+            Side::Matrix(l) => xs
+                .iter()
+                .flat_map(|x| {
+                    let mut out = vec![F::ZERO; o * i];
+                    let (l, x) = (MatRef::new(l, o, o, false), MatRef::new(x, o, i, false));
+                    gemm_into(F::ONE, l, x, F::ZERO, &mut out);
+                    out
+                })
+                .collect(),
             Side::Change(c) => {
-                let turned = c.apply(transpose_new(x, o, i, F::ONE), i);
-                transpose_new(&turned, i, o, F::ONE)
+                // NOTE: Rᵀ X = (Xᵀ R)ᵀ, for all the Xᵀ stacked at once.
+                let turned: Vec<F> = xs
+                    .iter()
+                    .flat_map(|x| transpose_new(x, o, i, F::ONE))
+                    .collect();
+                let turned = c.apply(turned, count * i);
+                turned
+                    .chunks_exact(i * o)
+                    .flat_map(|x| transpose_new(x, i, o, F::ONE))
+                    .collect()
             }
         };
-        match &self.right {
+        let right = match &self.right {
             Side::Matrix(r) => {
-                let mut out = vec![F::ZERO; o * i];
-                let (x, r) = (MatRef::new(&left, o, i, false), MatRef::new(r, i, i, false));
-                gemm_into(F::ONE, x, r, F::ZERO, &mut out);
+                let mut out = vec![F::ZERO; count * o * i];
+                let x = MatRef::new(&left, count * o, i, false);
+                gemm_into(F::ONE, x, MatRef::new(r, i, i, false), F::ZERO, &mut out);
                 out
             }
-            Side::Change(c) => c.apply(left, o),
-        }
+            Side::Change(c) => c.apply(left, count * o),
+        };
+        right.chunks_exact(o * i).map(<[F]>::to_vec).collect()
     }
 }
 
@@ -207,17 +220,15 @@ impl<F: Float> NaturalGradient<F> {
                 }
                 (false, Some(from)) => Rebase::leave(from, o, ib),
             };
-            let stored = params.block(id);
-            params.set_block(id, &rebase.apply(&stored));
-            if let Some(m) = self.momentum[i].as_mut() {
-                *m = rebase.apply(m);
-            }
-            match &mut grads[i] {
-                LayerGrad::Full(g) => *g = rebase.apply(g),
-                LayerGrad::Rows(_) | LayerGrad::InBasis => {
-                    unreachable!("a layer changing coordinates gathers its gradient")
-                }
-            }
+            let LayerGrad::Full(grad) = &mut grads[i] else {
+                unreachable!("a layer changing coordinates gathers its gradient")
+            };
+            let mut xs = vec![params.block(id), std::mem::take(grad)];
+            xs.extend(self.momentum[i].take());
+            let mut moved = rebase.apply(xs).into_iter();
+            params.set_block(id, &moved.next().expect("the weights"));
+            *grad = moved.next().expect("the gradient");
+            self.momentum[i] = moved.next();
             let basis = wanted[i].then(|| {
                 let b = self.fast[i].basis().expect("wanted has a basis");
                 LayerEigenbasis {
