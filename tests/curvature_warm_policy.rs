@@ -64,7 +64,10 @@ fn a_basis_within_the_tolerance_is_kept_and_only_measured() {
         ..f64_steered
     });
     let (_, report) = always.refresh(&moved, Some(&b0)).unwrap();
-    assert!(matches!(report.a, FactorRefresh::Warm { iterations: 1, .. }), "{report}");
+    assert!(
+        matches!(report.a, FactorRefresh::Warm { iterations: 1, .. }),
+        "{report}"
+    );
 }
 
 #[test]
