@@ -246,34 +246,97 @@ pub fn blend_gram(
     let right = MatRef::new(x, rows, cols, false);
     let panels = panels(cols, PANEL);
     let widest = panels.iter().map(|p| p.len()).max().unwrap_or(0);
-    let blend = |old: f64, x: f64| c_old * old + c_new * x;
+    let blend = Blender {
+        c_old,
+        c_new,
+        scale,
+    };
     // NOTE: symmetric, so the column-major storage is also the row-major one; each panel's
     // band of rows is one task, and writes its upper blocks only.
     let mut bands = row_bands(avg.as_mut_slice(), cols, &panels);
     bands.par_iter_mut().for_each(|(pi, band)| {
         let mut out = vec![0f32; pi.len() * widest];
+        let mut flipped = vec![0f32; pi.len() * pi.len()];
         for pj in panels.iter().filter(|pj| pj.start >= pi.start) {
-            let w = pj.len();
-            let out = &mut out[..pi.len() * w];
+            let out = &mut out[..pi.len() * pj.len()];
             gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
-            for (a, dst) in band.chunks_exact_mut(cols).enumerate() {
-                for (b, d) in dst[pj.clone()].iter_mut().enumerate() {
-                    let upper = f64::from(out[a * w + b]);
-                    // As `symmetrise`: the diagonal scaled, a diagonal block's pairs averaged.
-                    let x = if pj != pi {
-                        upper
-                    } else if a == b {
-                        *d = blend(*d, upper * scale);
-                        continue;
-                    } else {
-                        0.5 * (upper + f64::from(out[b * w + a]))
-                    };
-                    *d = blend(*d, x * scale);
-                }
+            if pj == pi {
+                transpose_square(out, pi.len(), &mut flipped);
+                blend.diagonal_block(band, cols, pj.clone(), out, &flipped);
+            } else {
+                blend.block(band, cols, pj.clone(), out);
             }
         }
     });
     mirror_lower_blocks(avg.as_mut_slice(), cols, &panels);
+}
+
+/// The blend of [`blend_gram`], entry by entry: `avg ← c_old·avg + c_new·(x·scale)`, with
+/// `x` the f32 panel product widened to f64 (off-diagonal blocks) or the average of its two
+/// mirrored entries (diagonal blocks), as [`symmetrise`] forms them.
+#[derive(Clone, Copy)]
+struct Blender {
+    c_old: f64,
+    c_new: f64,
+    scale: f64,
+}
+
+impl Blender {
+    /// An upper off-diagonal block: `out` (`[rows of band, columns]` row-major) into the
+    /// `columns` of `band`'s rows.
+    fn block(self, band: &mut [f64], cols: usize, columns: Range<usize>, out: &[f32]) {
+        let Blender {
+            c_old,
+            c_new,
+            scale,
+        } = self;
+        let rows = out.chunks_exact(columns.len());
+        for (dst, row) in band.chunks_exact_mut(cols).zip(rows) {
+            for (d, &x) in dst[columns.clone()].iter_mut().zip(row) {
+                *d = c_old * *d + c_new * (f64::from(x) * scale);
+            }
+        }
+    }
+
+    /// A diagonal block, `out` square with its transpose `flipped`: entry `(a, b)` blends
+    /// `½(out_ab + out_ba)`. NOTE: on the diagonal `½(u + u) = u` exactly (an f32 widened to
+    /// f64 doubles and halves without rounding), so the diagonal needs no case of its own.
+    fn diagonal_block(
+        self,
+        band: &mut [f64],
+        cols: usize,
+        columns: Range<usize>,
+        out: &[f32],
+        flipped: &[f32],
+    ) {
+        let Blender {
+            c_old,
+            c_new,
+            scale,
+        } = self;
+        let w = columns.len();
+        let pairs = out.chunks_exact(w).zip(flipped.chunks_exact(w));
+        for (dst, (row, column)) in band.chunks_exact_mut(cols).zip(pairs) {
+            for ((d, &u), &l) in dst[columns.clone()].iter_mut().zip(row).zip(column) {
+                let x = 0.5 * (f64::from(u) + f64::from(l));
+                *d = c_old * *d + c_new * (x * scale);
+            }
+        }
+    }
+}
+
+/// `flipped = mᵀ` for a row-major `[n, n]` f32 block, in 32 × 32 tiles.
+fn transpose_square(m: &[f32], n: usize, flipped: &mut [f32]) {
+    const TILE: usize = 32;
+    for r0 in (0..n).step_by(TILE) {
+        for c0 in (0..n).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(n) {
+                for c in c0..(c0 + TILE).min(n) {
+                    flipped[c * n + r] = m[r * n + c];
+                }
+            }
+        }
+    }
 }
 
 /// Copies the upper block triangle of a row-major `[cols, cols]` buffer onto the lower one (the
