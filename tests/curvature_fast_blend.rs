@@ -106,8 +106,9 @@ fn a_gram_blended_in_place_is_the_formed_gram_blended() {
 
 #[test]
 fn factors_and_corrections_blended_in_place_are_the_formed_batches_blended() {
-    // Dense, one sweep (in place); dense, two sweeps, and conv rows (formed, then blended).
-    for (n, t, sweeps) in [(128, 1, 1), (64, 1, 2), (8, 9, 1)] {
+    // Dense, one sweep (in place; 100 examples: `1/N` inexact, so `s*`/`Θ` divide by N); dense,
+    // two sweeps, and conv rows (formed, then blended).
+    for (n, t, sweeps) in [(128, 1, 1), (100, 1, 1), (64, 1, 2), (8, 9, 1)] {
         let c = capture(n, t, 300, 40, sweeps, 7);
         let rows = FastRows::from_capture(&c).unwrap();
         let label = format!("N={n} T={t} sweeps {sweeps}");
