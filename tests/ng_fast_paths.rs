@@ -12,11 +12,16 @@ use tekfac::{FisherType, ParamStore, Tape, Tensor};
 /// Flatten + dense 784→64 + ReLU + dense 64→10 in f32 (fc1 takes the low-rank way in at
 /// batch 32: `32·(64² + 785² + 64·785) < 64·785·(64 + 785)`).
 fn mlp(ps: &mut ParamStore<f32>) -> Sequential<f32> {
+    mlp_of_width(ps, 64)
+}
+
+/// The MLP of [`mlp`] with `width` hidden units.
+fn mlp_of_width(ps: &mut ParamStore<f32>, width: usize) -> Sequential<f32> {
     Sequential::new()
         .push(Activation::Flatten)
-        .push(Linear::new(ps, "fc1", 784, 64, true).unwrap())
+        .push(Linear::new(ps, "fc1", 784, width, true).unwrap())
         .push(Activation::Relu)
-        .push(Linear::new(ps, "fc2", 64, 10, true).unwrap())
+        .push(Linear::new(ps, "fc2", width, 10, true).unwrap())
 }
 
 fn batch(seed: u64) -> (Tensor<f32>, Vec<usize>) {
@@ -104,8 +109,16 @@ fn low_rank_rotation_gives_the_full_rotation_update() {
 
 /// One f32 MLP pass with gradient rows; fc1's block fitted to its capture.
 fn fitted_fc1(variant: Variant) -> (CurvatureBlock, tekfac::BackwardOutput<f32>) {
+    fitted_fc1_of_width(variant, 64)
+}
+
+/// [`fitted_fc1`] for an MLP of `width` hidden units (fc1's `d_out`).
+fn fitted_fc1_of_width(
+    variant: Variant,
+    width: usize,
+) -> (CurvatureBlock, tekfac::BackwardOutput<f32>) {
     let mut ps = ParamStore::<f32>::seeded(4);
-    let model = mlp(&mut ps);
+    let model = mlp_of_width(&mut ps, width);
     let (x, labels) = batch(1);
     let mut tape = Tape::new(&ps);
     let xv = tape.input(x);
@@ -217,26 +230,32 @@ fn cached_damped_diagonal_follows_rescaling_and_damping() {
     }
 }
 
+/// The same bits as `damped_eigenvalues`, transposed and cast, or the block's own error.
+fn check_synced_damped<F: tekfac::tensor::Float>(block: &CurvatureBlock, d: &Damping) {
+    let mut hot = FastBlock::<F>::new(block);
+    match block.damped_eigenvalues(d) {
+        Ok(want) => {
+            hot.sync(block, d).unwrap();
+            let want: Vec<F> = want.transpose().iter().map(|&x| F::from_f64(x)).collect();
+            assert!(hot.damped_in_basis().unwrap() == want.as_slice(), "{d:?}");
+        }
+        Err(e) => {
+            let got = hot.sync(block, d).unwrap_err();
+            assert_eq!(got.to_string(), e.to_string(), "{d:?}");
+        }
+    }
+}
+
 /// `FastBlock::sync` forms EKFAC's and TEKFAC's `D + λ` in one banded pass over `s*`/`Θ`: the
 /// same bits as the block's `damped_eigenvalues`, transposed and cast, in f32 and f64, before
 /// and after re-scaling, for every damping mode; and the block's own error when it refuses
 /// (λ = 0 on a singular block, a factored mode on a corrected variant).
 #[test]
 fn synced_damped_diagonal_is_the_blocks_bit_for_bit() {
-    fn check<F: tekfac::tensor::Float>(block: &CurvatureBlock, d: &Damping) {
-        let mut hot = FastBlock::<F>::new(block);
-        match block.damped_eigenvalues(d) {
-            Ok(want) => {
-                hot.sync(block, d).unwrap();
-                let want: Vec<F> = want.transpose().iter().map(|&x| F::from_f64(x)).collect();
-                assert!(hot.damped_in_basis().unwrap() == want.as_slice(), "{d:?}");
-            }
-            Err(e) => {
-                let got = hot.sync(block, d).unwrap_err();
-                assert_eq!(got.to_string(), e.to_string(), "{d:?}");
-            }
-        }
-    }
+    let check = |b: &CurvatureBlock, d: &Damping| {
+        check_synced_damped::<f32>(b, d);
+        check_synced_damped::<f64>(b, d);
+    };
     let mut refused = 0;
     for v in [Variant::Ekfac, Variant::Tekfac] {
         let (block, pass) = fitted_fc1(v);
@@ -250,14 +269,24 @@ fn synced_damped_diagonal_is_the_blocks_bit_for_bit() {
                 Damping::FactoredShift(0.03),
                 Damping::FactoredTikhonov(0.03),
             ] {
-                check::<f32>(b, &d);
-                check::<f64>(b, &d);
+                check(b, &d);
                 refused += usize::from(b.damped_eigenvalues(&d).is_err());
             }
         }
     }
     // λ = 0 on the rank-32 blocks, NaN and the factored Tikhonov damping are refused.
     assert!(refused >= 3 * 4, "only {refused} refusals were exercised");
+}
+
+/// The banded pass of `FastBlock::sync` over a `d_out` of several bands and a last partial one
+/// (150 rows): still the block's bits.
+#[test]
+fn synced_damped_diagonal_over_several_bands_is_the_blocks() {
+    let (mut block, pass) = fitted_fc1_of_width(Variant::Tekfac, 150);
+    block.rescale(fc1_capture(&pass)).unwrap();
+    let d = Damping::Additive(0.03);
+    check_synced_damped::<f32>(&block, &d);
+    check_synced_damped::<f64>(&block, &d);
 }
 
 #[test]

@@ -202,19 +202,25 @@ impl<F: Float> FastBasis<F> {
     }
 }
 
+/// Rows per task of [`damped_rows`]. NOTE: a band reads `BAND` consecutive values of each
+/// column of the column-major `D`, and consecutive columns lie a whole column apart (4 KiB for
+/// 512 rows), so wider bands read longer runs per column; 64 rows took about a fifth less time
+/// than 16 on fc1's `[512, 785]` in a stand-alone measurement (docs/PERFORMANCE.md), while the
+/// 64 rows of `out` a band writes (4 KiB of lines) stay in L1.
+const BAND: usize = 64;
+
 /// The damped diagonal of `block` under `damping` as row-major `F`, `[d_out, d_in']`, written
 /// into `out`'s allocation: what [`CurvatureBlock::damped_eigenvalues`] returns, transposed and
 /// cast. EKFAC's and TEKFAC's `D + λ` (their [`Damping::Additive`]) is formed here in one pass
-/// over `s*`/`Θ`, in bands of rows across threads, the same f64 sum entry by entry and one cast;
-/// every other damping, and any λ or entry the block refuses, goes through the block itself (so
-/// its errors are the block's). `tests/ng_fast_paths.rs` pins the two to the same bits.
+/// over `s*`/`Θ`, in bands of [`BAND`] rows across threads, the same f64 sum entry by entry and
+/// one cast; every other damping, and any λ or entry the block refuses, goes through the block
+/// itself (so its errors are the block's). `tests/ng_fast_paths.rs` pins the two to the same bits.
 fn damped_rows<F: Float>(
     block: &CurvatureBlock,
     damping: &Damping,
     mut out: Vec<F>,
 ) -> Result<Vec<F>> {
     use rayon::prelude::*;
-    const BAND: usize = 16;
     let plain = |block: &CurvatureBlock| -> Result<Vec<F>> {
         let damped = block.damped_eigenvalues(damping)?;
         Ok(damped.transpose().iter().map(|&x| F::from_f64(x)).collect())
