@@ -4,7 +4,9 @@
 //! f32 path (`fast_factors`, `fast_corrected_batch`: f32 GEMMs summed in f64), on the MLP and CNN
 //! presets at batch 128 (embedded Fashion-MNIST subset, sampled Fisher k = 1, initial weights).
 //! Then the whole network's TEKFAC statistics + re-scaling step with the layers on rayon (as
-//! the optimizer runs them) and one after another, and the f32 path's accuracy.
+//! the optimizer runs them) and one after another, what a training step runs after the first
+//! (each batch blended in place into a block's averages, and the damped diagonal `Θ + λ` of
+//! `FastBlock::sync`), and the f32 path's accuracy.
 //!
 //! Run: flock /tmp/tekfac-bench.lock cargo bench --bench stats -- [--threads 2]
 //!      [--model mlp|cnn|both] [--rounds 7]
@@ -16,12 +18,13 @@
 use rayon::prelude::*;
 use std::time::Instant;
 use tekfac::curvature::{
-    CaptureRows, GramSplit, KroneckerBasis, KroneckerFactors, PANEL, ROW_BLOCK, corrected_batch,
+    BatchStatistic, CaptureRows, CurvatureBlock, Damping, FastBlock, FastCorrection, FastFactors,
+    GramSplit, KroneckerBasis, KroneckerFactors, PANEL, ROW_BLOCK, Variant, corrected_batch,
     fast_corrected_batch, fast_factors, gram_with,
 };
 use tekfac::dataset::{self, DataSource, Split};
 use tekfac::nn::{Cnn, Mlp, Module};
-use tekfac::{FisherType, LayerCapture, ParamStore, Tape};
+use tekfac::{FisherType, LayerCapture, LayerInfo, ParamStore, Tape};
 
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
@@ -51,6 +54,7 @@ fn time_ms(mut f: impl FnMut()) -> f64 {
 /// One layer's capture with TEKFAC's basis (f64, and row-major f32 copies).
 struct Layer {
     name: String,
+    info: LayerInfo,
     capture: LayerCapture<f32>,
     basis: KroneckerBasis,
     q_a: Vec<f32>,
@@ -85,6 +89,7 @@ fn layers(model_name: &str) -> Vec<Layer> {
             let basis = KroneckerBasis::from_factors(&factors).unwrap();
             Layer {
                 name: ps.layers()[capture.layer.0].name.clone(),
+                info: ps.layers()[capture.layer.0].clone(),
                 q_a: row_major_f32(&basis.q_a),
                 q_g: row_major_f32(&basis.q_g),
                 capture,
@@ -187,7 +192,52 @@ fn bench_model(model_name: &str, rounds: usize) {
             median(ratios.clone())
         );
     }
+    in_place(&layers, rounds);
     accuracy(&layers);
+}
+
+/// What a training step runs once the averages exist: TEKFAC's `δΦ, δΨ` and `Θ` batches
+/// blended in place into a fitted block's averages (`FastFactors`, `FastCorrection`), and the
+/// damped diagonal `Θ + λ` that `FastBlock::sync` rebuilds after each re-scaling (timed by
+/// alternating two values of λ, so that every call rebuilds it).
+fn in_place(layers: &[Layer], rounds: usize) {
+    const C: (f64, f64) = (0.95, 0.05);
+    println!("\nIn place (a training step after the first), median ms over {rounds} rounds:");
+    println!("| layer | δΦ, δΨ blend | Θ blend | damped Θ + λ |");
+    println!("|---|---|---|---|");
+    for l in layers {
+        let mut block = CurvatureBlock::new(Variant::Tekfac, &l.info, 0.95);
+        block.observe(&l.capture).unwrap();
+        block.refresh().unwrap();
+        block.rescale(&l.capture).unwrap();
+        let mut factors = fast_factors(true, &l.capture).unwrap();
+        let mut theta = fast_corrected_batch(&l.capture, &l.q_a, &l.q_g).unwrap();
+        let mut hot = FastBlock::<f32>::new(&block);
+        let mut lambda = [Damping::Additive(0.1), Damping::Additive(0.2)]
+            .into_iter()
+            .cycle();
+        let (mut tf, mut tc, mut td) = (vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            tf.push(time_ms(|| {
+                let batch = FastFactors::new(true, &l.capture).unwrap();
+                batch.blend_into(&mut factors, C.0, C.1);
+            }));
+            tc.push(time_ms(|| {
+                let batch = FastCorrection::of_capture(&l.capture, &l.q_a, &l.q_g).unwrap();
+                batch.blend_into(&mut theta, C.0, C.1);
+            }));
+            td.push(time_ms(|| {
+                hot.sync(&block, &lambda.next().unwrap()).unwrap();
+            }));
+        }
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} |",
+            l.name,
+            median(tf),
+            median(tc),
+            median(td)
+        );
+    }
 }
 
 /// The f32 path's relative Frobenius error against the f64 path, per layer, and the error of
