@@ -31,6 +31,7 @@ use super::rows::RowLayout;
 use crate::autograd::{LayerCapture, RotatedRows};
 use crate::error::Result;
 use crate::kernels::gemm::{MatRef, gemm_columns_into};
+use crate::kernels::transpose::transpose_batched;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -261,7 +262,7 @@ pub fn blend_gram(
             let out = &mut out[..pi.len() * pj.len()];
             gemm_columns_into(1.0, lt, pi.clone(), right, pj.clone(), 0.0, out);
             if pj == pi {
-                transpose_square(out, pi.len(), &mut flipped);
+                transpose_batched(out, pi.len(), pi.len(), 1.0, &mut flipped);
                 blend.diagonal_block(band, cols, pj.clone(), out, &flipped);
             } else {
                 blend.block(band, cols, pj.clone(), out);
@@ -320,20 +321,6 @@ impl Blender {
             for ((d, &u), &l) in dst[columns.clone()].iter_mut().zip(row).zip(column) {
                 let x = 0.5 * (f64::from(u) + f64::from(l));
                 *d = c_old * *d + c_new * (x * scale);
-            }
-        }
-    }
-}
-
-/// `flipped = mᵀ` for a row-major `[n, n]` f32 block, in 32 × 32 tiles.
-fn transpose_square(m: &[f32], n: usize, flipped: &mut [f32]) {
-    const TILE: usize = 32;
-    for r0 in (0..n).step_by(TILE) {
-        for c0 in (0..n).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(n) {
-                for c in c0..(c0 + TILE).min(n) {
-                    flipped[c * n + r] = m[r * n + c];
-                }
             }
         }
     }
