@@ -117,34 +117,32 @@ impl<'c, F: Float> Rebase<'c, F> {
         }
     }
 
-    /// `L X R` for each row-major `[d_out, d_in']` matrix of `xs`, all in one product per side:
-    /// stacked as `[X₁; X₂; …]` for `R` (and their transposes for a change on the left).
-    pub(super) fn apply(&self, xs: Vec<Vec<F>>) -> Vec<Vec<F>> {
-        let (o, i, count) = (self.d_out, self.d_in_bar, xs.len());
+    /// `L X R` for each row-major `[d_out, d_in']` matrix of `stacked` (`[X₁; X₂; …]`, `count`
+    /// of them), all in one product per side (a change on the left works on their transposes,
+    /// transposed as one batch).
+    pub(super) fn apply(&self, stacked: Vec<F>, count: usize) -> Vec<F> {
+        let (o, i) = (self.d_out, self.d_in_bar);
+        assert_eq!(
+            stacked.len(),
+            count * o * i,
+            "Rebase::apply: whole matrices"
+        );
         let left: Vec<F> = match &self.left {
-            Side::Matrix(l) => xs
-                .iter()
-                .flat_map(|x| {
-                    let mut out = vec![F::ZERO; o * i];
-                    let (l, x) = (MatRef::new(l, o, o, false), MatRef::new(x, o, i, false));
-                    gemm_into(F::ONE, l, x, F::ZERO, &mut out);
-                    out
-                })
-                .collect(),
+            Side::Matrix(l) => {
+                let mut out = vec![F::ZERO; count * o * i];
+                let l = MatRef::new(l, o, o, false);
+                for (x, out) in stacked.chunks_exact(o * i).zip(out.chunks_exact_mut(o * i)) {
+                    gemm_into(F::ONE, l, MatRef::new(x, o, i, false), F::ZERO, out);
+                }
+                out
+            }
             Side::Change(c) => {
                 // NOTE: Rᵀ X = (Xᵀ R)ᵀ, for all the Xᵀ stacked at once.
-                let turned: Vec<F> = xs
-                    .iter()
-                    .flat_map(|x| transpose_new(x, o, i, F::ONE))
-                    .collect();
-                let turned = c.apply(turned, count * i);
-                turned
-                    .chunks_exact(i * o)
-                    .flat_map(|x| transpose_new(x, i, o, F::ONE))
-                    .collect()
+                let turned = c.apply(transpose_new(&stacked, o, i, F::ONE), count * i);
+                transpose_new(&turned, i, o, F::ONE)
             }
         };
-        let right = match &self.right {
+        match &self.right {
             Side::Matrix(r) => {
                 let mut out = vec![F::ZERO; count * o * i];
                 let x = MatRef::new(&left, count * o, i, false);
@@ -152,8 +150,7 @@ impl<'c, F: Float> Rebase<'c, F> {
                 out
             }
             Side::Change(c) => c.apply(left, count * o),
-        };
-        right.chunks_exact(o * i).map(<[F]>::to_vec).collect()
+        }
     }
 }
 
@@ -223,12 +220,16 @@ impl<F: Float> NaturalGradient<F> {
             let LayerGrad::Full(grad) = &mut grads[i] else {
                 unreachable!("a layer changing coordinates gathers its gradient")
             };
-            let mut xs = vec![params.block(id), std::mem::take(grad)];
-            xs.extend(self.momentum[i].take());
-            let mut moved = rebase.apply(xs).into_iter();
-            params.set_block(id, &moved.next().expect("the weights"));
-            *grad = moved.next().expect("the gradient");
-            self.momentum[i] = moved.next();
+            let mut stacked = params.block(id);
+            stacked.extend_from_slice(grad);
+            let momentum = self.momentum[i].take();
+            stacked.extend(momentum.iter().flatten());
+            let count = 2 + usize::from(momentum.is_some());
+            let moved = rebase.apply(stacked, count);
+            let mut moved = moved.chunks_exact(o * ib);
+            params.set_block(id, moved.next().expect("the weights"));
+            grad.copy_from_slice(moved.next().expect("the gradient"));
+            self.momentum[i] = moved.next().map(<[F]>::to_vec);
             let basis = wanted[i].then(|| {
                 let b = self.fast[i].basis().expect("wanted has a basis");
                 LayerEigenbasis {
