@@ -403,8 +403,9 @@ fn a_warm_refresh_moves_wide_layers_like_the_plain_training() {
     }
 }
 
-/// A run saved at step 4 of 8 and resumed in a fresh optimizer and store is bit-identical to
-/// the uninterrupted run; the saved weights are the standard `W̄` and predict like the run.
+/// A run saved at step 5 of 10 (between two refreshes, with a statistics step held as rows,
+/// `curvature/pending.rs`) and resumed in a fresh optimizer and store is bit-identical to the
+/// uninterrupted run; the saved weights are the standard `W̄` and predict like the run.
 #[test]
 fn checkpoints_hold_the_standard_weights_and_resume_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
@@ -413,13 +414,19 @@ fn checkpoints_hold_the_standard_weights_and_resume_bit_identically() {
     let mut ps = ParamStore::<f32>::seeded(2);
     let model = net(&mut ps);
     let mut opt = NaturalGradient::new(v, config(v, true), &ps).unwrap();
-    for step in 0..4 {
+    for step in 0..5 {
         step_once(&mut ps, &mut opt, &model, step);
     }
     assert!(ps.eigenbasis(LayerId(0)).is_some());
     save_params(&path, &ps, &[]).unwrap();
     let mut state = TensorDict::default();
     opt.save_state(&ps, &mut state);
+    let held = state
+        .names()
+        .iter()
+        .filter(|n| n.ends_with("pending_a_rows"))
+        .count();
+    assert_eq!(held, 3, "every layer holds the statistics of step 4");
     // The file holds W̄: a plain model loaded from it predicts what the run predicts.
     let mut plain = ParamStore::<f32>::seeded(9);
     let plain_model = net(&mut plain);
@@ -443,7 +450,7 @@ fn checkpoints_hold_the_standard_weights_and_resume_bit_identically() {
     load_params(&path, &mut resumed).unwrap();
     let mut opt2 = NaturalGradient::new(v, config(v, true), &resumed).unwrap();
     opt2.load_state(&mut resumed, &state).unwrap();
-    for step in 4..8 {
+    for step in 5..10 {
         step_once(&mut ps, &mut opt, &model, step);
         step_once(&mut resumed, &mut opt2, &resumed_model, step);
     }

@@ -164,6 +164,16 @@ impl<T: Blend> MovingAverage<T> {
         self.count += 1;
     }
 
+    /// `x̄ ← c_old·x̄ + batch` for a batch that already holds `count` observations with their
+    /// weights (`pending.rs`: `c_old = Π c_old,j`), or `x̄ = batch` when the average is empty.
+    pub fn absorb(&mut self, c_old: f64, count: u64, batch: impl BatchStatistic<T>) {
+        match &mut self.value {
+            Some(v) => batch.blend_into(v, c_old, 1.0),
+            None => self.value = Some(batch.form()),
+        }
+        self.count += count;
+    }
+
     /// Replaces the average by `value`, as if it were the first observation (re-seeding of
     /// `s*`/`Θ` on a basis refresh, spec §1.5).
     pub fn reseed(&mut self, value: T) {

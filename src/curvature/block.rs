@@ -137,6 +137,23 @@ impl CurvatureBlock {
         Ok(())
     }
 
+    /// The statistics steps held by the f32 path since the factors were last read
+    /// ([`PendingFactors`](super::PendingFactors), `pending.rs`): blended into the running
+    /// average in one, as the same observations one by one would be (up to f32 rounding).
+    pub fn observe_pending(&mut self, pending: super::PendingFactors) -> Result<()> {
+        self.check_factor_dims("CurvatureBlock::observe_pending", pending.shape())?;
+        if !pending.is_empty() {
+            let (decay, count) = (pending.decay(), pending.count());
+            self.factors.absorb(decay, count, pending);
+        }
+        Ok(())
+    }
+
+    /// The EMA decay `ρ` of the factors' running average.
+    pub fn factor_decay(&self) -> f64 {
+        self.factors.decay()
+    }
+
     /// Replaces the averaged factors (tests, e.g. TEKFAC fed `Φ := A, Ψ := G, δ := 1`).
     pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
         self.check_factor_dims("CurvatureBlock::set_factors", factors.dims())?;

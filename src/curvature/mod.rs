@@ -68,6 +68,7 @@
 //! | `state.rs` | checkpoint arrays |
 //! | `exact.rs` | brute-force Fisher, vec/Kronecker helpers (the test oracle) |
 //! | `fast_stats.rs` | f32 statistics path: f32 rows, blocked f32 grams summed in f64 or blended in place |
+//! | `pending.rs` | f32 statistics of several steps held as rows, blended as one stacked gram |
 //! | `fast_factors.rs` | `factors.rs` in f32 GEMMs (f64 results) |
 //! | `fast_correction.rs` | `correction.rs` in f32 GEMMs (f64 results) |
 //! | `probe.rs` | a block fitted to one capture; its step against the exact natural gradient |
@@ -105,6 +106,7 @@ mod fast;
 mod fast_correction;
 mod fast_factors;
 mod fast_stats;
+mod pending;
 pub mod probe;
 mod refine;
 mod rowmat;
@@ -126,6 +128,7 @@ pub use fast_correction::{
 };
 pub use fast_factors::{FastFactors, fast_factors, fast_kfac, fast_tkfac};
 pub use fast_stats::{FastRows, GramSplit, PANEL, ROW_BLOCK, blend_gram, gram, gram_with};
+pub use pending::{PendingFactors, PendingParts};
 pub use refine::{
     F32_STEERING_FROM, RefineFailure, Refined, Steering, off_diagonal_mass, refine_eigenbasis,
     refine_eigenbasis_with, refine_head_columns,

@@ -1,7 +1,7 @@
 //! Hyperparameters of the natural-gradient optimizers, with the project defaults of
 //! `docs/math.md` (spec §1). They are the defaults of `tekfac train` too: the CLI reads them from
-//! [`NgConfig::DEFAULT`]. Every field but `low_rank`, `eigenbasis_layers`, `warm_start` and
-//! `f32_statistics` (fast paths with the same mathematics, not hyperparameters) is a CLI flag.
+//! [`NgConfig::DEFAULT`]. Every field but `low_rank`, `eigenbasis_layers`, `warm_start`,
+//! `f32_statistics` and `stacked_statistics` (fast paths with the same mathematics, not hyperparameters) is a CLI flag.
 
 use super::damping::DampingPolicy;
 use crate::autograd::FisherType;
@@ -46,6 +46,11 @@ pub struct NgConfig {
     /// Form the batch grams of f32 captures with f32 GEMMs, summed into the f64 averages
     /// (`curvature/fast_stats.rs`; same statistics up to f32 rounding). f64 runs always use f64.
     pub f32_statistics: bool,
+    /// With `f32_statistics`: hold a dense layer's f32 rows of consecutive statistics steps and
+    /// blend them into the f64 averages as one stacked gram, at the next refresh or every
+    /// `ROW_BLOCK` rows (`curvature/pending.rs`; same averages up to f32 rounding), instead of
+    /// blending every step's batch into them at once.
+    pub stacked_statistics: bool,
 }
 
 impl NgConfig {
@@ -65,6 +70,7 @@ impl NgConfig {
         eigenbasis_layers: true,
         warm_start: WarmStart::DEFAULT,
         f32_statistics: true,
+        stacked_statistics: true,
     };
 }
 

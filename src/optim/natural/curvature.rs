@@ -41,19 +41,38 @@ impl<F: Float> NaturalGradient<F> {
     }
 
     /// Blends each layer's batch factors into its running average: formed by f32 GEMMs from f32
-    /// captures (`config.f32_statistics`), else by the block's own f64 path.
+    /// captures (`config.f32_statistics`), else by the block's own f64 path. With
+    /// `config.stacked_statistics` the f32 rows are held instead while they fit
+    /// (`curvature/pending.rs`), and blended as one stacked gram when they no longer do or
+    /// before the next refresh.
     fn observe_all(&mut self, captures: &[LayerCapture<F>]) -> Result<()> {
         let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
-        let f32_path = self.config.f32_statistics;
+        let (f32_path, stacked) = (self.config.f32_statistics, self.config.stacked_statistics);
         let results: Vec<Result<()>> = self
             .blocks
             .par_iter_mut()
+            .zip(&mut self.pending)
             .enumerate()
-            .map(|(i, b)| match with_f32(find(i), f32_path) {
+            .map(|(i, (b, pending))| match with_f32(find(i), f32_path) {
                 (_, Some(c)) => {
-                    b.observe_factors(FastFactors::new(b.variant().trace_restricted(), c)?)
+                    let trace_restricted = b.variant().trace_restricted();
+                    let rows = FastRows::from_capture(c)?;
+                    if stacked && !pending.fits(&rows) {
+                        b.observe_pending(pending.take())?;
+                    }
+                    if stacked && pending.fits(&rows) {
+                        let rho = b.factor_decay();
+                        let seeds = b.factors().is_none();
+                        pending.push(&rows, trace_restricted, (rho, 1.0 - rho), seeds);
+                        return Ok(());
+                    }
+                    b.observe_pending(pending.take())?;
+                    b.observe_factors(FastFactors::new(trace_restricted, c)?)
                 }
-                (Some(c), None) => b.observe(c),
+                (Some(c), None) => {
+                    b.observe_pending(pending.take())?;
+                    b.observe(c)
+                }
                 (None, _) => Ok(()),
             })
             .collect();
@@ -61,13 +80,18 @@ impl<F: Float> NaturalGradient<F> {
     }
 
     /// Recomputes each layer's eigenbasis (and re-seeds s*/Θ) under its refresh policy, warm
-    /// or exact (`config.warm_start`); a failed layer keeps its basis.
+    /// or exact (`config.warm_start`), from its factors with every held statistics step blended
+    /// in; a failed layer keeps its basis.
     fn refresh_all(&mut self, stats: &mut StepStats) {
         let results: Vec<Result<RefreshReport>> = self
             .blocks
             .par_iter_mut()
+            .zip(&mut self.pending)
             .zip(&mut self.refresh)
-            .map(|(b, policy)| b.refresh_warm(policy))
+            .map(|((b, pending), policy)| {
+                b.observe_pending(pending.take())?;
+                b.refresh_warm(policy)
+            })
             .collect();
         for (r, l) in results.into_iter().zip(&self.layers) {
             match r {

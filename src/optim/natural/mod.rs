@@ -35,10 +35,13 @@ pub use eigenbasis::pays as eigenbasis_pays;
 use super::{Optimizer, StepEvent, StepStats};
 use crate::autograd::{BackwardOutput, FisherType};
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, Damping, EigenRefresh, FastBlock, Steering};
+use crate::curvature::{
+    CurvatureBlock, Damping, EigenRefresh, FastBlock, PendingFactors, Steering,
+};
 use crate::error::{Error, Result};
 use crate::params::{LayerInfo, ParamId, ParamStore};
 use crate::tensor::Float;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// A natural-gradient optimizer of one of the four variants, updating parameters of type `F`.
@@ -52,6 +55,8 @@ pub struct NaturalGradient<F: Float = f32> {
     blocks: Vec<CurvatureBlock>,
     /// The hot path of each layer, kept in step with its block.
     fast: Vec<FastBlock<F>>,
+    /// Each layer's f32 factor statistics not yet blended into its block (`pending.rs`).
+    pending: Vec<PendingFactors>,
     /// Each layer's eigenbasis refresh policy (warm or exact, `curvature/warm.rs`).
     refresh: Vec<EigenRefresh>,
     /// Heavy-ball momentum of each layer, row-major `[d_out, d_in']`.
@@ -101,6 +106,10 @@ impl<F: Float> NaturalGradient<F> {
             variant,
             config,
             fast: blocks.iter().map(FastBlock::new).collect(),
+            pending: blocks
+                .iter()
+                .map(|b| PendingFactors::new(b.dims()))
+                .collect(),
             refresh: vec![policy; layers.len()],
             momentum: vec![None; layers.len()],
             loose_momentum: vec![None; loose.len()],
@@ -118,9 +127,26 @@ impl<F: Float> NaturalGradient<F> {
         self.variant
     }
 
-    /// The curvature block of each layer (for inspection and tests).
+    /// The curvature block of each layer (for inspection and tests). Its factors are those of
+    /// the last refresh plus any statistics blended since; with `config.stacked_statistics` a
+    /// dense layer's latest statistics steps may still be held as rows
+    /// ([`flush_statistics`](Self::flush_statistics) blends them in).
     pub fn blocks(&self) -> &[CurvatureBlock] {
         &self.blocks
+    }
+
+    /// Blends every layer's held f32 statistics (`curvature/pending.rs`) into its block's
+    /// running averages now, as the next refresh would. The same averages up to f32 rounding
+    /// as having blended each step's batch at once, so a run that flushes at other points than
+    /// another differs from it by rounding only.
+    pub fn flush_statistics(&mut self) -> Result<()> {
+        let results: Vec<Result<()>> = self
+            .blocks
+            .par_iter_mut()
+            .zip(&mut self.pending)
+            .map(|(b, p)| b.observe_pending(p.take()))
+            .collect();
+        results.into_iter().collect()
     }
 
     /// `λ` of this run: the configured one, or the tuned default of the variant and network.

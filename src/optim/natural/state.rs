@@ -1,7 +1,9 @@
 //! Checkpoint state of [`NaturalGradient`]: the step counter and variant as metadata, each
 //! block's f64 state (`ng.<layer>.<array>`, see `curvature/state.rs`), and the momentum buffers
 //! (`ng.<layer>.momentum`, `ng.loose.<param>.momentum`) in the training precision, and each
-//! layer's refresh policy state (`ng.<layer>.warm_streak`, `curvature/warm.rs`).
+//! layer's refresh policy state (`ng.<layer>.warm_streak`, `curvature/warm.rs`), and the f32
+//! statistics a layer holds for its next refresh, when it holds any (`ng.<layer>.pending_*`,
+//! `curvature/pending.rs`).
 //!
 //! A layer stored in its eigenbasis (`eigenbasis.rs`) also saves its stored block
 //! `ng.<layer>.eigenbasis_weight` = `W̃` (its momentum is in the same coordinates); the weights
@@ -10,9 +12,11 @@
 
 use super::NaturalGradient;
 use crate::checkpoint::TensorDict;
-use crate::curvature::{CurvatureBlock, EigenRefresh, FastBasis, StateArray};
+use crate::curvature::{
+    CurvatureBlock, EigenRefresh, FastBasis, PendingFactors, PendingParts, StateArray,
+};
 use crate::error::{Error, Result};
-use crate::params::{LayerEigenbasis, LayerId, ParamStore};
+use crate::params::{LayerEigenbasis, LayerId, LayerInfo, ParamStore};
 use crate::tensor::{Float, Tensor};
 
 impl<F: Float> NaturalGradient<F> {
@@ -22,9 +26,13 @@ impl<F: Float> NaturalGradient<F> {
         dict.meta
             .insert("ng.variant".into(), format!("{:?}", self.variant));
         let per_layer = self.blocks.iter().zip(&self.momentum).zip(&self.refresh);
-        for (l, ((b, m), policy)) in self.layers.iter().zip(per_layer) {
+        for ((l, ((b, m), policy)), pending) in self.layers.iter().zip(per_layer).zip(&self.pending)
+        {
             for a in b.state() {
                 dict.put_f64(&format!("ng.{}.{}", l.name, a.name), &a.shape, &a.data);
+            }
+            if !pending.is_empty() {
+                save_pending(dict, l, pending);
             }
             let [a, g] = policy.warm_streak();
             dict.put_f64(
@@ -89,6 +97,9 @@ impl<F: Float> NaturalGradient<F> {
             let len = l.d_out * l.d_in_bar();
             *m = optional_vector(dict, &format!("ng.{}.momentum", l.name), len)?;
         }
+        for (l, pending) in self.layers.iter().zip(self.pending.iter_mut()) {
+            *pending = load_pending(dict, l)?;
+        }
         self.load_refresh_policies(dict)?;
         for ((id, name), m) in self.loose.iter().zip(self.loose_momentum.iter_mut()) {
             let len = params.get(*id).len();
@@ -145,6 +156,58 @@ impl<F: Float> NaturalGradient<F> {
         }
         Ok(())
     }
+}
+
+/// The keys of a layer's held f32 statistics (`curvature/pending.rs`), saved only when some are
+/// held: `ā` and `g` rows (f32), their weights and `[trace_scale, decay, count]` (f64).
+const PENDING_KEYS: [&str; 5] = [
+    "pending_a_rows",
+    "pending_a_weights",
+    "pending_g_rows",
+    "pending_g_weights",
+    "pending_scalars",
+];
+
+fn save_pending(dict: &mut TensorDict, l: &LayerInfo, pending: &PendingFactors) {
+    let PendingParts {
+        a_rows,
+        a_weights,
+        g_rows,
+        g_weights,
+        scalars,
+    } = pending.parts();
+    let key = |k: usize| format!("ng.{}.{}", l.name, PENDING_KEYS[k]);
+    dict.put_tensor(&key(0), &vector(&a_rows));
+    dict.put_f64(&key(1), &[a_weights.len()], &a_weights);
+    dict.put_tensor(&key(2), &vector(&g_rows));
+    dict.put_f64(&key(3), &[g_weights.len()], &g_weights);
+    dict.put_f64(&key(4), &[3], &scalars);
+}
+
+/// A layer's held statistics from the dict (none saved: nothing held); an error names a part
+/// that is missing or does not fit the layer.
+fn load_pending(dict: &TensorDict, l: &LayerInfo) -> Result<PendingFactors> {
+    let dims = (l.d_out, l.d_in_bar());
+    let key = |k: usize| format!("ng.{}.{}", l.name, PENDING_KEYS[k]);
+    if !(0..PENDING_KEYS.len()).any(|k| dict.contains(&key(k))) {
+        return Ok(PendingFactors::new(dims));
+    }
+    let rows = |k: usize| -> Result<Vec<f32>> { Ok(dict.tensor::<f32>(&key(k))?.into_vec()) };
+    let f64s = |k: usize| -> Result<Vec<f64>> { Ok(dict.f64s(&key(k))?.1) };
+    let scalars: [f64; 3] = f64s(4)?
+        .try_into()
+        .map_err(|_| Error::Checkpoint(format!("`{}` must hold three values", key(4))))?;
+    let parts = PendingParts {
+        a_rows: rows(0)?,
+        a_weights: f64s(1)?,
+        g_rows: rows(2)?,
+        g_weights: f64s(3)?,
+        scalars,
+    };
+    PendingFactors::from_parts(dims, parts).map_err(|e| match e {
+        Error::Checkpoint(m) => Error::Checkpoint(format!("layer {}: {m}", l.name)),
+        e => e,
+    })
 }
 
 fn vector<F: Float>(v: &[F]) -> Tensor<F> {

@@ -1,0 +1,270 @@
+//! Factor statistics of several steps kept as their f32 rows and formed as one stacked gram
+//! (issue 16, the f32 statistics path). The factors are read only when the eigenbasis is
+//! refreshed, so a dense layer's batches need not be blended into the f64 averages one step at
+//! a time. By linearity of the moving average (`average.rs`), `k` blends
+//! `x̄ ← c_old,j·x̄ + c_new,j·B_j` are one:
+//!
+//! ```text
+//! x̄ ← (Π_j c_old,j)·x̄ + Σ_j W_j B_j,      W_j = c_new,j · Π_{i>j} c_old,i
+//! Σ_j W_j B_j = Σ_j Σ_r ω_r x_r x_rᵀ = (diag(ω) X)ᵀ X      X = [X_1; …; X_k] stacked, ω_r = W_j·w_r/N_j
+//! ```
+//!
+//! with `w_r` the row weight of the variant's batch estimate (`fast_factors.rs`: 1 and `1/T`
+//! for K-FAC's `A` and `G`, TKFAC's `‖g_r‖²` and `‖ā_r‖²`) and `W_j` kept up to date by
+//! multiplying the held weights by each new `c_old`. An empty average is seeded by its first
+//! observation (`x̄₁ = B₁`): that batch enters with `W = 1` and the old average with
+//! coefficient 0. The stacked gram is formed by [`blend_gram`], an f32 GEMM over at most
+//! [`ROW_BLOCK`] rows blended in place: the same f32 summation length the gram module allows
+//! one product, so the statistics still match the f64 path to f32 rounding
+//! (`tests/curvature_pending.rs` pins the stacked blend to the step-by-step one). What it saves
+//! is the pass over every f64 average at every statistics step (`[785, 785]` and three
+//! `[≈512, ≈512]` on the MLP preset), paid now once per refresh or per [`ROW_BLOCK`] rows.
+//!
+//! The optimizer holds one [`PendingFactors`] per layer, takes a batch into it while its rows
+//! fit ([`PendingFactors::fits`]; convolutions, whose batches are `N·T` rows, never do), and
+//! hands it to the block ([`CurvatureBlock::observe_pending`]) before a refresh, when it is
+//! full, or when asked to (`NaturalGradient::flush_statistics`). Checkpoints save it as it
+//! is, so a resumed run continues bit-identically.
+//!
+//! [`CurvatureBlock::observe_pending`]: super::CurvatureBlock::observe_pending
+
+use super::average::{BatchStatistic, Blend};
+use super::factors::KroneckerFactors;
+use super::fast_stats::{FastRows, ROW_BLOCK, blend_gram, gram};
+use crate::error::{Error, Result};
+use nalgebra::DMatrix;
+
+/// The held observations of one layer's factors: stacked f32 rows with their f64 weights
+/// (module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingFactors {
+    /// `(d_out, d_in')`.
+    dims: (usize, usize),
+    /// `ā` rows, `[rows, d_in']` row-major.
+    a_rows: Vec<f32>,
+    /// `ω_r` of each `ā` row.
+    a_weights: Vec<f64>,
+    /// `g` rows of every sweep, `[rows, d_out]` row-major.
+    g_rows: Vec<f32>,
+    /// `ω_r` of each `g` row.
+    g_weights: Vec<f64>,
+    /// `Σ_j W_j · trace_scale_j`.
+    trace_scale: f64,
+    /// `Π_j c_old,j`: the coefficient of the average the rows will be blended into (0 when
+    /// the first row seeds it).
+    decay: f64,
+    /// Observations held.
+    count: u64,
+}
+
+/// The parts of a [`PendingFactors`] as plain arrays (checkpoints): rows, weights and the three
+/// scalars `[trace_scale, decay, count]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingParts {
+    /// `ā` rows, `[rows, d_in']` row-major.
+    pub a_rows: Vec<f32>,
+    /// Their weights.
+    pub a_weights: Vec<f64>,
+    /// `g` rows, `[rows, d_out]` row-major.
+    pub g_rows: Vec<f32>,
+    /// Their weights.
+    pub g_weights: Vec<f64>,
+    /// `[trace_scale, decay, count]`.
+    pub scalars: [f64; 3],
+}
+
+impl PendingFactors {
+    /// Nothing held, for a layer of `(d_out, d_in')`.
+    pub fn new(dims: (usize, usize)) -> Self {
+        PendingFactors {
+            dims,
+            a_rows: Vec::new(),
+            a_weights: Vec::new(),
+            g_rows: Vec::new(),
+            g_weights: Vec::new(),
+            trace_scale: 0.0,
+            decay: 1.0,
+            count: 0,
+        }
+    }
+
+    /// Observations held.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// `Π_j c_old,j` of the held observations (module docs).
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// True when `rows` (this layer's shape) can be held beside what is held: at most
+    /// [`ROW_BLOCK`] stacked rows per factor.
+    pub fn fits(&self, rows: &FastRows<'_>) -> bool {
+        let l = rows.layout;
+        let (d_out, d_in) = self.dims;
+        let held_a = self.a_weights.len();
+        let held_g = self.g_weights.len();
+        (l.d_out, l.d_in_bar) == self.dims
+            && held_a + l.rows <= ROW_BLOCK
+            && held_g + l.rows * rows.g.len() <= ROW_BLOCK
+            && d_out > 0
+            && d_in > 0
+    }
+
+    /// Takes one observation, as [`MovingAverage::blend`](super::MovingAverage::blend) with
+    /// `(c_old, c_new)` would; `seeds` when the average it will be blended into is empty and
+    /// nothing is held yet (the observation then initialises it). TKFAC's raw numerators when
+    /// `trace_restricted`, else K-FAC's `A`, `G` (the estimates of `fast_factors.rs`).
+    ///
+    /// # Panics
+    /// When the rows do not [`fit`](Self::fits) (the caller checks).
+    pub fn push(
+        &mut self,
+        rows: &FastRows<'_>,
+        trace_restricted: bool,
+        (c_old, c_new): (f64, f64),
+        seeds: bool,
+    ) {
+        assert!(
+            self.fits(rows),
+            "PendingFactors::push: rows that do not fit"
+        );
+        let l = rows.layout;
+        let n = l.examples as f64;
+        let w = if seeds && self.is_empty() {
+            self.decay = 0.0;
+            1.0
+        } else {
+            self.a_weights.iter_mut().for_each(|x| *x *= c_old);
+            self.g_weights.iter_mut().for_each(|x| *x *= c_old);
+            self.trace_scale *= c_old;
+            self.decay *= c_old;
+            c_new
+        };
+        self.a_rows.extend_from_slice(rows.a);
+        rows.g.iter().for_each(|g| self.g_rows.extend_from_slice(g));
+        if trace_restricted {
+            let a_norms = rows.a_norms_sq();
+            let g_norms = rows.g_norms_sq();
+            let delta: f64 = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+            self.a_weights.extend(g_norms.iter().map(|g| w * g / n));
+            for _ in &rows.g {
+                self.g_weights.extend(a_norms.iter().map(|a| w * a / n));
+            }
+            self.trace_scale += w * (delta / n);
+        } else {
+            let nt = (l.examples * l.locations) as f64;
+            self.a_weights.extend(std::iter::repeat_n(w / n, l.rows));
+            let g_rows = l.rows * rows.g.len();
+            self.g_weights.extend(std::iter::repeat_n(w / nt, g_rows));
+            self.trace_scale += w;
+        }
+        self.count += 1;
+    }
+
+    /// Everything held, leaving this empty.
+    pub fn take(&mut self) -> PendingFactors {
+        std::mem::replace(self, PendingFactors::new(self.dims))
+    }
+
+    /// The held rows and scalars as plain arrays.
+    pub fn parts(&self) -> PendingParts {
+        PendingParts {
+            a_rows: self.a_rows.clone(),
+            a_weights: self.a_weights.clone(),
+            g_rows: self.g_rows.clone(),
+            g_weights: self.g_weights.clone(),
+            scalars: [self.trace_scale, self.decay, self.count as f64],
+        }
+    }
+
+    /// The pending observations of a layer of `(d_out, d_in')` from [`parts`](Self::parts);
+    /// errors on rows of another width, weights that do not match them, more than
+    /// [`ROW_BLOCK`] rows, or scalars that are not a finite trace, a decay in `[0, 1]` and a
+    /// whole count (held rows with a zero count, or the reverse).
+    pub fn from_parts(dims: (usize, usize), parts: PendingParts) -> Result<Self> {
+        let (d_out, d_in) = dims;
+        let [trace_scale, decay, count] = parts.scalars;
+        let rows_fit = |rows: &[f32], weights: &[f64], width: usize| {
+            width > 0 && rows.len() == weights.len() * width && weights.len() <= ROW_BLOCK
+        };
+        let whole = count >= 0.0 && count.fract() == 0.0 && count <= u32::MAX as f64;
+        let held = !parts.a_weights.is_empty() || !parts.g_weights.is_empty();
+        let ok = rows_fit(&parts.a_rows, &parts.a_weights, d_in)
+            && rows_fit(&parts.g_rows, &parts.g_weights, d_out)
+            && trace_scale.is_finite()
+            && (0.0..=1.0).contains(&decay)
+            && whole
+            && held == (count > 0.0);
+        if !ok {
+            return Err(Error::Checkpoint(format!(
+                "pending statistics of a [{d_out}, {d_in}] layer do not fit it ({} ā and {} g \
+                 rows of {} and {} values, scalars {:?})",
+                parts.a_weights.len(),
+                parts.g_weights.len(),
+                parts.a_rows.len(),
+                parts.g_rows.len(),
+                parts.scalars
+            )));
+        }
+        Ok(PendingFactors {
+            dims,
+            a_rows: parts.a_rows,
+            a_weights: parts.a_weights,
+            g_rows: parts.g_rows,
+            g_weights: parts.g_weights,
+            trace_scale,
+            decay,
+            count: count as u64,
+        })
+    }
+}
+
+impl BatchStatistic<KroneckerFactors> for PendingFactors {
+    fn shape(&self) -> (usize, usize) {
+        self.dims
+    }
+
+    /// `Σ_j W_j B_j` (module docs): what an empty average becomes.
+    fn form(self) -> KroneckerFactors {
+        let (d_out, d_in) = self.dims;
+        let stacked = |rows: &[f32], weights: &[f64], width: usize| -> DMatrix<f64> {
+            gram(&[rows], width, Some(weights), 1.0)
+        };
+        KroneckerFactors {
+            a_factor: stacked(&self.a_rows, &self.a_weights, d_in),
+            g_factor: stacked(&self.g_rows, &self.g_weights, d_out),
+            trace_scale: self.trace_scale,
+        }
+    }
+
+    /// `avg ← c_old·avg + c_new·Σ_j W_j B_j`, each stacked gram blended in place
+    /// ([`blend_gram`]); a block calls it with `(decay, 1)`.
+    fn blend_into(self, avg: &mut KroneckerFactors, c_old: f64, c_new: f64) {
+        let (d_out, d_in) = self.dims;
+        let c = (c_old, c_new);
+        blend_gram(
+            &mut avg.a_factor,
+            c,
+            &[&self.a_rows],
+            d_in,
+            Some(&self.a_weights),
+            1.0,
+        );
+        blend_gram(
+            &mut avg.g_factor,
+            c,
+            &[&self.g_rows],
+            d_out,
+            Some(&self.g_weights),
+            1.0,
+        );
+        avg.trace_scale.blend(c_old, c_new, &self.trace_scale);
+    }
+}
