@@ -261,3 +261,49 @@ fn warm_refresh_resumes_bit_identically() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
 }
+
+/// `config.stacked_statistics` (`curvature/pending.rs`): two optimizers fed the same passes,
+/// one holding its f32 statistics as rows and one blending them every step, hold the same
+/// factors to f32 rounding — after a refresh (which blends the held rows in first), after more
+/// statistics steps than one stack takes (64-row batches: 16 fit, the 17th blends them), and
+/// after `flush_statistics` between two refreshes. Before the flush the holding optimizer's
+/// factors are those of its last refresh.
+#[test]
+fn stacked_statistics_average_like_the_step_by_step_blends() {
+    let mut ps = ParamStore::<f32>::seeded(7);
+    let model = mlp(&mut ps);
+    let settings = |stacked: bool| NgConfig {
+        eigen_interval: 20,
+        stacked_statistics: stacked,
+        ..config(0.95, WarmStart::DEFAULT)
+    };
+    let (mut ps_each, mut ps_held) = (ps.clone(), ps.clone());
+    for variant in [Variant::Ekfac, Variant::Tkfac] {
+        let mut each = NaturalGradient::new(variant, settings(false), &ps).unwrap();
+        let mut held = NaturalGradient::new(variant, settings(true), &ps).unwrap();
+        let compare = |each: &NaturalGradient<f32>, held: &NaturalGradient<f32>, when: &str| {
+            for (e, h) in each.blocks().iter().zip(held.blocks()) {
+                let (e, h) = (e.factors().unwrap(), h.factors().unwrap());
+                let (a, g) = (rel(&h.a_factor, &e.a_factor), rel(&h.g_factor, &e.g_factor));
+                assert!(a < 1e-5 && g < 1e-5, "{variant:?} {when}: {a:.1e} {g:.1e}");
+                let t = (h.trace_scale - e.trace_scale).abs() / e.trace_scale;
+                assert!(t < 1e-12, "{variant:?} {when}: trace_scale {t:.1e}");
+            }
+        };
+        for step in 0..30 {
+            let pass = pass_of(&model, &ps, &each, step);
+            each.step(&mut ps_each, &pass).unwrap();
+            held.step(&mut ps_held, &pass).unwrap();
+            if step == 0 || step == 20 {
+                compare(&each, &held, &format!("refresh at step {step}"));
+            }
+            if step == 19 {
+                let (e, h) = (each.blocks()[0].factors(), held.blocks()[0].factors());
+                let moved = rel(&h.unwrap().a_factor, &e.unwrap().a_factor);
+                assert!(moved > 1e-3, "{variant:?}: rows still held ({moved:.1e})");
+            }
+        }
+        held.flush_statistics().unwrap();
+        compare(&each, &held, "flushed at step 29");
+    }
+}
