@@ -18,6 +18,7 @@ use super::block::CurvatureBlock;
 use super::damping::Damping;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, gemm_into};
+use crate::kernels::transpose::transpose_new;
 use crate::tensor::{Float, Shape};
 
 /// Row-major `F` copies of a basis's eigenvectors.
@@ -33,8 +34,11 @@ impl<F: Float> FastBasis<F> {
     /// Copies `basis`'s `Q_A` and `Q_G` to row-major `F`.
     pub fn new(basis: &super::basis::KroneckerBasis) -> Self {
         let (d_out, d_in) = basis.dims();
+        // NOTE: the column-major storage cast to `F` is row-major `Qᵀ`; the tiled transpose
+        // turns it over.
         let rows = |m: &nalgebra::DMatrix<f64>| -> Vec<F> {
-            m.transpose().iter().map(|&x| F::from_f64(x)).collect()
+            let cast: Vec<F> = m.iter().map(|&x| F::from_f64(x)).collect();
+            transpose_new(&cast, m.ncols(), m.nrows(), F::ONE)
         };
         FastBasis {
             q_a: rows(&basis.q_a),

@@ -4,6 +4,7 @@
 //! curvature state; conversions copy (`O(n²)`).
 
 use crate::kernels::gemm::{MatRef, gemm_into, gemm_new};
+use crate::kernels::transpose::transpose_new;
 use crate::tensor::Float;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -25,28 +26,32 @@ pub(super) struct RowMatrix<T = f64> {
 impl RowMatrix {
     /// A row-major copy of `m`.
     pub fn from_dmatrix(m: &DMatrix<f64>) -> Self {
+        // NOTE: column-major storage is the row-major storage of the transpose; the tiled
+        // transpose turns it over.
         RowMatrix {
             rows: m.nrows(),
             cols: m.ncols(),
-            data: m.transpose().as_slice().to_vec(),
+            data: transpose_new(m.as_slice(), m.ncols(), m.nrows(), 1.0),
         }
     }
 
     /// The row-major copy of `(m + mᵀ)/2` for a square `m`.
     pub fn symmetric_part(m: &DMatrix<f64>) -> Self {
         let n = m.nrows();
-        let mut s = Self::zeros(n, n);
-        for i in 0..n {
-            for j in 0..n {
-                s.data[i * n + j] = 0.5 * (m[(i, j)] + m[(j, i)]);
-            }
-        }
+        assert_eq!(n, m.ncols(), "RowMatrix::symmetric_part: a square matrix");
+        // Row-major `m`, plus `m`'s column-major storage, which is row-major `mᵀ`.
+        let mut s = Self::from_dmatrix(m);
+        s.data
+            .iter_mut()
+            .zip(m.as_slice())
+            .for_each(|(x, &t)| *x = 0.5 * (*x + t));
         s
     }
 
     /// The nalgebra copy.
     pub fn to_dmatrix(&self) -> DMatrix<f64> {
-        DMatrix::from_row_slice(self.rows, self.cols, &self.data)
+        let columns = transpose_new(&self.data, self.rows, self.cols, 1.0);
+        DMatrix::from_vec(self.rows, self.cols, columns)
     }
 }
 
