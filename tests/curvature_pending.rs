@@ -11,7 +11,7 @@ mod support;
 use nalgebra::DMatrix;
 use support::tensors::layer_inputs;
 use tekfac::curvature::{
-    CurvatureBlock, FastFactors, FastRows, PendingFactors, ROW_BLOCK, Variant,
+    CurvatureBlock, FastFactors, FastRows, PendingFactors, PendingParts, ROW_BLOCK, Variant,
 };
 use tekfac::tensor::seeded_rng;
 use tekfac::{LayerCapture, LayerId, Tensor};
@@ -163,6 +163,9 @@ fn a_stack_holds_at_most_one_row_block() {
     assert!(!PendingFactors::new((41, 101)).fits(&rows), "another layer");
 }
 
+/// One way to spoil held parts.
+type Break = Box<dyn Fn(&mut PendingParts)>;
+
 /// `parts` and `from_parts` round-trip; parts of another width, weights that do not match their
 /// rows, a decay outside `[0, 1]`, a fractional count, or rows with a zero count are refused.
 #[test]
@@ -180,7 +183,7 @@ fn held_parts_round_trip_and_misfits_are_refused() {
         PendingFactors::from_parts(dims, PendingFactors::new(dims).parts()).unwrap(),
         PendingFactors::new(dims)
     );
-    let broken: [(&str, Box<dyn Fn(&mut tekfac::curvature::PendingParts)>); 5] = [
+    let broken: [(&str, Break); 5] = [
         ("width", Box::new(|p| p.a_rows.truncate(p.a_rows.len() - 1))),
         ("weights", Box::new(|p| p.g_weights.push(1.0))),
         ("decay", Box::new(|p| p.scalars[1] = 1.5)),
