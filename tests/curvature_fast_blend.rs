@@ -8,13 +8,13 @@
 mod support;
 
 use nalgebra::DMatrix;
-use support::tensors::{layer_inputs, on_threads};
+use support::tensors::{f32_capture as capture, layer_inputs, on_threads};
+use tekfac::Tensor;
 use tekfac::curvature::{
     AllFinite, BatchStatistic, Blend, CurvatureBlock, FastCorrection, FastFactors, FastRows,
     KroneckerFactors, ROW_BLOCK, Variant, blend_gram, gram,
 };
 use tekfac::tensor::seeded_rng;
-use tekfac::{LayerCapture, LayerId, Tensor};
 use tekfac::{LayerInfo, LayerKind, ParamId};
 
 /// The running-average coefficients of a decay of 0.95.
@@ -34,34 +34,6 @@ fn same_bits(label: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
 fn rows_f32(rows: usize, cols: usize, biased: bool, seed: u64) -> Vec<f32> {
     let raw = Tensor::<f32>::randn(&[rows, cols], 0.0, 1.0, &mut seeded_rng(seed));
     layer_inputs(&raw, biased)
-}
-
-/// A capture of `n` examples at `t` locations, `[d_in + 1]` inputs, `sweeps` g's.
-fn capture(
-    n: usize,
-    t: usize,
-    d_in: usize,
-    d_out: usize,
-    sweeps: usize,
-    seed: u64,
-) -> LayerCapture<f32> {
-    let a = rows_f32(n * t, d_in, true, seed);
-    let g = (0..sweeps)
-        .map(|s| {
-            Tensor::<f32>::randn(
-                &[n * t, d_out],
-                0.0,
-                0.3,
-                &mut seeded_rng(seed + 1 + s as u64),
-            )
-        })
-        .collect();
-    LayerCapture {
-        layer: LayerId(0),
-        a: Tensor::from_vec(a, &[n * t, d_in + 1]).unwrap(),
-        g,
-        rows_per_example: t,
-    }
 }
 
 /// A symmetric average to blend into (a gram of other rows, so exactly symmetric).

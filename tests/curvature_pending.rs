@@ -9,49 +9,11 @@
 mod support;
 
 use nalgebra::DMatrix;
-use support::tensors::layer_inputs;
+use support::curvature::info;
+use support::tensors::f32_capture as capture;
 use tekfac::curvature::{
     CurvatureBlock, FastFactors, FastRows, PendingFactors, PendingParts, ROW_BLOCK, Variant,
 };
-use tekfac::tensor::seeded_rng;
-use tekfac::{LayerCapture, LayerId, Tensor};
-use tekfac::{LayerInfo, LayerKind, ParamId};
-
-/// A dense capture of `n` examples, `[d_in + 1]` inputs, `sweeps` g's (or `t` locations).
-fn capture(
-    n: usize,
-    t: usize,
-    d_in: usize,
-    d_out: usize,
-    sweeps: usize,
-    seed: u64,
-) -> LayerCapture<f32> {
-    let raw = Tensor::<f32>::randn(&[n * t, d_in], 0.0, 1.0, &mut seeded_rng(seed));
-    let a = layer_inputs(&raw, true);
-    let g = (0..sweeps)
-        .map(|s| {
-            let mut rng = seeded_rng(seed + 1 + s as u64);
-            Tensor::<f32>::randn(&[n * t, d_out], 0.0, 0.3, &mut rng)
-        })
-        .collect();
-    LayerCapture {
-        layer: LayerId(0),
-        a: Tensor::from_vec(a, &[n * t, d_in + 1]).unwrap(),
-        g,
-        rows_per_example: t,
-    }
-}
-
-fn dense_info(d_in: usize, d_out: usize) -> LayerInfo {
-    LayerInfo {
-        name: "fc".into(),
-        kind: LayerKind::Dense,
-        weight: ParamId(0),
-        bias: Some(ParamId(1)),
-        d_in,
-        d_out,
-    }
-}
 
 /// `‖a − b‖_F / ‖b‖_F`.
 fn rel(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
@@ -64,7 +26,7 @@ fn rel(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
 #[test]
 fn held_steps_blend_like_the_steps_one_by_one() {
     let (d_in, d_out) = (300, 120);
-    let info = dense_info(d_in, d_out);
+    let info = info(d_out, d_in, false);
     for variant in [Variant::Ekfac, Variant::Tekfac] {
         for (sweeps, n, k1, k2) in [(1, 128, 3, 8), (2, 64, 1, 5)] {
             let label = format!("{variant:?}, {sweeps} sweep(s), {n} rows");
@@ -122,7 +84,7 @@ fn held_steps_blend_like_the_steps_one_by_one() {
 /// above is not vacuous.
 #[test]
 fn a_stack_blended_with_the_wrong_decay_differs() {
-    let info = dense_info(200, 50);
+    let info = info(50, 200, false);
     let variant = Variant::Ekfac;
     let mut each = CurvatureBlock::new(variant, &info, 0.9);
     let mut held = CurvatureBlock::new(variant, &info, 0.9);

@@ -1,7 +1,7 @@
 //! Shared tolerances and helpers for the integration tests.
 
 use tekfac::tensor::seeded_rng;
-use tekfac::{ParamStore, Tensor};
+use tekfac::{LayerCapture, LayerId, ParamStore, Tensor};
 
 /// Finite-difference checks in f64 must agree to this relative error.
 pub const GRAD_TOL: f64 = 1e-6;
@@ -65,4 +65,29 @@ pub fn layer_inputs(raw: &Tensor<f32>, biased: bool) -> Vec<f32> {
         }
     }
     out
+}
+
+/// An f32 capture of `n` examples at `t` locations: `[n·t, d_in + 1]` input rows
+/// ([`layer_inputs`], biased) and `sweeps` N(0, 0.3²) output gradients `[n·t, d_out]`.
+pub fn f32_capture(
+    n: usize,
+    t: usize,
+    d_in: usize,
+    d_out: usize,
+    sweeps: usize,
+    seed: u64,
+) -> LayerCapture<f32> {
+    let raw = Tensor::<f32>::randn(&[n * t, d_in], 0.0, 1.0, &mut seeded_rng(seed));
+    let g = (0..sweeps)
+        .map(|s| {
+            let mut rng = seeded_rng(seed + 1 + s as u64);
+            Tensor::<f32>::randn(&[n * t, d_out], 0.0, 0.3, &mut rng)
+        })
+        .collect();
+    LayerCapture {
+        layer: LayerId(0),
+        a: Tensor::from_vec(layer_inputs(&raw, true), &[n * t, d_in + 1]).unwrap(),
+        g,
+        rows_per_example: t,
+    }
 }
