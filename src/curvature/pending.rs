@@ -17,11 +17,12 @@
 //! [`ROW_BLOCK`] rows blended in place: the same f32 summation length the gram module allows
 //! one product, so the statistics still match the f64 path to f32 rounding
 //! (`tests/curvature_pending.rs` pins the stacked blend to the step-by-step one). What it saves
-//! is the pass over every f64 average at every statistics step (`[785, 785]` and three
-//! `[≈512, ≈512]` on the MLP preset), paid now once per refresh or per [`ROW_BLOCK`] rows.
+//! is the pass over every f64 average at every statistics step (`785²`, `512²`, `513²`, `256²`
+//! and two small ones on the MLP preset), paid now once per refresh or per [`ROW_BLOCK`] rows.
 //!
 //! The optimizer holds one [`PendingFactors`] per layer, takes a batch into it while its rows
-//! fit ([`PendingFactors::fits`]; convolutions, whose batches are `N·T` rows, never do), and
+//! fit ([`PendingFactors::fits`]; a convolution's batch is `N·T` rows, 8,192 for the CNN
+//! preset's conv2, and is blended at once as before), and
 //! hands it to the block ([`CurvatureBlock::observe_pending`]) before a refresh, when it is
 //! full, or when asked to (`NaturalGradient::flush_statistics`). Checkpoints save it as it
 //! is, so a resumed run continues bit-identically.
