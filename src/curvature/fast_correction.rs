@@ -214,10 +214,12 @@ fn blend_chunks<T: Copy + Send + Sync>(
 }
 
 impl AllFinite for FastCorrection {
+    /// In parallel chunks of vectorised loops (`tensor::all_finite`): a check of every entry at
+    /// every re-scaling step.
     fn all_finite(&self) -> bool {
         match &self.sum {
-            Sum::Product(dw) => dw.iter().all(|x| x.is_finite()),
-            Sum::Summed(sum) => sum.iter().all(|x| x.is_finite()),
+            Sum::Product(dw) => crate::tensor::all_finite(dw),
+            Sum::Summed(sum) => crate::tensor::all_finite(sum),
         }
     }
 }

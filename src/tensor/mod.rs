@@ -349,18 +349,24 @@ impl<F: Float> Tensor<F> {
 
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
-        // NOTE: the training loop checks every gradient and weight after each step (half a
-        // million values for the MLP preset): large tensors are checked in chunks on rayon.
-        if self.data.len() >= 2 * PAR_CHUNK {
-            self.data.par_chunks(PAR_CHUNK).all(chunk_all_finite)
-        } else {
-            chunk_all_finite(&self.data)
-        }
+        all_finite(&self.data)
     }
 
     /// `Σ xᵢ²`, accumulated in f64 over eight independent lanes (so that it vectorises).
     pub fn sum_squares(&self) -> f64 {
         sum_squares(&self.data)
+    }
+}
+
+/// True when every element of `data` is finite: [`chunk_all_finite`] of each chunk of
+/// [`PAR_CHUNK`] values, in parallel for large slices. NOTE: the training loop checks every
+/// gradient and weight after each step (half a million values for the MLP preset), and the
+/// f32 re-scaling batch before it is blended (`curvature/fast_correction.rs`).
+pub(crate) fn all_finite<F: Float>(data: &[F]) -> bool {
+    if data.len() >= 2 * PAR_CHUNK {
+        data.par_chunks(PAR_CHUNK).all(chunk_all_finite)
+    } else {
+        chunk_all_finite(data)
     }
 }
 
