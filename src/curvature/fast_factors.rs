@@ -37,10 +37,18 @@ pub struct FastFactors<'c> {
 impl<'c> FastFactors<'c> {
     /// Checks the capture's shapes (as [`FastRows::from_capture`]) and borrows its rows.
     pub fn new(trace_restricted: bool, capture: &'c LayerCapture<f32>) -> Result<Self> {
-        Ok(FastFactors {
-            rows: FastRows::from_capture(capture)?,
+        Ok(Self::of_rows(
             trace_restricted,
-        })
+            FastRows::from_capture(capture)?,
+        ))
+    }
+
+    /// The batch factors of rows already checked.
+    pub fn of_rows(trace_restricted: bool, rows: FastRows<'c>) -> Self {
+        FastFactors {
+            rows,
+            trace_restricted,
+        }
     }
 }
 
@@ -118,7 +126,7 @@ pub fn fast_tkfac(rows: &FastRows<'_>) -> KroneckerFactors {
 }
 
 /// TKFAC's row weights `‖ā_r‖²`, `Σ_s ‖g_{s,r}‖²` and `δ·N = Σ_r ‖ā_r‖² Σ_s ‖g_{s,r}‖²`, in f64.
-fn tkfac_weights(rows: &FastRows<'_>) -> (Vec<f64>, Vec<f64>, f64) {
+pub(super) fn tkfac_weights(rows: &FastRows<'_>) -> (Vec<f64>, Vec<f64>, f64) {
     let a_norms = rows.a_norms_sq();
     let g_norms = rows.g_norms_sq();
     let delta = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();

@@ -31,6 +31,7 @@
 
 use super::average::{BatchStatistic, Blend};
 use super::factors::KroneckerFactors;
+use super::fast_factors::tkfac_weights;
 use super::fast_stats::{FastRows, ROW_BLOCK, blend_gram, gram};
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
@@ -151,9 +152,7 @@ impl PendingFactors {
         self.a_rows.extend_from_slice(rows.a);
         rows.g.iter().for_each(|g| self.g_rows.extend_from_slice(g));
         if trace_restricted {
-            let a_norms = rows.a_norms_sq();
-            let g_norms = rows.g_norms_sq();
-            let delta: f64 = a_norms.iter().zip(&g_norms).map(|(a, g)| a * g).sum();
+            let (a_norms, g_norms, delta) = tkfac_weights(rows);
             self.a_weights.extend(g_norms.iter().map(|g| w * g / n));
             for _ in &rows.g {
                 self.g_weights.extend(a_norms.iter().map(|a| w * a / n));

@@ -67,7 +67,7 @@ impl<F: Float> NaturalGradient<F> {
                         return Ok(());
                     }
                     b.observe_pending(pending.take())?;
-                    b.observe_factors(FastFactors::new(trace_restricted, c)?)
+                    b.observe_factors(FastFactors::of_rows(trace_restricted, rows))
                 }
                 (Some(c), None) => {
                     b.observe_pending(pending.take())?;
