@@ -76,7 +76,7 @@ fn factors_along_training(data: &str, steps: usize) -> Vec<Vec<KroneckerFactors>
 /// policy's fc1 basis before the last refresh.
 fn policy_trace(along: &[Vec<KroneckerFactors>]) -> KroneckerBasis {
     let layers = along[0].len();
-    let mut policies = vec![EigenRefresh::new(WarmStart::default()); layers];
+    let mut policies = vec![EigenRefresh::new(WarmStart::default()).unwrap(); layers];
     let mut bases: Vec<Option<KroneckerBasis>> = vec![None; layers];
     let mut before_last = None;
     println!("\n## Policy trace (default WarmStart), one row per refresh and layer");

@@ -20,9 +20,11 @@ fn refined_bases_are_orthonormal_to_1e_10_over_chained_refreshes() {
         let mut average = MovingAverage::<KroneckerFactors>::new(0.9);
         let mut policy = EigenRefresh::new(WarmStart {
             tolerance: 0.0, // never good enough: always refine, never accept
+            keep_tolerance: 0.0,
             max_iterations: 1,
             ..WarmStart::default()
-        });
+        })
+        .unwrap();
         let mut basis: Option<KroneckerBasis> = None;
         for step in 0..10 {
             let c = random_capture(seed * 100 + step, 300, 1, n_in, n_out, 1);
@@ -171,7 +173,7 @@ fn repeated_eigenvalues_and_a_zero_block_never_break_it() {
     g.view_mut((0, 0), (72, 72))
         .copy_from(&((&noise + noise.transpose()) * 1e-3));
     // The exact (deflated) basis of the perturbed matrix, which has the same zero rows.
-    let mut policy = EigenRefresh::new(WarmStart::default());
+    let mut policy = EigenRefresh::new(WarmStart::default()).unwrap();
     let perturbed = KroneckerFactors {
         a_factor: &f + &g,
         g_factor: eye(2),

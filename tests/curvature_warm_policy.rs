@@ -10,10 +10,12 @@ use support::curvature::*;
 use support::warm::*;
 use tekfac::curvature::{
     EigenRefresh, ExactReason, FactorRefresh, KroneckerBasis, KroneckerFactors, MovingAverage,
-    RefineFailure, Steering, WarmStart, off_diagonal_mass, refine_eigenbasis,
+    RefineFailure, Steering, Variant, WarmStart, off_diagonal_mass, refine_eigenbasis,
+    refine_eigenbasis_with,
 };
 use tekfac::dataset::{self, DataSource, Split};
 use tekfac::nn::{Activation, Linear, Module, Sequential};
+use tekfac::optim::{NaturalGradient, NgConfig};
 use tekfac::{FisherType, ParamStore, Tape};
 
 /// Factors of a small block from a seeded capture, a fixed perturbation of them, and a basis.
@@ -27,47 +29,224 @@ fn small_factors(seed: u64, scale: f64) -> KroneckerFactors {
     f
 }
 
-/// A previous basis already within the tolerance is kept as it is (no iteration), with the
-/// Rayleigh quotients of the new factor and an identity change of coordinates; one that is not
-/// is refined; `min_iterations: 1` refines either way.
-#[test]
-fn a_basis_within_the_tolerance_is_kept_and_only_measured() {
-    let close = |s| small_factors(90, s);
-    let f64_steered = WarmStart {
+/// `F = V diag(λ) Vᵀ` (`[12, 12]`, well-separated `λ`) and a previous basis `V R(θ)` turned from
+/// its eigenvectors by a fixed rotation, with `θ` bisected so that `off(V R(θ)) = off` to 0.1 %:
+/// a previous basis at a chosen distance from diagonalising the new factor.
+fn factor_and_basis_at(off: f64) -> (KroneckerFactors, KroneckerBasis) {
+    factor_and_basis_where(off_diagonal_mass, off)
+}
+
+/// `off(Q)` after one iteration from `q` (f64 steering).
+fn off_after_one_iteration(f: &DMatrix<f64>, q: &DMatrix<f64>) -> f64 {
+    let refined = refine_eigenbasis_with(f, q, 0.0, 1, Steering::F64).unwrap();
+    refined.off_diagonal
+}
+
+/// [`factor_and_basis_at`] with `distance(F, Q_prev) = target` instead.
+fn factor_and_basis_where(
+    distance: fn(&DMatrix<f64>, &DMatrix<f64>) -> f64,
+    target: f64,
+) -> (KroneckerFactors, KroneckerBasis) {
+    let n = 12;
+    let v = random_orthogonal(&mut rng(93), n);
+    let lambda: Vec<f64> = (0..n).map(|i| 0.7f64.powi(i as i32)).collect();
+    let f = with_spectrum(&v, &lambda);
+    let g = randn(&mut rng(94), n, n);
+    let skew = (&g - g.transpose()) * 0.5;
+    let turned = |theta: f64| &v * (eye(n) + &skew * theta).qr().q();
+    let (mut lo, mut hi) = (0.0, 1e-3);
+    while distance(&f, &turned(hi)) < target {
+        hi *= 2.0;
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        match distance(&f, &turned(mid)) < target {
+            true => lo = mid,
+            false => hi = mid,
+        }
+    }
+    let q_a = turned(hi);
+    let reached = distance(&f, &q_a);
+    assert!(
+        (reached / target - 1.0).abs() < 1e-3,
+        "{reached:.4e} for {target:.4e}"
+    );
+    let d_g = nalgebra::dvector![3.0, 2.0, 1.0];
+    let factors = KroneckerFactors {
+        a_factor: f,
+        g_factor: DMatrix::from_diagonal(&d_g),
+        trace_scale: 1.0,
+    };
+    let d_a = nalgebra::DVector::from_vec(lambda);
+    let basis = KroneckerBasis {
+        q_a,
+        d_a,
+        q_g: eye(3),
+        d_g,
+    };
+    (factors, basis)
+}
+
+/// The default policy with f64 steering (so `d` can be compared to f64 rounding), keeping a
+/// previous basis within `keep`.
+fn keeping_within(keep: f64) -> EigenRefresh {
+    EigenRefresh::new(WarmStart {
+        keep_tolerance: keep,
         steering: Steering::F64,
         ..WarmStart::default()
-    };
-    let mut policy = EigenRefresh::new(f64_steered);
-    let (b0, _) = policy.refresh(&close(0.0), None).unwrap();
-    let moved = close(0.002);
-    let (kept, report, changes) = policy.refresh_with_changes(&moved, Some(&b0)).unwrap();
-    let FactorRefresh::Warm {
-        iterations: 0,
-        off_diagonal,
-    } = report.a
-    else {
-        panic!("{report}");
-    };
+    })
+    .unwrap()
+}
+
+/// `(iterations, off(Q))` of a warm refresh of a factor; panics for an exact one.
+fn warm(how: FactorRefresh) -> (usize, f64) {
+    match how {
+        FactorRefresh::Warm {
+            iterations,
+            off_diagonal,
+        } => (iterations, off_diagonal),
+        FactorRefresh::Exact(why) => panic!("exact ({why}), expected warm"),
+    }
+}
+
+/// A previous basis within `keep_tolerance` (default 0.025) is kept as it is (no iteration),
+/// with the Rayleigh quotients of the new factor and an identity change of coordinates;
+/// `min_iterations: 1` or `keep_tolerance: 0` refines it anyway.
+#[test]
+fn a_basis_within_the_keep_tolerance_is_kept_and_only_measured() {
+    assert_eq!(WarmStart::default().keep_tolerance, 0.025);
+    let (f, b0) = factor_and_basis_at(0.0125);
+    let mut policy = keeping_within(WarmStart::default().keep_tolerance);
+    let (kept, report, changes) = policy.refresh_with_changes(&f, Some(&b0)).unwrap();
+    let (iterations, off) = warm(report.a);
+    assert_eq!(iterations, 0, "{report}");
     assert_eq!(kept.q_a, b0.q_a, "the basis is kept bit for bit");
-    assert!((off_diagonal - off_diagonal_mass(&moved.a_factor, &b0.q_a)).abs() < 1e-9);
-    let rayleigh = (b0.q_a.transpose() * &moved.a_factor * &b0.q_a).diagonal();
-    assert!((&kept.d_a - rayleigh).amax() < 1e-12 * moved.a_factor.norm());
+    assert!((off - 0.0125).abs() < 1e-4, "{report}");
+    assert!((off - off_diagonal_mass(&f.a_factor, &b0.q_a)).abs() < 1e-9);
+    let rayleigh = (b0.q_a.transpose() * &f.a_factor * &b0.q_a).diagonal();
+    assert!((&kept.d_a - rayleigh).amax() < 1e-12 * f.a_factor.norm());
     let change = changes[0].as_ref().expect("a warm factor has a change");
-    let x: Vec<f64> = (0..2 * 13).map(|i| i as f64).collect();
+    let x: Vec<f64> = (0..2 * 12).map(|i| i as f64).collect();
     assert_eq!((change.iterations(), change.apply(x.clone(), 2)), (0, x));
-    // Further away than the tolerance: iterated.
-    let (_, report) = policy.refresh(&close(0.3), Some(&b0)).unwrap();
-    assert!(matches!(report.a, FactorRefresh::Warm { iterations, .. } if iterations >= 1));
-    // At least one iteration, as requested.
+    // At least one iteration, as requested; or no basis good enough to keep.
     let mut always = EigenRefresh::new(WarmStart {
         min_iterations: 1,
-        ..f64_steered
-    });
-    let (_, report) = always.refresh(&moved, Some(&b0)).unwrap();
+        steering: Steering::F64,
+        ..WarmStart::default()
+    })
+    .unwrap();
+    for policy in [&mut always, &mut keeping_within(0.0)] {
+        let (b, report) = policy.refresh(&f, Some(&b0)).unwrap();
+        let (iterations, off) = warm(report.a);
+        assert!(iterations == 1 && off < 0.0125, "{report}");
+        assert_ne!(b.q_a, b0.q_a);
+    }
+}
+
+/// A previous basis between `keep_tolerance` and `tolerance` is iterated until it is within the
+/// tolerance, not kept; with `keep_tolerance = tolerance` (the policy before the setting) the
+/// same basis is kept. Further than the tolerance it is iterated under either.
+#[test]
+fn a_basis_between_the_keep_tolerance_and_the_tolerance_is_iterated() {
+    let (f, b0) = factor_and_basis_at(0.0375);
+    // f32 steering measures off(Q) from f32 Rayleigh quotients: to about 1e-5 here.
+    for (steering, measured) in [(Steering::F64, 1e-9), (Steering::F32, 1e-4)] {
+        let mut policy = EigenRefresh::new(WarmStart {
+            steering,
+            ..WarmStart::default()
+        })
+        .unwrap();
+        let (b, report) = policy.refresh(&f, Some(&b0)).unwrap();
+        let (iterations, off) = warm(report.a);
+        assert!(iterations >= 1, "{steering:?}: {report}");
+        // Within the tolerance (0.05), and closer than the basis it started from.
+        assert!(off < 0.0375, "{steering:?}: {report}");
+        let direct = off_diagonal_mass(&f.a_factor, &b.q_a);
+        assert!((off - direct).abs() < measured, "{report}: {direct:.3e}");
+        assert!(orthonormality_error(&b.q_a) <= ORTHONORMAL);
+    }
+    // keep_tolerance = tolerance: kept, as before the setting existed.
+    let mut previous_policy = keeping_within(0.05);
+    let (b, report) = previous_policy.refresh(&f, Some(&b0)).unwrap();
+    let (iterations, off) = warm(report.a);
+    assert!(iterations == 0 && off > 0.025, "{report}");
+    assert_eq!(b.q_a, b0.q_a, "the basis is kept bit for bit");
+    // Once an iteration has run, the iterations stop within the tolerance, not the keep one:
+    // a basis that one iteration brings to 0.0375 gets exactly one.
+    let (f, b0) = factor_and_basis_where(off_after_one_iteration, 0.0375);
+    assert!(off_diagonal_mass(&f.a_factor, &b0.q_a) > 0.05);
+    let (_, report) = keeping_within(0.025).refresh(&f, Some(&b0)).unwrap();
+    let (iterations, off) = warm(report.a);
+    assert!(iterations == 1 && off > 0.025 && off <= 0.05, "{report}");
+    // Beyond the tolerance: iterated under both.
+    let (f, b0) = factor_and_basis_at(0.1);
+    for keep in [0.025, 0.05] {
+        let (_, report) = keeping_within(keep).refresh(&f, Some(&b0)).unwrap();
+        let (iterations, off) = warm(report.a);
+        assert!(iterations >= 1 && off <= 0.05, "keep {keep}: {report}");
+    }
+}
+
+/// `keep_tolerance` outside `[0, tolerance]`, or not finite, is refused with an error naming it
+/// and its range: by the policy, and by `NaturalGradient` for every variant (K-FAC and TKFAC
+/// refresh exactly but take the same settings). The ends of the range are accepted.
+#[test]
+fn an_invalid_keep_tolerance_is_refused_with_its_range() {
+    let ps = ParamStore::<f32>::seeded(0);
+    let with = |keep: f64| WarmStart {
+        keep_tolerance: keep,
+        ..WarmStart::default()
+    };
+    for keep in [-0.01, f64::NAN, 0.06, f64::INFINITY] {
+        let why = EigenRefresh::new(with(keep)).unwrap_err().to_string();
+        eprintln!("{why}");
+        assert!(
+            why.contains("keep_tolerance") && why.contains("[0, tolerance] = [0, 0.05]"),
+            "{why}"
+        );
+        assert!(why.contains(&format!("got {keep}")), "{why}");
+        for variant in [
+            Variant::Kfac,
+            Variant::Ekfac,
+            Variant::Tkfac,
+            Variant::Tekfac,
+        ] {
+            let config = NgConfig {
+                warm_start: with(keep),
+                ..NgConfig::DEFAULT
+            };
+            let refused = NaturalGradient::new(variant, config, &ps).map(|_| ());
+            assert_eq!(refused.unwrap_err().to_string(), why, "{variant}");
+        }
+    }
+    // A tolerance below the default keep_tolerance needs it lowered too, and says so.
+    let strict = WarmStart {
+        tolerance: 1e-3,
+        ..WarmStart::default()
+    };
+    let why = strict.check().unwrap_err().to_string();
     assert!(
-        matches!(report.a, FactorRefresh::Warm { iterations: 1, .. }),
-        "{report}"
+        why.contains("keep_tolerance") && why.contains("smaller tolerance"),
+        "{why}"
     );
+    let why = (WarmStart {
+        tolerance: f64::NAN,
+        ..WarmStart::default()
+    })
+    .check();
+    assert!(
+        why.unwrap_err()
+            .to_string()
+            .contains("tolerance must be finite")
+    );
+    for keep in [0.0, 0.025, 0.05] {
+        assert!(EigenRefresh::new(with(keep)).is_ok(), "{keep}");
+        let config = NgConfig {
+            warm_start: with(keep),
+            ..NgConfig::DEFAULT
+        };
+        assert!(NaturalGradient::new(Variant::Ekfac, config, &ps).is_ok());
+    }
 }
 
 #[test]
@@ -75,7 +254,7 @@ fn the_policy_falls_back_to_the_exact_path_and_says_why() {
     let close = |s| small_factors(90, s);
     let exact_of = |f: &KroneckerFactors| KroneckerBasis::from_factors(f).unwrap();
     // First refresh: exact; a slightly moved factor: warm.
-    let mut policy = EigenRefresh::new(WarmStart::default());
+    let mut policy = EigenRefresh::new(WarmStart::default()).unwrap();
     let (b0, r0) = policy.refresh(&close(0.0), None).unwrap();
     assert_eq!(r0.a, FactorRefresh::Exact(ExactReason::NoPrevious));
     assert_eq!(r0.g, FactorRefresh::Exact(ExactReason::NoPrevious));
@@ -91,14 +270,15 @@ fn the_policy_falls_back_to_the_exact_path_and_says_why() {
     );
     assert!(orthonormality_error(&b1.q_a) <= ORTHONORMAL);
     // Switched off: exact every time.
-    let mut off = EigenRefresh::new(WarmStart::exact_only());
+    let mut off = EigenRefresh::new(WarmStart::exact_only()).unwrap();
     let (_, r) = off.refresh(&close(0.02), Some(&b0)).unwrap();
     assert_eq!(r.a, FactorRefresh::Exact(ExactReason::Disabled));
     // exact_every = 3: exact, warm, warm, exact, warm, ...
     let mut every = EigenRefresh::new(WarmStart {
         exact_every: 3,
         ..WarmStart::default()
-    });
+    })
+    .unwrap();
     let mut basis = None;
     let mut pattern = String::new();
     for k in 0..7 {
@@ -114,16 +294,18 @@ fn the_policy_falls_back_to_the_exact_path_and_says_why() {
     }
     assert_eq!(pattern, "ewwSwwS");
     // A policy resumed from its saved streak schedules the next exact refresh as before.
-    let mut resumed = EigenRefresh::resume(*every.settings(), every.warm_streak());
+    let mut resumed = EigenRefresh::resume(*every.settings(), every.warm_streak()).unwrap();
     assert_eq!(resumed, every);
     let next = |p: &mut EigenRefresh| p.refresh(&close(0.014), basis.as_ref()).unwrap().1.a;
     assert_eq!(next(&mut resumed), next(&mut every));
     // A previous basis too far away for the tolerance: refined, judged, replaced by the exact.
     let mut strict = EigenRefresh::new(WarmStart {
         tolerance: 1e-6,
+        keep_tolerance: 0.0,
         max_iterations: 1,
         ..WarmStart::default()
-    });
+    })
+    .unwrap();
     let far = KroneckerBasis {
         q_a: random_orthogonal(&mut rng(91), 13),
         q_g: random_orthogonal(&mut rng(92), 6),
@@ -229,7 +411,7 @@ fn a_singular_mnist_input_factor_never_breaks_it() {
         g_factor: g.clone(),
         trace_scale: 1.0,
     };
-    let mut policy = EigenRefresh::new(WarmStart::default());
+    let mut policy = EigenRefresh::new(WarmStart::default()).unwrap();
     let (basis, first) = policy.refresh(&as_factors(&factors[0]), None).unwrap();
     assert_eq!(first.a, FactorRefresh::Exact(ExactReason::NoPrevious));
     let (_, second) = policy

@@ -191,17 +191,46 @@ pub fn refine_eigenbasis_with(
     max_iterations: usize,
     steering: Steering,
 ) -> Result<Refined, RefineFailure> {
-    refine_within(f, previous, tolerance, (1, max_iterations), steering)
+    let stop = Stopping {
+        keep: tolerance,
+        tolerance,
+        min: 1,
+        max: max_iterations,
+    };
+    refine_within(f, previous, stop, steering)
 }
 
-/// [`refine_eigenbasis_with`] running at least `min` iterations (0: none when `previous` is
-/// already within `tolerance`, only its Rayleigh quotients measured) and at most `max`, for the
-/// refresh policy (`warm.rs`, [`WarmStart::min_iterations`](super::WarmStart)).
+/// When a warm refinement stops: the refresh policy's part of
+/// [`WarmStart`](super::WarmStart) (`warm.rs`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Stopping {
+    /// Largest `off(Q)` of `previous` at which it is kept without any iteration (only its
+    /// Rayleigh quotients measured). At most `tolerance`; irrelevant when `min ≥ 1`.
+    pub keep: f64,
+    /// Once an iteration has run, the iterations stop at `off(Q) ≤ tolerance`.
+    pub tolerance: f64,
+    /// Iterations run whatever `off(Q)` is.
+    pub min: usize,
+    /// Iterations at most (0: only measure).
+    pub max: usize,
+}
+
+impl Stopping {
+    /// Whether another iteration runs after `done` of them, at `off(Q) = off`: below `min`
+    /// always, at `max` never, else while `off(Q)` exceeds `keep` (none run yet) or
+    /// `tolerance` (after the first).
+    fn iterates(&self, done: usize, off: f64) -> bool {
+        let target = if done == 0 { self.keep } else { self.tolerance };
+        done < self.max && (done < self.min || off > target)
+    }
+}
+
+/// [`refine_eigenbasis_with`] with the refresh policy's stopping rule (`warm.rs`): `previous`
+/// kept when it is within `stop.keep` and `stop.min` is 0, else iterated as `stop` says.
 pub(super) fn refine_within(
     f: &DMatrix<f64>,
     previous: &DMatrix<f64>,
-    tolerance: f64,
-    (min, max): (usize, usize),
+    stop: Stopping,
     steering: Steering,
 ) -> Result<Refined, RefineFailure> {
     let n = f.nrows();
@@ -212,17 +241,20 @@ pub(super) fn refine_within(
     if f.iter().any(|x| !x.is_finite()) {
         return Err(RefineFailure::NonFinite);
     }
+    // NOTE: the precision follows `tolerance` alone: `keep` only decides whether the first
+    // iteration runs, and f32 steering measures that first `off(Q)` to about 1e-6 (module
+    // docs), far inside the default keep threshold 0.025.
     let refine = match steering {
-        Steering::F32 if tolerance >= F32_STEERING_FROM => refine_live::<f32>,
+        Steering::F32 if stop.tolerance >= F32_STEERING_FROM => refine_live::<f32>,
         _ => refine_live::<f64>,
     };
     let deflation = Deflation::of(f);
     if deflation.is_trivial() {
-        return refine(f, previous, tolerance, (min, max));
+        return refine(f, previous, stop);
     }
     let f_live = deflation.restrict(f);
     let (start, kept) = deflation.restrict_basis(previous);
-    let live = refine(&f_live, &start, tolerance, (min, max))?;
+    let live = refine(&f_live, &start, stop)?;
     let (q, d) = deflation.embed(&live.q, &live.d);
     let change = live.change.and_then(|c| {
         let dead = deflation.dead_columns(previous, &kept)?;
@@ -241,8 +273,7 @@ pub(super) fn refine_within(
 fn refine_live<S: Float>(
     f: &DMatrix<f64>,
     previous: &DMatrix<f64>,
-    tolerance: f64,
-    (min, max): (usize, usize),
+    stop: Stopping,
 ) -> Result<Refined, RefineFailure> {
     let mut q = RowMatrix::from_dmatrix(previous);
     if !is_orthonormal(&q) {
@@ -264,7 +295,7 @@ fn refine_live<S: Float>(
     let mut y = RowMatrix::product(&f, false, &q.cast(), false);
     let (mut d, mut off) = measure(&q, &y, norm);
     let mut steps = Vec::new();
-    while steps.len() < max && (steps.len() < min || off > tolerance) {
+    while stop.iterates(steps.len(), off) {
         let step;
         (q, y, step) = rotate(&f, &q, &y, &d, norm)?;
         steps.push(step);

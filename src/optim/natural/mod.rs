@@ -85,6 +85,9 @@ impl<F: Float> NaturalGradient<F> {
             let msg = format!("decay must lie in [0, 1], got {}", config.decay);
             return Err(Error::invalid("NaturalGradient", msg));
         }
+        // NOTE: checked for K-FAC and TKFAC too, which refresh exactly whatever it says: a bad
+        // setting is refused where it is written, not when it first matters.
+        config.warm_start.check()?;
         let layers = params.layers().to_vec();
         let in_layer = |id: ParamId| layers.iter().any(|l| l.weight == id || l.bias == Some(id));
         let loose: Vec<(ParamId, String)> = params
@@ -101,7 +104,7 @@ impl<F: Float> NaturalGradient<F> {
             // NOTE: f64 runs (the oracle tests) refine with f64 products throughout.
             settings.steering = Steering::F64;
         }
-        let policy = EigenRefresh::new(settings);
+        let policy = EigenRefresh::new(settings)?;
         Ok(NaturalGradient {
             variant,
             config,

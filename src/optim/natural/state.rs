@@ -122,7 +122,7 @@ impl<F: Float> NaturalGradient<F> {
                 },
                 false => [0, 0],
             };
-            *policy = EigenRefresh::resume(*policy.settings(), streak);
+            *policy = EigenRefresh::resume(*policy.settings(), streak)?;
         }
         Ok(())
     }
