@@ -20,7 +20,6 @@ fn refined_bases_are_orthonormal_to_1e_10_over_chained_refreshes() {
         let mut average = MovingAverage::<KroneckerFactors>::new(0.9);
         let mut policy = EigenRefresh::new(WarmStart {
             tolerance: 0.0, // never good enough: always refine, never accept
-            keep_tolerance: 0.0,
             max_iterations: 1,
             ..WarmStart::default()
         })

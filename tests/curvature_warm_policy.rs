@@ -91,7 +91,7 @@ fn factor_and_basis_where(
 /// previous basis within `keep`.
 fn keeping_within(keep: f64) -> EigenRefresh {
     EigenRefresh::new(WarmStart {
-        keep_tolerance: keep,
+        keep_tolerance: Some(keep),
         steering: Steering::F64,
         ..WarmStart::default()
     })
@@ -109,14 +109,43 @@ fn warm(how: FactorRefresh) -> (usize, f64) {
     }
 }
 
-/// A previous basis within `keep_tolerance` (default 0.025) is kept as it is (no iteration),
-/// with the Rayleigh quotients of the new factor and an identity change of coordinates;
-/// `min_iterations: 1` or `keep_tolerance: 0` refines it anyway.
+/// The default keep threshold of each variant (warm.rs module docs): EKFAC half the tolerance,
+/// TEKFAC the whole of it; a given one holds for every variant.
+#[test]
+fn the_keep_threshold_is_each_variants_own_unless_given() {
+    let default = WarmStart::default();
+    assert_eq!((default.keep_tolerance, default.keep()), (None, 0.05));
+    let keep = |config: &NgConfig, v| config.refresh_settings(v).keep();
+    assert_eq!(keep(&NgConfig::DEFAULT, Variant::Ekfac), 0.025);
+    assert_eq!(keep(&NgConfig::DEFAULT, Variant::Tekfac), 0.05);
+    let loose = NgConfig {
+        warm_start: WarmStart {
+            tolerance: 0.1,
+            ..default
+        },
+        ..NgConfig::DEFAULT
+    };
+    assert_eq!(keep(&loose, Variant::Ekfac), 0.05);
+    assert_eq!(keep(&loose, Variant::Tekfac), 0.1);
+    let given = NgConfig {
+        warm_start: WarmStart {
+            keep_tolerance: Some(0.01),
+            ..default
+        },
+        ..NgConfig::DEFAULT
+    };
+    for v in [Variant::Ekfac, Variant::Tekfac] {
+        assert_eq!(keep(&given, v), 0.01, "{v}");
+    }
+}
+
+/// A previous basis within the keep threshold (EKFAC's 0.025 here) is kept as it is (no
+/// iteration), with the Rayleigh quotients of the new factor and an identity change of
+/// coordinates; `min_iterations: 1` or `keep_tolerance: Some(0)` refines it anyway.
 #[test]
 fn a_basis_within_the_keep_tolerance_is_kept_and_only_measured() {
-    assert_eq!(WarmStart::default().keep_tolerance, 0.025);
     let (f, b0) = factor_and_basis_at(0.0125);
-    let mut policy = keeping_within(WarmStart::default().keep_tolerance);
+    let mut policy = keeping_within(0.025);
     let (kept, report, changes) = policy.refresh_with_changes(&f, Some(&b0)).unwrap();
     let (iterations, off) = warm(report.a);
     assert_eq!(iterations, 0, "{report}");
@@ -153,7 +182,7 @@ fn a_basis_between_the_keep_tolerance_and_the_tolerance_is_iterated() {
     for (steering, measured) in [(Steering::F64, 1e-9), (Steering::F32, 1e-4)] {
         let mut policy = EigenRefresh::new(WarmStart {
             steering,
-            ..WarmStart::default()
+            ..WarmStart::default().for_variant(Variant::Ekfac)
         })
         .unwrap();
         let (b, report) = policy.refresh(&f, Some(&b0)).unwrap();
@@ -165,7 +194,7 @@ fn a_basis_between_the_keep_tolerance_and_the_tolerance_is_iterated() {
         assert!((off - direct).abs() < measured, "{report}: {direct:.3e}");
         assert!(orthonormality_error(&b.q_a) <= ORTHONORMAL);
     }
-    // keep_tolerance = tolerance: kept, as before the setting existed.
+    // keep_tolerance = tolerance (TEKFAC's, and the policy before the setting existed): kept.
     let mut previous_policy = keeping_within(0.05);
     let (b, report) = previous_policy.refresh(&f, Some(&b0)).unwrap();
     let (iterations, off) = warm(report.a);
@@ -194,7 +223,7 @@ fn a_basis_between_the_keep_tolerance_and_the_tolerance_is_iterated() {
 fn an_invalid_keep_tolerance_is_refused_with_its_range() {
     let ps = ParamStore::<f32>::seeded(0);
     let with = |keep: f64| WarmStart {
-        keep_tolerance: keep,
+        keep_tolerance: Some(keep),
         ..WarmStart::default()
     };
     for keep in [-0.01, f64::NAN, 0.06, f64::INFINITY] {
@@ -219,12 +248,21 @@ fn an_invalid_keep_tolerance_is_refused_with_its_range() {
             assert_eq!(refused.unwrap_err().to_string(), why, "{variant}");
         }
     }
-    // A tolerance below the default keep_tolerance needs it lowered too, and says so.
+    // The default keep threshold follows a smaller tolerance; a given one must be lowered
+    // with it, and the error says so.
     let strict = WarmStart {
         tolerance: 1e-3,
         ..WarmStart::default()
     };
-    let why = strict.check().unwrap_err().to_string();
+    assert!(strict.check().is_ok());
+    assert_eq!(strict.for_variant(Variant::Ekfac).keep(), 5e-4);
+    let why = (WarmStart {
+        keep_tolerance: Some(0.025),
+        ..strict
+    })
+    .check()
+    .unwrap_err()
+    .to_string();
     assert!(
         why.contains("keep_tolerance") && why.contains("smaller tolerance"),
         "{why}"
@@ -301,7 +339,7 @@ fn the_policy_falls_back_to_the_exact_path_and_says_why() {
     // A previous basis too far away for the tolerance: refined, judged, replaced by the exact.
     let mut strict = EigenRefresh::new(WarmStart {
         tolerance: 1e-6,
-        keep_tolerance: 0.0,
+        keep_tolerance: Some(0.0),
         max_iterations: 1,
         ..WarmStart::default()
     })

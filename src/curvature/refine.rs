@@ -243,7 +243,7 @@ pub(super) fn refine_within(
     }
     // NOTE: the precision follows `tolerance` alone: `keep` only decides whether the first
     // iteration runs, and f32 steering measures that first `off(Q)` to about 1e-6 (module
-    // docs), far inside the default keep threshold 0.025.
+    // docs), far inside the default keep thresholds (0.025 for EKFAC, 0.05 for TEKFAC).
     let refine = match steering {
         Steering::F32 if stop.tolerance >= F32_STEERING_FROM => refine_live::<f32>,
         _ => refine_live::<f64>,

@@ -5,10 +5,11 @@
 //! ```text
 //! exact  if there is no previous basis, warm starts are off, its dims differ, or the factor
 //!        has had `exact_every − 1` warm refreshes in a row (a periodic exact reset)
-//! warm   Q ← refine(F, Q_prev): Q_prev kept as it is if off(Q_prev) ≤ keep_tolerance and
+//! warm   Q ← refine(F, Q_prev): Q_prev kept as it is if off(Q_prev) ≤ keep and
 //!        min_iterations is 0 (the defaults); else iterations while off(Q) > tolerance, at
 //!        least min_iterations, at most max_iterations; d = diag(QᵀFQ) (Rayleigh quotients,
-//!        clamped ≥ 0)
+//!        clamped ≥ 0); keep = keep_tolerance, by default half the tolerance for EKFAC and
+//!        the whole tolerance for TEKFAC
 //! exact  if off(Q) > tolerance after max_iterations, or the previous basis is unusable
 //! ```
 //!
@@ -31,7 +32,7 @@
 //!
 //! **Defaults** ([`WarmStart::default`]), measured on the real factors of the MLP preset
 //! (`docs/PERFORMANCE.md`, "Warm-started eigenbasis refresh"): tolerance `0.05`, a previous
-//! basis kept without iterating only within half of it (`keep_tolerance` `0.025`, below), at
+//! basis kept without iterating within it (TEKFAC) or within half of it (EKFAC; below), at
 //! most 6 iterations, an exact refresh every 50th time, the steering products in f32
 //! (`refine.rs`; the orthonormalisations stay f64). The tolerance is what guards each warm basis
 //! (it is stricter than the 4–27 % an exact basis drifts to before it is replaced); the
@@ -42,31 +43,40 @@
 //! iterations at step 100); it reaches the tolerance in 3–5 iterations, each a fraction of
 //! one nalgebra decomposition, where two iterations fell back to the exact path.
 //!
-//! **No iteration when none is needed** (`keep_tolerance` 0.025, `min_iterations` 0). The
-//! first measurement of the previous basis against the new factor (`Y = FQ`, its Rayleigh
-//! quotients) already tells how far it is from diagonalising it: within `keep_tolerance` it is
-//! kept and only `d` is refreshed; above, it iterates until it is within `tolerance`. The keep
-//! threshold is stricter than the tolerance because a kept basis never improves: keeping every
-//! basis within the whole tolerance (`keep_tolerance = tolerance`, the policy before the setting
-//! existed) raised EKFAC's training loss on Fashion-MNIST systematically (+0.003–0.004 at epoch
-//! 5, in five seeds out of five), and keeping only within half of it removed that shift at no
-//! measurable cost to the step (`docs/RESULTS.md` §5g). On Fashion-MNIST's MLP the input factor
-//! of fc1 (785²: the largest, and the costliest to iterate and to move a layer through) was
-//! within 0.05 of its previous basis at 25 of the 29 warm refreshes of a 300-step run at
-//! kfac-jax's intervals and at 10 of 14 over 1,500 steps at the default ones (`off(Q)`
-//! 0.025–0.047 once every pixel has been seen non-zero; 0.051–0.125 at the first few, while its
-//! live block still grows); the hidden layers' factors start at 0.03–0.91 and mostly iterate.
-//! Those counts are of the earlier policy, which kept all 25 and 10 of those bases; at
-//! `keep_tolerance` 0.025 nearly all of them run an iteration (typically one: they start within
-//! the tolerance). Every accepted basis obeys `off(Q) ≤ tolerance` either way;
-//! `keep_tolerance = tolerance` restores the earlier policy, and `min_iterations: 1` runs an
-//! iteration at every warm refresh.
+//! **No iteration when none is needed** (`keep_tolerance`, `min_iterations` 0). The first
+//! measurement of the previous basis against the new factor (`Y = FQ`, its Rayleigh quotients)
+//! already tells how far it is from diagonalising it: within the keep threshold it is kept and
+//! only `d` is refreshed; above, it iterates until it is within `tolerance`. A kept basis never
+//! improves, so the threshold trades the quality of the bases for the cost of iterating (and of
+//! moving a layer stored in the basis along), and the two variants were measured to want
+//! different ones (`docs/RESULTS.md` §5g, `docs/PERFORMANCE.md`, "Issue 16, eighth pass"):
+//! - **EKFAC keeps within half the tolerance** (`0.025`). Keeping every basis within the whole
+//!   tolerance raised its training loss on Fashion-MNIST systematically (+0.003–0.004 at epoch
+//!   5, in five seeds out of five); within half of it the shift was gone, and its step cost the
+//!   same at both interval settings.
+//! - **TEKFAC keeps within the whole tolerance** (`0.05`). Its loss showed no such shift (both
+//!   signs between builds at a fixed seed, inside the spread between seeds), while keeping only
+//!   within half of it made its step at kfac-jax's intervals about a quarter slower: fc1's 785²
+//!   input factor sits 0.03–0.05 from its previous basis at most of those refreshes, and each
+//!   then costs an iteration and a rebase instead of one product.
+//!
+//! `keep_tolerance: None` (the default) means that choice, made by [`WarmStart::for_variant`];
+//! `Some(x)` sets it for every variant (`Some(tolerance)` is the policy before the setting
+//! existed). On Fashion-MNIST's MLP the input factor of fc1 (785²: the largest, and the
+//! costliest to iterate and to move a layer through) was within 0.05 of its previous basis at
+//! 25 of the 29 warm refreshes of a 300-step run at kfac-jax's intervals and at 10 of 14 over
+//! 1,500 steps at the default ones (`off(Q)` 0.025–0.047 once every pixel has been seen
+//! non-zero; 0.051–0.125 at the first few, while its live block still grows); the hidden
+//! layers' factors start at 0.03–0.91 and mostly iterate. Every accepted basis obeys
+//! `off(Q) ≤ tolerance` whatever the keep threshold; `min_iterations: 1` runs an iteration at
+//! every warm refresh.
 
 use super::basis::eigh;
 use super::basis::{BasisFailure, KroneckerBasis};
 use super::change::BasisChange;
 use super::factors::KroneckerFactors;
 use super::refine::{RefineFailure, Steering, Stopping, refine_within};
+use super::variant::Variant;
 use crate::error::{self, Error};
 use nalgebra::{DMatrix, DVector};
 use std::fmt;
@@ -80,15 +90,13 @@ pub struct WarmStart {
     pub tolerance: f64,
     /// Largest `off(Q)` at which the previous basis is kept without any iteration (only its
     /// Rayleigh quotients measured); above it the basis iterates until it is within
-    /// `tolerance`. Default `0.025`, half the tolerance: a kept basis never improves, and
-    /// keeping every basis within the whole tolerance shifted EKFAC's training loss on
-    /// Fashion-MNIST systematically (+0.003–0.004 at epoch 5, five seeds of five), which
-    /// keeping only within half of it removed at no measurable cost (module docs). `keep_tolerance = tolerance` restores
-    /// that earlier policy. Must be finite and in `[0, tolerance]` ([`check`](Self::check)), so
-    /// a tolerance below `0.025` needs it lowered too.
-    pub keep_tolerance: f64,
-    /// Iterations run whatever `off(Q)` is. Default 0: a previous basis within `keep_tolerance`
-    /// is kept (module docs); 1 runs an iteration at every warm refresh.
+    /// `tolerance`. `None` (the default): the measured choice of each variant,
+    /// [`for_variant`](Self::for_variant) (EKFAC half the tolerance, TEKFAC the whole of it;
+    /// module docs), and the whole tolerance where no variant is given. `Some(x)`: `x` for
+    /// every variant, finite and in `[0, tolerance]` ([`check`](Self::check)).
+    pub keep_tolerance: Option<f64>,
+    /// Iterations run whatever `off(Q)` is. Default 0: a previous basis within the keep
+    /// threshold is kept (module docs); 1 runs an iteration at every warm refresh.
     pub min_iterations: usize,
     /// Refinement iterations before falling back to the exact path. Default 6.
     pub max_iterations: usize,
@@ -110,7 +118,7 @@ impl WarmStart {
     pub const DEFAULT: WarmStart = WarmStart {
         enabled: true,
         tolerance: 0.05,
-        keep_tolerance: 0.025,
+        keep_tolerance: None,
         min_iterations: 0,
         max_iterations: 6,
         exact_every: 50,
@@ -125,27 +133,48 @@ impl WarmStart {
         }
     }
 
-    /// `Ok` when the thresholds are usable: `tolerance` finite and `≥ 0`, `keep_tolerance`
-    /// finite and in `[0, tolerance]`; else [`Error::InvalidArgument`] naming the field and its
-    /// range. Checked whether or not warm starts are enabled.
+    /// These settings with the keep threshold of `variant` filled in when it is `None` (module
+    /// docs): half the tolerance for EKFAC, the whole tolerance for the others.
+    pub fn for_variant(self, variant: Variant) -> Self {
+        let keep = match variant {
+            Variant::Ekfac => 0.5 * self.tolerance,
+            _ => self.tolerance,
+        };
+        WarmStart {
+            keep_tolerance: Some(self.keep_tolerance.unwrap_or(keep)),
+            ..self
+        }
+    }
+
+    /// The largest `off(Q)` at which a previous basis is kept: `keep_tolerance`, or the
+    /// whole tolerance when it is `None`.
+    pub fn keep(&self) -> f64 {
+        self.keep_tolerance.unwrap_or(self.tolerance)
+    }
+
+    /// `Ok` when the thresholds are usable: `tolerance` finite and `≥ 0`, a given
+    /// `keep_tolerance` finite and in `[0, tolerance]`; else [`Error::InvalidArgument`] naming
+    /// the field and its range. Checked whether or not warm starts are enabled.
     pub fn check(&self) -> error::Result<()> {
-        let (tolerance, keep) = (self.tolerance, self.keep_tolerance);
+        let tolerance = self.tolerance;
         if !(tolerance.is_finite() && tolerance >= 0.0) {
             let msg = format!("tolerance must be finite and ≥ 0, got {tolerance}");
             return Err(Error::invalid("WarmStart", msg));
         }
-        if !(keep.is_finite() && (0.0..=tolerance).contains(&keep)) {
-            let hint = match keep > tolerance {
-                true => " (a smaller tolerance needs a keep_tolerance at most as small)",
-                false => "",
-            };
-            let msg = format!(
-                "keep_tolerance must be finite and lie in [0, tolerance] = [0, {tolerance}], \
-                 got {keep}{hint}"
-            );
-            return Err(Error::invalid("WarmStart", msg));
+        match self.keep_tolerance {
+            Some(keep) if !(keep.is_finite() && (0.0..=tolerance).contains(&keep)) => {
+                let hint = match keep > tolerance {
+                    true => " (a smaller tolerance needs a keep_tolerance at most as small)",
+                    false => "",
+                };
+                let msg = format!(
+                    "keep_tolerance must be finite and lie in [0, tolerance] = [0, {tolerance}], \
+                     got {keep}{hint}"
+                );
+                Err(Error::invalid("WarmStart", msg))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -344,7 +373,7 @@ impl EigenRefresh {
             _ if s.exact_every > 0 && streak + 1 >= s.exact_every => ExactReason::Scheduled,
             Some(q) => {
                 let stop = Stopping {
-                    keep: s.keep_tolerance,
+                    keep: s.keep(),
                     tolerance: s.tolerance,
                     min: s.min_iterations,
                     max: s.max_iterations,

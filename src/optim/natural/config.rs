@@ -75,10 +75,11 @@ impl NgConfig {
 }
 
 impl NgConfig {
-    /// The refresh policy of `variant`: `warm_start` for EKFAC/TEKFAC, exact for K-FAC/TKFAC.
+    /// The refresh policy of `variant`: `warm_start` for EKFAC/TEKFAC, with the variant's own
+    /// keep threshold when none is set ([`WarmStart::for_variant`]); exact for K-FAC/TKFAC.
     pub fn refresh_settings(&self, variant: Variant) -> WarmStart {
         if variant.corrects_eigenvalues() {
-            self.warm_start
+            self.warm_start.for_variant(variant)
         } else {
             WarmStart::exact_only()
         }
