@@ -51,7 +51,7 @@ fn held_steps_blend_like_the_steps_one_by_one() {
                     let rows = FastRows::from_capture(&c).unwrap();
                     assert!(pending.fits(&rows), "{label}: {} held", pending.count());
                     let rho = held.factor_decay();
-                    pending.push(&rows, tr, (rho, 1.0 - rho), held.factors().is_none());
+                    pending.push(&rows, None, tr, (rho, 1.0 - rho), held.factors().is_none());
                 }
                 assert_eq!(pending.count(), k as u64);
                 held.observe_pending(pending.take()).unwrap();
@@ -95,7 +95,7 @@ fn a_stack_blended_with_the_wrong_decay_differs() {
             .unwrap();
         let rows = FastRows::from_capture(&c).unwrap();
         // NOTE: c_old = 1 never decays the held rows or the old average.
-        pending.push(&rows, false, (1.0, 0.1), held.factors().is_none());
+        pending.push(&rows, None, false, (1.0, 0.1), held.factors().is_none());
     }
     held.observe_pending(pending.take()).unwrap();
     let e = rel(
@@ -115,7 +115,7 @@ fn a_stack_holds_at_most_one_row_block() {
     let rows = FastRows::from_capture(&c).unwrap();
     for _ in 0..ROW_BLOCK / 128 {
         assert!(pending.fits(&rows));
-        pending.push(&rows, false, (0.95, 0.05), false);
+        pending.push(&rows, None, false, (0.95, 0.05), false);
     }
     assert!(!pending.fits(&rows), "a ninth batch of 128 rows");
     let two = capture(ROW_BLOCK / 2 + 1, 1, 100, 40, 2, 2);
@@ -137,7 +137,7 @@ fn held_parts_round_trip_and_misfits_are_refused() {
     for s in 0..3 {
         let c = capture(64, 1, 100, 40, 2, s);
         let rows = FastRows::from_capture(&c).unwrap();
-        pending.push(&rows, true, (0.95, 0.05), s == 0);
+        pending.push(&rows, None, true, (0.95, 0.05), s == 0);
     }
     let back = PendingFactors::from_parts(dims, pending.parts()).unwrap();
     assert_eq!(back, pending);

@@ -34,5 +34,5 @@ fn state_of_an_empty_block_is_empty_and_bad_shapes_are_refused() {
         data: vec![0.0; 9],
     };
     assert!(block.restore(&[wrong]).is_err());
-    assert!(CurvatureBlock::STATE_NAMES.len() == 9);
+    assert!(CurvatureBlock::STATE_NAMES.len() == 11);
 }

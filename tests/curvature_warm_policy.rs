@@ -146,7 +146,7 @@ fn the_keep_threshold_is_each_variants_own_unless_given() {
 fn a_basis_within_the_keep_tolerance_is_kept_and_only_measured() {
     let (f, b0) = factor_and_basis_at(0.0125);
     let mut policy = keeping_within(0.025);
-    let (kept, report, changes) = policy.refresh_with_changes(&f, Some(&b0)).unwrap();
+    let (kept, report, changes) = policy.refresh_with_changes(&f, Some(&b0), None).unwrap();
     let (iterations, off) = warm(report.a);
     assert_eq!(iterations, 0, "{report}");
     assert_eq!(kept.q_a, b0.q_a, "the basis is kept bit for bit");

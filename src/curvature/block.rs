@@ -14,6 +14,13 @@
 //! installs a basis refined from the previous one (`warm.rs`). Each ends in the same averaging
 //! and re-seeding as the plain step.
 //!
+//! **Tracked Rayleigh quotients.** Between refreshes the block also keeps
+//! `diag(Q_Aᵀ A Q_A)`, `diag(Q_Gᵀ G Q_G)` of its current basis against its current factors,
+//! when every observation since the refresh came with its rows rotated into that basis
+//! (`pending.rs`: `O(rows·n)` per step from the rows a layer stored in its basis forms anyway).
+//! A warm refresh then knows `off(Q)` of the previous basis from `‖F‖_F` alone and keeps it
+//! without the `n³` product that would measure it (`warm.rs`).
+//!
 //! `D` ([`CurvatureBlock::eigenvalues`]) is `d_g d_aᵀ / trace_scale` (K-FAC, TKFAC) or the
 //! corrected average (EKFAC's `s*`, TEKFAC's `Θ`): with the choice of factors, the only places
 //! the variants differ. `F̂ = (Q_G ⊗ Q_A) diag(vec D) (Q_G ⊗ Q_A)ᵀ` ([`CurvatureBlock::to_dense`]).
@@ -61,6 +68,9 @@ pub struct CurvatureBlock {
     /// The basis revision the last refresh started from and its change of coordinates per
     /// factor (`[input, output]`, `None` for an exact factor); `None` after any other change.
     change: Option<(u64, [Option<BasisChange>; 2])>,
+    /// `[diag(Q_Aᵀ a_factor Q_A), diag(Q_Gᵀ g_factor Q_G)]` of the current basis and factors,
+    /// while tracked from rotated rows (module docs); `None` once an observation came without.
+    pub(super) rayleigh: Option<[DVector<f64>; 2]>,
 }
 
 impl CurvatureBlock {
@@ -82,6 +92,7 @@ impl CurvatureBlock {
             revision: 0,
             basis_revision: 0,
             change: None,
+            rayleigh: None,
         }
     }
 
@@ -124,6 +135,7 @@ impl CurvatureBlock {
             KroneckerFactors::kfac(&rows)
         };
         self.factors.update(batch);
+        self.rayleigh = None;
         Ok(())
     }
 
@@ -134,19 +146,40 @@ impl CurvatureBlock {
     pub fn observe_factors(&mut self, batch: impl BatchStatistic<KroneckerFactors>) -> Result<()> {
         self.check_factor_dims("CurvatureBlock::observe_factors", batch.shape())?;
         self.factors.update(batch);
+        self.rayleigh = None;
         Ok(())
     }
 
     /// The statistics steps held by the f32 path since the factors were last read
     /// ([`PendingFactors`](super::PendingFactors), `pending.rs`): blended into the running
     /// average in one, as the same observations one by one would be (up to f32 rounding).
+    /// Their share of the Rayleigh quotients, when they carry one, goes into the tracked
+    /// quotients the same way (module docs); without one, the tracking stops until the next
+    /// refresh.
     pub fn observe_pending(&mut self, pending: super::PendingFactors) -> Result<()> {
         self.check_factor_dims("CurvatureBlock::observe_pending", pending.shape())?;
         if !pending.is_empty() {
             let (decay, count) = (pending.decay(), pending.count());
+            self.rayleigh = match (self.rayleigh.take(), pending.rayleigh()) {
+                (Some(mut d), Some(shares)) if self.factors.value().is_some() => {
+                    for (d, share) in d.iter_mut().zip(shares) {
+                        d.iter_mut()
+                            .zip(share)
+                            .for_each(|(x, s)| *x = decay * *x + s);
+                    }
+                    Some(d)
+                }
+                _ => None,
+            };
             self.factors.absorb(decay, count, pending);
         }
         Ok(())
+    }
+
+    /// The tracked Rayleigh quotients `[diag(Q_Aᵀ a_factor Q_A), diag(Q_Gᵀ g_factor Q_G)]` of
+    /// the current basis against the current factors (module docs), `None` when not tracked.
+    pub fn rayleigh_quotients(&self) -> Option<&[DVector<f64>; 2]> {
+        self.rayleigh.as_ref()
     }
 
     /// The EMA decay `ρ` of the factors' running average.
@@ -158,6 +191,7 @@ impl CurvatureBlock {
     pub fn set_factors(&mut self, factors: KroneckerFactors) -> Result<()> {
         self.check_factor_dims("CurvatureBlock::set_factors", factors.dims())?;
         self.factors.reseed(factors);
+        self.rayleigh = None;
         Ok(())
     }
 
@@ -184,7 +218,8 @@ impl CurvatureBlock {
     pub fn refresh_warm(&mut self, policy: &mut EigenRefresh) -> Result<RefreshReport> {
         let factors = self.require_factors("CurvatureBlock::refresh_warm")?;
         let trace_scale = factors.trace_scale;
-        match policy.refresh_with_changes(factors, self.basis.as_ref()) {
+        let tracked = self.rayleigh.as_ref();
+        match policy.refresh_with_changes(factors, self.basis.as_ref(), tracked) {
             Ok((basis, report, changes)) => {
                 let from = self.basis_revision;
                 self.install(basis, trace_scale);
@@ -195,15 +230,18 @@ impl CurvatureBlock {
         }
     }
 
-    /// Installs a refreshed basis and re-seeds `s*`/`Θ := d_g d_aᵀ / trace_scale` (spec §1.5).
+    /// Installs a refreshed basis and re-seeds `s*`/`Θ := d_g d_aᵀ / trace_scale` (spec §1.5);
+    /// its Rayleigh quotients against the factors it was refreshed from start the tracked ones.
     fn install(&mut self, basis: KroneckerBasis, trace_scale: f64) {
         self.basis_trace_scale = trace_scale;
         if self.variant.corrects_eigenvalues() {
             self.corrected
                 .reseed(basis.eigenvalue_products(trace_scale));
         }
+        let rayleigh = [basis.d_a.clone(), basis.d_g.clone()];
         self.basis = Some(basis);
         self.basis_changed();
+        self.rayleigh = Some(rayleigh);
     }
 
     /// A failed refresh keeps the previous basis; non-finite averages are dropped (module docs).
@@ -211,6 +249,7 @@ impl CurvatureBlock {
         match failure {
             BasisFailure::NonFinite => {
                 self.factors.reset();
+                self.rayleigh = None;
                 let what = format!(
                     "curvature statistics of layer {} (refresh skipped, previous basis kept)",
                     self.name
@@ -391,11 +430,13 @@ impl CurvatureBlock {
         }
     }
 
-    /// Records that the basis (and with it `D`) changed.
+    /// Records that the basis (and with it `D`) changed; the tracked Rayleigh quotients, which
+    /// belong to the old one, are dropped.
     pub(super) fn basis_changed(&mut self) {
         self.basis_revision += 1;
         self.revision += 1;
         self.change = None;
+        self.rayleigh = None;
     }
 
     /// `F̂ = Q diag(vec D) Qᵀ`, `[d_out·d_in']²`, row-major vec order (`G ⊗ A` for K-FAC).

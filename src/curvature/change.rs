@@ -49,6 +49,16 @@ impl BasisChange {
         }
     }
 
+    /// No change (`R = I`) of a factor of size `n`: a basis kept as it was.
+    pub(super) fn identity(n: usize) -> Self {
+        Self::of_steps(n, Vec::new())
+    }
+
+    /// True when [`apply`](Self::apply) returns its argument unchanged (`R = I`).
+    pub fn is_identity(&self) -> bool {
+        self.steps.is_empty() && self.dead.is_empty() && self.kept.iter().copied().eq(0..self.n)
+    }
+
     /// This change of a live block, embedded into the whole factor of size `n`: the live block
     /// starts from the old columns `kept`, and the dead rows' coordinate vectors are the old
     /// columns `dead` (with their signs).

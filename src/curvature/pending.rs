@@ -27,6 +27,19 @@
 //! full, or when asked to (`NaturalGradient::flush_statistics`). Checkpoints save it as it
 //! is, so a resumed run continues bit-identically.
 //!
+//! **Rayleigh quotients from rotated rows.** A dense layer stored in its eigenbasis
+//! (`optim/natural/eigenbasis.rs`) forms `â_r = ā_r Q_A` and `ĝ_r = g_r Q_G` in its own pass.
+//! Pushed beside the rows ([`PendingFactors::push`]), they give, with the same weights and by the
+//! same linearity, what the held rows add to the factors' Rayleigh quotients in that basis:
+//!
+//! ```text
+//! diag(Qᵀ x̄ Q) ← (Π_j c_old,j)·diag(Qᵀ x̄ Q) + Σ_r ω_r (x_r Q)^∘2        O(rows·n), no n³ product
+//! ```
+//!
+//! held as [`PendingFactors::rayleigh`] while every held row came with its rotated twin, and
+//! folded into the block's tracked quotients by [`CurvatureBlock::observe_pending`] (`warm.rs`
+//! keeps a basis on them).
+//!
 //! [`CurvatureBlock::observe_pending`]: super::CurvatureBlock::observe_pending
 
 use super::average::{BatchStatistic, Blend};
@@ -57,6 +70,10 @@ pub struct PendingFactors {
     decay: f64,
     /// Observations held.
     count: u64,
+    /// `[Σ_r ω_r (ā_r Q_A)^∘2, Σ_r ω_r (g_r Q_G)^∘2]`, `[d_in']` and `[d_out]`: the held rows'
+    /// share of the Rayleigh quotients in the basis their rotated twins were formed in (module
+    /// docs); `None` once a row came without one (or nothing is held).
+    rayleigh: Option<[Vec<f64>; 2]>,
 }
 
 /// The parts of a [`PendingFactors`] as plain arrays (checkpoints): rows, weights and the three
@@ -73,6 +90,8 @@ pub struct PendingParts {
     pub g_weights: Vec<f64>,
     /// `[trace_scale, decay, count]`.
     pub scalars: [f64; 3],
+    /// The held rows' share of the Rayleigh quotients, `[d_in']` and `[d_out]`, when tracked.
+    pub rayleigh: Option<[Vec<f64>; 2]>,
 }
 
 impl PendingFactors {
@@ -87,7 +106,14 @@ impl PendingFactors {
             trace_scale: 0.0,
             decay: 1.0,
             count: 0,
+            rayleigh: None,
         }
+    }
+
+    /// `[Σ_r ω_r (ā_r Q_A)^∘2, Σ_r ω_r (g_r Q_G)^∘2]` of the held rows (module docs), `None`
+    /// unless every held row was pushed with its rotated twin.
+    pub fn rayleigh(&self) -> Option<&[Vec<f64>; 2]> {
+        self.rayleigh.as_ref()
     }
 
     /// Observations held.
@@ -123,20 +149,31 @@ impl PendingFactors {
     /// `(c_old, c_new)` would; `seeds` when the average it will be blended into is empty and
     /// nothing is held yet (the observation then initialises it). TKFAC's raw numerators when
     /// `trace_restricted`, else K-FAC's `A`, `G` (the estimates of `fast_factors.rs`).
+    /// `rotated`: the same rows in the layer's eigenbasis (`â`, `ĝ_s`, as
+    /// [`FastRows::in_basis`] gives them), whose squares, weighted like the rows, are added to
+    /// [`rayleigh`](Self::rayleigh) (module docs); `None` stops that tracking until the held
+    /// rows are taken.
     ///
     /// # Panics
-    /// When the rows do not [`fit`](Self::fits) (the caller checks).
+    /// When the rows do not [`fit`](Self::fits), or `rotated` has another layout (the caller
+    /// checks).
     pub fn push(
         &mut self,
         rows: &FastRows<'_>,
+        rotated: Option<&FastRows<'_>>,
         trace_restricted: bool,
         (c_old, c_new): (f64, f64),
         seeds: bool,
     ) {
         assert!(
-            self.fits(rows),
+            self.fits(rows) && rotated.is_none_or(|r| r.layout == rows.layout),
             "PendingFactors::push: rows that do not fit"
         );
+        let (first_a, first_g) = (self.a_weights.len(), self.g_weights.len());
+        let tracked = match self.is_empty() {
+            true => rotated.map(|_| [vec![0.0; self.dims.1], vec![0.0; self.dims.0]]),
+            false => self.rayleigh.take().filter(|_| rotated.is_some()),
+        };
         let l = rows.layout;
         let n = l.examples as f64;
         let w = if seeds && self.is_empty() {
@@ -149,6 +186,12 @@ impl PendingFactors {
             self.decay *= c_old;
             c_new
         };
+        self.rayleigh = tracked.map(|mut sums| {
+            if self.count > 0 {
+                sums.iter_mut().flatten().for_each(|x| *x *= c_old);
+            }
+            sums
+        });
         self.a_rows.extend_from_slice(rows.a);
         rows.g.iter().for_each(|g| self.g_rows.extend_from_slice(g));
         if trace_restricted {
@@ -164,6 +207,14 @@ impl PendingFactors {
             let g_rows = l.rows * rows.g.len();
             self.g_weights.extend(std::iter::repeat_n(w / nt, g_rows));
             self.trace_scale += w;
+        }
+        if let (Some([a_sums, g_sums]), Some(r)) = (&mut self.rayleigh, rotated) {
+            let (d_in, d_out) = (r.layout.d_in_bar, r.layout.d_out);
+            add_weighted_squares(a_sums, r.a, d_in, &self.a_weights[first_a..]);
+            let g_weights = self.g_weights[first_g..].chunks_exact(r.layout.rows);
+            for (g, w) in r.g.iter().zip(g_weights) {
+                add_weighted_squares(g_sums, g, d_out, w);
+            }
         }
         self.count += 1;
     }
@@ -181,13 +232,15 @@ impl PendingFactors {
             g_rows: self.g_rows.clone(),
             g_weights: self.g_weights.clone(),
             scalars: [self.trace_scale, self.decay, self.count as f64],
+            rayleigh: self.rayleigh.clone(),
         }
     }
 
     /// The pending observations of a layer of `(d_out, d_in')` from [`parts`](Self::parts);
     /// errors on rows of another width, weights that do not match them, more than
-    /// [`ROW_BLOCK`] rows, or scalars that are not a finite trace, a decay in `[0, 1]` and a
-    /// whole count (held rows with a zero count, or the reverse).
+    /// [`ROW_BLOCK`] rows, scalars that are not a finite trace, a decay in `[0, 1]` and a
+    /// whole count (held rows with a zero count, or the reverse), or Rayleigh quotient shares
+    /// that are not finite, non-negative and of the layer's widths (or held beside no rows).
     pub fn from_parts(dims: (usize, usize), parts: PendingParts) -> Result<Self> {
         let (d_out, d_in) = dims;
         let [trace_scale, decay, count] = parts.scalars;
@@ -201,7 +254,12 @@ impl PendingFactors {
             && trace_scale.is_finite()
             && (0.0..=1.0).contains(&decay)
             && whole
-            && held == (count > 0.0);
+            && held == (count > 0.0)
+            && parts.rayleigh.as_ref().is_none_or(|[a, g]| {
+                held && a.len() == d_in
+                    && g.len() == d_out
+                    && a.iter().chain(g).all(|x| x.is_finite() && *x >= 0.0)
+            });
         if !ok {
             return Err(Error::Checkpoint(format!(
                 "pending statistics of a [{d_out}, {d_in}] layer do not fit it ({} ā and {} g \
@@ -222,7 +280,17 @@ impl PendingFactors {
             trace_scale,
             decay,
             count: count as u64,
+            rayleigh: parts.rayleigh,
         })
+    }
+}
+
+/// `sums[j] += Σ_r w_r x_rj²` for the row-major `[rows, cols]` f32 buffer `x`, in f64.
+fn add_weighted_squares(sums: &mut [f64], x: &[f32], cols: usize, weights: &[f64]) {
+    for (row, &w) in x.chunks_exact(cols).zip(weights) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += w * f64::from(v) * f64::from(v);
+        }
     }
 }
 

@@ -595,12 +595,17 @@ fn overlap_correction(cct: &RowMatrix) -> Result<RowMatrix, RefineFailure> {
 
 /// `√(‖F‖² − ‖d‖²) / ‖F‖`: the off-diagonal mass of an orthonormal basis with Rayleigh
 /// quotients `d`, because `‖QᵀFQ‖_F = ‖F‖_F` (0 for a zero factor).
-fn off_of_rayleigh(norm: f64, d: &[f64]) -> f64 {
+pub(super) fn off_of_rayleigh(norm: f64, d: &[f64]) -> f64 {
     if norm == 0.0 {
         return 0.0;
     }
     let diagonal = d.iter().map(|x| x * x).sum::<f64>();
     ((norm * norm - diagonal).max(0.0)).sqrt() / norm
+}
+
+/// [`is_orthonormal`] of a basis in nalgebra's layout (a restored checkpoint's, `state.rs`).
+pub(super) fn probe_orthonormal(q: &DMatrix<f64>) -> bool {
+    q.is_square() && is_orthonormal(&RowMatrix::from_dmatrix(q))
 }
 
 /// True when every column has unit norm and `Qᵀ(Q v) = v` for a fixed probe `v`, both to

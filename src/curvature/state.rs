@@ -8,13 +8,17 @@
 //! | `q_a`, `d_a`, `q_g`, `d_g` | `[d, d]`, `[d]` | the eigenbasis |
 //! | `basis_trace_scale` | `[1]` | the `δ` the basis was built with |
 //! | `corrected` | `[d_out, d_in']` | `s*`/`Θ` |
+//! | `rayleigh_a`, `rayleigh_g` | `[d_in']`, `[d_out]` | tracked Rayleigh quotients (`block.rs`) |
 //!
 //! Arrays are absent when that part of the state does not exist yet (no observation, no
-//! refresh). Matrices are row-major. A restored running average counts as one observation.
+//! refresh, quotients not tracked). Matrices are row-major. A restored running average counts
+//! as one observation. Tracked quotients are restored only beside factors and a basis that is
+//! orthonormal (probed, `O(n²)`): a warm refresh keeps a basis on them without checking it again.
 
 use super::basis::KroneckerBasis;
 use super::block::CurvatureBlock;
 use super::factors::KroneckerFactors;
+use super::refine::probe_orthonormal;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
 
@@ -58,7 +62,7 @@ impl StateArray {
 
 impl CurvatureBlock {
     /// Every array name [`state`](Self::state) may produce.
-    pub const STATE_NAMES: [&'static str; 9] = [
+    pub const STATE_NAMES: [&'static str; 11] = [
         "a_factor",
         "g_factor",
         "trace_scale",
@@ -68,6 +72,8 @@ impl CurvatureBlock {
         "d_g",
         "basis_trace_scale",
         "corrected",
+        "rayleigh_a",
+        "rayleigh_g",
     ];
 
     /// The block's state as named arrays (module docs).
@@ -90,6 +96,10 @@ impl CurvatureBlock {
         }
         if let Some(c) = self.corrected.value() {
             out.push(StateArray::matrix("corrected", c));
+        }
+        if let Some([a, g]) = &self.rayleigh {
+            out.push(StateArray::vector("rayleigh_a", a));
+            out.push(StateArray::vector("rayleigh_g", g));
         }
         out
     }
@@ -145,12 +155,32 @@ impl CurvatureBlock {
         };
         let basis_trace_scale = scalar("basis_trace_scale")?.unwrap_or(1.0);
         let corrected = mat("corrected", d_out, d_in_bar)?;
+        let rayleigh = match (
+            vector("rayleigh_a", d_in_bar)?,
+            vector("rayleigh_g", d_out)?,
+        ) {
+            (Some(a), Some(g)) if a.iter().chain(g.iter()).all(|x| x.is_finite()) => Some([a, g]),
+            (None, None) => None,
+            _ => {
+                let msg = format!(
+                    "block {}: tracked Rayleigh quotients incomplete or not finite",
+                    self.name()
+                );
+                return Err(Error::Checkpoint(msg));
+            }
+        };
+        let tracked = rayleigh.filter(|_| factors.is_some()).filter(|_| {
+            basis
+                .as_ref()
+                .is_some_and(|b| probe_orthonormal(&b.q_a) && probe_orthonormal(&b.q_g))
+        });
         self.factors.reset();
         factors.into_iter().for_each(|f| self.factors.reseed(f));
         self.corrected.reset();
         corrected.into_iter().for_each(|c| self.corrected.reseed(c));
         (self.basis, self.basis_trace_scale) = (basis, basis_trace_scale);
         self.basis_changed();
+        self.rayleigh = tracked;
         Ok(())
     }
 }

@@ -70,12 +70,28 @@
 //! layers' factors start at 0.03–0.91 and mostly iterate. Every accepted basis obeys
 //! `off(Q) ≤ tolerance` whatever the keep threshold; `min_iterations: 1` runs an iteration at
 //! every warm refresh.
+//!
+//! **Kept on tracked quotients.** Measuring the previous basis costs the `n³` product
+//! `Y = FQ` (about 13 ms of the 21–27 a kept refresh of fc1's 785² factor took), only to learn
+//! `d = diag(QᵀFQ)`: with `Q` orthonormal, `‖QᵀFQ‖_F = ‖F‖_F`, so
+//! `off(Q) = √(‖F‖²_F − ‖d‖²) / ‖F‖_F` needs nothing else. A dense layer trained in its basis
+//! forms `â = āQ_A` and `ĝ = gQ_G` in its own pass, and the moving average is linear, so the
+//! block tracks `d` as the factors move (`pending.rs`, `block.rs`):
+//! `d ← c_old·d + c_new·Σ_r w_r (x_r Q)^∘2`, with each factor's own row weights. When the block
+//! hands these tracked quotients in and they put the previous basis within the keep threshold,
+//! it is kept as it is (its change of coordinates the identity) at `O(n²)`; otherwise the
+//! product measures it as above and iterates. Both measure the same `off(Q)`: the tracked one
+//! from f32 rows (to about `1e-6`, like the f32 steering products), so thresholds below
+//! [`F32_STEERING_FROM`] are always measured by the product. `tests/curvature_rayleigh.rs` pins
+//! the tracked quotients to `diag(QᵀFQ)` formed in f64.
 
 use super::basis::eigh;
 use super::basis::{BasisFailure, KroneckerBasis};
 use super::change::BasisChange;
 use super::factors::KroneckerFactors;
-use super::refine::{RefineFailure, Steering, Stopping, refine_within};
+use super::refine::{
+    F32_STEERING_FROM, RefineFailure, Steering, Stopping, off_of_rayleigh, refine_within,
+};
 use super::variant::Variant;
 use crate::error::{self, Error};
 use nalgebra::{DMatrix, DVector};
@@ -324,26 +340,31 @@ impl EigenRefresh {
         factors: &KroneckerFactors,
         previous: Option<&KroneckerBasis>,
     ) -> Result<(KroneckerBasis, RefreshReport), BasisFailure> {
-        let (basis, report, _) = self.refresh_with_changes(factors, previous)?;
+        let (basis, report, _) = self.refresh_with_changes(factors, previous, None)?;
         Ok((basis, report))
     }
 
     /// [`refresh`](Self::refresh), with each factor's change of coordinates from `previous`
     /// (`[input, output]`): the refinement's [`BasisChange`] for a warm factor, `None` for an
-    /// exact one (or a warm one whose dead coordinates the change cannot express).
+    /// exact one (or a warm one whose dead coordinates the change cannot express). `tracked`:
+    /// `previous`' Rayleigh quotients against `factors` (`[diag(Q_AᵀAQ_A), diag(Q_GᵀGQ_G)]`,
+    /// tracked by the block, `block.rs`), from which a factor's basis is kept without a product
+    /// when they put it within the keep threshold (module docs, "Kept on tracked quotients").
     pub fn refresh_with_changes(
         &mut self,
         factors: &KroneckerFactors,
         previous: Option<&KroneckerBasis>,
+        tracked: Option<&[DVector<f64>; 2]>,
     ) -> Result<(KroneckerBasis, RefreshReport, [Option<BasisChange>; 2]), BasisFailure> {
         if !factors.is_finite() {
             return Err(BasisFailure::NonFinite);
         }
         let prev_a = previous.map(|b| &b.q_a);
         let prev_g = previous.map(|b| &b.q_g);
+        let [d_a, d_g] = tracked.map(|[a, g]| [Some(a), Some(g)]).unwrap_or_default();
         let (a, g) = rayon::join(
-            || self.refresh_factor(&factors.a_factor, prev_a, self.warm_streak[0]),
-            || self.refresh_factor(&factors.g_factor, prev_g, self.warm_streak[1]),
+            || self.refresh_factor(&factors.a_factor, prev_a, d_a, self.warm_streak[0]),
+            || self.refresh_factor(&factors.g_factor, prev_g, d_g, self.warm_streak[1]),
         );
         let ((q_a, d_a, how_a, change_a), (q_g, d_g, how_g, change_g)) = (a?, g?);
         for (streak, how) in self.warm_streak.iter_mut().zip([how_a, how_g]) {
@@ -358,11 +379,12 @@ impl EigenRefresh {
     }
 
     /// One factor: the warm path if allowed and good enough (with its change of coordinates),
-    /// else the exact one.
+    /// else the exact one. `tracked`: `previous`' Rayleigh quotients against `f`, if known.
     fn refresh_factor(
         &self,
         f: &DMatrix<f64>,
         previous: Option<&DMatrix<f64>>,
+        tracked: Option<&DVector<f64>>,
         streak: u64,
     ) -> Result<FactorBasis, BasisFailure> {
         let s = &self.settings;
@@ -372,6 +394,9 @@ impl EigenRefresh {
             Some(q) if q.shape() != f.shape() => ExactReason::DimsChanged,
             _ if s.exact_every > 0 && streak + 1 >= s.exact_every => ExactReason::Scheduled,
             Some(q) => {
+                if let Some(kept) = tracked.and_then(|d| self.kept_on_tracked(f, q, d)) {
+                    return Ok(kept);
+                }
                 let stop = Stopping {
                     keep: s.keep(),
                     tolerance: s.tolerance,
@@ -397,6 +422,35 @@ impl EigenRefresh {
         };
         let (q, d) = eigh(f)?;
         Ok((q, d, FactorRefresh::Exact(reason), None))
+    }
+
+    /// `previous` kept as it is when its tracked Rayleigh quotients `d` put
+    /// `off(Q) = √(‖F‖² − ‖d‖²) / ‖F‖` within the keep threshold (module docs, "Kept on tracked
+    /// quotients"); `None` (measure by the product) when they do not, when an iteration is
+    /// asked for at every refresh, or when the threshold is below what quotients from f32 rows
+    /// resolve ([`F32_STEERING_FROM`]).
+    fn kept_on_tracked(
+        &self,
+        f: &DMatrix<f64>,
+        previous: &DMatrix<f64>,
+        d: &DVector<f64>,
+    ) -> Option<FactorBasis> {
+        let s = &self.settings;
+        let keep = s.keep();
+        if s.min_iterations > 0 || keep < F32_STEERING_FROM || d.len() != f.nrows() {
+            return None;
+        }
+        // NOTE: the factors are exactly symmetric (`fast_stats.rs`, `factors.rs`), so this is
+        // the `‖F‖_F` of the symmetric part the refinement measures against.
+        let off = off_of_rayleigh(f.norm(), d.as_slice());
+        (off <= keep).then(|| {
+            let how = FactorRefresh::Warm {
+                iterations: 0,
+                off_diagonal: off,
+            };
+            let change = BasisChange::identity(previous.ncols());
+            (previous.clone(), d.map(|x| x.max(0.0)), how, Some(change))
+        })
     }
 }
 

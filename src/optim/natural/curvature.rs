@@ -24,7 +24,7 @@ impl<F: Float> NaturalGradient<F> {
     ) -> Result<()> {
         let t = Instant::now();
         if self.stats_due() {
-            self.observe_all(&pass.captures)?;
+            self.observe_all(pass)?;
         }
         stats.time_stats += t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -44,10 +44,12 @@ impl<F: Float> NaturalGradient<F> {
     /// captures (`config.f32_statistics`), else by the block's own f64 path. With
     /// `config.stacked_statistics` the f32 rows are held instead while they fit
     /// (`curvature/pending.rs`), and blended as one stacked gram when they no longer do or
-    /// before the next refresh.
-    fn observe_all(&mut self, captures: &[LayerCapture<F>]) -> Result<()> {
-        let find = |i: usize| captures.iter().find(|c| c.layer.0 == i);
+    /// before the next refresh. Held rows of a layer stored in the block's current basis come
+    /// with their rotated twins (`pass.rotated`), which track the block's Rayleigh quotients.
+    fn observe_all(&mut self, pass: &BackwardOutput<F>) -> Result<()> {
+        let find = |i: usize| pass.captures.iter().find(|c| c.layer.0 == i);
         let (f32_path, stacked) = (self.config.f32_statistics, self.config.stacked_statistics);
+        let stored_at = &self.basis_revision;
         let results: Vec<Result<()>> = self
             .blocks
             .par_iter_mut()
@@ -61,9 +63,12 @@ impl<F: Float> NaturalGradient<F> {
                         b.observe_pending(pending.take())?;
                     }
                     if stacked && pending.fits(&rows) {
+                        let same_basis = stored_at[i] == Some(b.basis_revision());
+                        let rotated = rows_in_basis(pass, c, same_basis)?;
                         let rho = b.factor_decay();
                         let seeds = b.factors().is_none();
-                        pending.push(&rows, trace_restricted, (rho, 1.0 - rho), seeds);
+                        let c = (rho, 1.0 - rho);
+                        pending.push(&rows, rotated.as_ref(), trace_restricted, c, seeds);
                         return Ok(());
                     }
                     b.observe_pending(pending.take())?;
@@ -108,7 +113,6 @@ impl<F: Float> NaturalGradient<F> {
     /// again; after a refresh in this step they are in the old basis and are not used.
     fn rescale_all(&mut self, pass: &BackwardOutput<F>, stats: &mut StepStats) {
         let find = |i: usize| pass.captures.iter().find(|c| c.layer.0 == i);
-        let rotated = |i: usize| pass.rotated.iter().find(|r| r.layer.0 == i);
         let f32_path = self.config.f32_statistics;
         let stored_at = &self.basis_revision;
         let results: Vec<Result<()>> = self
@@ -119,12 +123,7 @@ impl<F: Float> NaturalGradient<F> {
             .map(|(i, (b, fast))| match with_f32(find(i), f32_path) {
                 (_, Some(c)) => {
                     let same_basis = stored_at[i] == Some(b.basis_revision());
-                    let in_basis = rotated(i).and_then(|r| rotated_f32(r, same_basis));
-                    if let Some(rows) = in_basis
-                        .map(|r| FastRows::in_basis(c, r))
-                        .transpose()?
-                        .flatten()
-                    {
+                    if let Some(rows) = rows_in_basis(pass, c, same_basis)? {
                         return b.rescale_batch(FastCorrection::new(&rows, None));
                     }
                     fast.sync_basis(b);
@@ -144,6 +143,22 @@ impl<F: Float> NaturalGradient<F> {
             }
         }
     }
+}
+
+/// The rows of capture `c` as its layer, stored in its eigenbasis, rotated them during `pass`
+/// (`â`, `ĝ_s`), when they are f32 and `same_basis` (the layer's stored basis is the block's
+/// current one); else `None`.
+fn rows_in_basis<'p, F: Float>(
+    pass: &'p BackwardOutput<F>,
+    c: &'p LayerCapture<f32>,
+    same_basis: bool,
+) -> Result<Option<FastRows<'p>>> {
+    let rotated = pass.rotated.iter().find(|r| r.layer == c.layer);
+    let rotated = rotated.and_then(|r| rotated_f32(r, same_basis));
+    Ok(rotated
+        .map(|r| FastRows::in_basis(c, r))
+        .transpose()?
+        .flatten())
 }
 
 /// The capture, and the same capture as f32 when the f32 statistics path applies.

@@ -56,11 +56,12 @@ pub(super) struct Rebase<'c, F: Float> {
     d_in_bar: usize,
 }
 
-/// One side of a [`Rebase`]: a row-major matrix, or the `R` of a warm refresh as its iterations
-/// (on the left, `Rᵀ X = (Xᵀ R)ᵀ`).
+/// One side of a [`Rebase`]: a row-major matrix, the `R` of a warm refresh as its iterations
+/// (on the left, `Rᵀ X = (Xᵀ R)ᵀ`), or nothing (a factor whose basis was kept, `R = I`).
 enum Side<'c, F> {
     Matrix(Vec<F>),
     Change(&'c BasisChange),
+    Identity,
 }
 
 impl<'c, F: Float> Rebase<'c, F> {
@@ -92,10 +93,12 @@ impl<'c, F: Float> Rebase<'c, F> {
             (c.multiply_adds(count * rows) < product).then_some(c)
         };
         let right = match change(0, d_out, d_in_bar) {
+            Some(c) if c.is_identity() => Side::Identity,
             Some(c) => Side::Change(c),
             None => Side::Matrix(product(&from.q_a, true, to.q_a(), false, d_in_bar)), // R_A
         };
         let left = match change(1, d_in_bar, d_out) {
+            Some(c) if c.is_identity() => Side::Identity,
             Some(c) => Side::Change(c),
             None => Side::Matrix(product(to.q_g(), true, &from.q_g, false, d_out)), // R_Gᵀ
         };
@@ -141,6 +144,7 @@ impl<'c, F: Float> Rebase<'c, F> {
                 let turned = c.apply(transpose_new(&stacked, o, i, F::ONE), count * i);
                 transpose_new(&turned, i, o, F::ONE)
             }
+            Side::Identity => stacked,
         };
         match &self.right {
             Side::Matrix(r) => {
@@ -150,6 +154,7 @@ impl<'c, F: Float> Rebase<'c, F> {
                 out
             }
             Side::Change(c) => c.apply(left, count * o),
+            Side::Identity => left,
         }
     }
 }

@@ -159,13 +159,16 @@ impl<F: Float> NaturalGradient<F> {
 }
 
 /// The keys of a layer's held f32 statistics (`curvature/pending.rs`), saved only when some are
-/// held: `ā` and `g` rows (f32), their weights and `[trace_scale, decay, count]` (f64).
-const PENDING_KEYS: [&str; 5] = [
+/// held: `ā` and `g` rows (f32), their weights and `[trace_scale, decay, count]` (f64); and,
+/// when they are tracked, their shares of the Rayleigh quotients (f64, the last two keys).
+const PENDING_KEYS: [&str; 7] = [
     "pending_a_rows",
     "pending_a_weights",
     "pending_g_rows",
     "pending_g_weights",
     "pending_scalars",
+    "pending_rayleigh_a",
+    "pending_rayleigh_g",
 ];
 
 fn save_pending(dict: &mut TensorDict, l: &LayerInfo, pending: &PendingFactors) {
@@ -175,6 +178,7 @@ fn save_pending(dict: &mut TensorDict, l: &LayerInfo, pending: &PendingFactors) 
         g_rows,
         g_weights,
         scalars,
+        rayleigh,
     } = pending.parts();
     let key = |k: usize| format!("ng.{}.{}", l.name, PENDING_KEYS[k]);
     dict.put_tensor(&key(0), &vector(&a_rows));
@@ -182,6 +186,10 @@ fn save_pending(dict: &mut TensorDict, l: &LayerInfo, pending: &PendingFactors) 
     dict.put_tensor(&key(2), &vector(&g_rows));
     dict.put_f64(&key(3), &[g_weights.len()], &g_weights);
     dict.put_f64(&key(4), &[3], &scalars);
+    if let Some([a, g]) = rayleigh {
+        dict.put_f64(&key(5), &[a.len()], &a);
+        dict.put_f64(&key(6), &[g.len()], &g);
+    }
 }
 
 /// A layer's held statistics from the dict (none saved: nothing held); an error names a part
@@ -197,12 +205,17 @@ fn load_pending(dict: &TensorDict, l: &LayerInfo) -> Result<PendingFactors> {
     let scalars: [f64; 3] = f64s(4)?
         .try_into()
         .map_err(|_| Error::Checkpoint(format!("`{}` must hold three values", key(4))))?;
+    let rayleigh = match (dict.contains(&key(5)), dict.contains(&key(6))) {
+        (false, false) => None,
+        _ => Some([f64s(5)?, f64s(6)?]),
+    };
     let parts = PendingParts {
         a_rows: rows(0)?,
         a_weights: f64s(1)?,
         g_rows: rows(2)?,
         g_weights: f64s(3)?,
         scalars,
+        rayleigh,
     };
     PendingFactors::from_parts(dims, parts).map_err(|e| match e {
         Error::Checkpoint(m) => Error::Checkpoint(format!("layer {}: {m}", l.name)),
