@@ -14,34 +14,19 @@ mod support;
 
 use nalgebra::{DMatrix, DVector};
 use support::curvature::{info, random_capture};
+use support::nets::{black_border_batch, image_mlp};
 use tekfac::checkpoint::TensorDict;
 use tekfac::curvature::{
     CurvatureBlock, EigenRefresh, FactorRefresh, FastRows, KroneckerBasis, KroneckerFactors,
     PendingFactors, StateArray, Variant, WarmStart,
 };
-use tekfac::nn::{Activation, Linear, Module, Sequential};
+use tekfac::nn::{Module, Sequential};
 use tekfac::optim::{DampingPolicy, NaturalGradient, NgConfig, Optimizer, StepStats};
-use tekfac::tensor::seeded_rng;
 use tekfac::{FisherType, LayerCapture, ParamStore, Tape, Tensor};
 
-/// Flatten + dense 784→256 + ReLU + dense 256→10, in f32: fc1 trains in its basis at batch 64
-/// (`pays`), fc2 does not.
+/// Flatten + dense 784→256 + ReLU + dense 256→10, in f32.
 fn mlp(ps: &mut ParamStore<f32>) -> Sequential<f32> {
-    Sequential::new()
-        .push(Activation::Flatten)
-        .push(Linear::new(ps, "fc1", 784, 256, true).unwrap())
-        .push(Activation::Relu)
-        .push(Linear::new(ps, "fc2", 256, 10, true).unwrap())
-}
-
-/// 64 images whose first 100 pixels are always black (dead rows of `A`, deflated).
-fn batch(seed: u64) -> (Tensor<f32>, Vec<usize>) {
-    let mut x = Tensor::<f32>::rand_uniform(&[64, 784], 0.0, 1.0, &mut seeded_rng(seed));
-    for row in x.data_mut().chunks_mut(784) {
-        row[..100].fill(0.0);
-    }
-    let labels = (0..64).map(|i| (i * 7 + seed as usize) % 10).collect();
-    (x, labels)
+    image_mlp(ps, 256)
 }
 
 /// Statistics and re-scaling every step, a refresh every 4th; two sampled sweeps; a previous
@@ -70,7 +55,7 @@ fn step(
     model: &Sequential<f32>,
     s: u64,
 ) -> StepStats {
-    let (x, labels) = batch(s);
+    let (x, labels) = black_border_batch(s);
     let mut tape = Tape::new(ps);
     let xv = tape.input(x);
     let out = model.forward(&mut tape, xv).unwrap();

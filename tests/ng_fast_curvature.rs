@@ -5,35 +5,22 @@
 //! orthonormal, re-seeds `s*`/`Θ` from it, and a run resumed from a checkpoint continues bit for
 //! bit (the policy's streak is saved).
 
+mod support;
+
 use nalgebra::DMatrix;
+use support::nets::{black_border_batch, image_mlp};
 use tekfac::checkpoint::TensorDict;
 use tekfac::curvature::{
     CaptureRows, CurvatureBlock, FactorRefresh, KroneckerFactors, Steering, Variant, WarmStart,
     corrected_batch,
 };
-use tekfac::nn::{Activation, Linear, Module, Sequential};
+use tekfac::nn::{Module, Sequential};
 use tekfac::optim::{DampingPolicy, NaturalGradient, NgConfig, Optimizer, StepStats};
-use tekfac::tensor::seeded_rng;
-use tekfac::{BackwardOutput, FisherType, ParamStore, Tape, Tensor};
+use tekfac::{BackwardOutput, FisherType, ParamStore, Tape};
 
 /// Flatten + dense 784→48 + ReLU + dense 48→10, in f32.
 fn mlp(ps: &mut ParamStore<f32>) -> Sequential<f32> {
-    Sequential::new()
-        .push(Activation::Flatten)
-        .push(Linear::new(ps, "fc1", 784, 48, true).unwrap())
-        .push(Activation::Relu)
-        .push(Linear::new(ps, "fc2", 48, 10, true).unwrap())
-}
-
-/// A batch of 64 images whose first 100 pixels are always black (like MNIST's border: exactly
-/// zero rows in `A`), with fixed labels.
-fn batch(seed: u64) -> (Tensor<f32>, Vec<usize>) {
-    let mut x = Tensor::<f32>::rand_uniform(&[64, 784], 0.0, 1.0, &mut seeded_rng(seed));
-    for row in x.data_mut().chunks_mut(784) {
-        row[..100].fill(0.0);
-    }
-    let labels = (0..64).map(|i| (i * 7 + seed as usize) % 10).collect();
-    (x, labels)
+    image_mlp(ps, 48)
 }
 
 fn pass_of(
@@ -42,7 +29,7 @@ fn pass_of(
     opt: &NaturalGradient<f32>,
     step: u64,
 ) -> BackwardOutput<f32> {
-    let (x, labels) = batch(step);
+    let (x, labels) = black_border_batch(step);
     let mut tape = Tape::new(ps);
     let xv = tape.input(x);
     let out = model.forward(&mut tape, xv).unwrap();

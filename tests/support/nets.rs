@@ -249,3 +249,24 @@ pub fn conv_net_no_bias(seed: u64) -> Net {
         loss: Loss::CrossEntropy,
     }
 }
+
+/// Flatten + dense 784→`hidden` + ReLU + dense `hidden`→10, in f32: the image MLP of the
+/// optimizer tests.
+pub fn image_mlp(ps: &mut ParamStore<f32>, hidden: usize) -> Sequential<f32> {
+    Sequential::new()
+        .push(Activation::Flatten)
+        .push(Linear::new(ps, "fc1", 784, hidden, true).unwrap())
+        .push(Activation::Relu)
+        .push(Linear::new(ps, "fc2", hidden, 10, true).unwrap())
+}
+
+/// A batch of 64 images whose first 100 pixels are always black (like MNIST's border: exactly
+/// zero rows in `A`), with fixed labels.
+pub fn black_border_batch(seed: u64) -> (Tensor<f32>, Vec<usize>) {
+    let mut x = Tensor::<f32>::rand_uniform(&[64, 784], 0.0, 1.0, &mut seeded_rng(seed));
+    for row in x.data_mut().chunks_mut(784) {
+        row[..100].fill(0.0);
+    }
+    let labels = (0..64).map(|i| (i * 7 + seed as usize) % 10).collect();
+    (x, labels)
+}
