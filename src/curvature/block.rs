@@ -70,6 +70,7 @@ pub struct CurvatureBlock {
     change: Option<(u64, [Option<BasisChange>; 2])>,
     /// `[diag(Q_Aᵀ a_factor Q_A), diag(Q_Gᵀ g_factor Q_G)]` of the current basis and factors,
     /// while tracked from rotated rows (module docs); `None` once an observation came without.
+    /// Only `Some` beside factors and a basis: set at a refresh, dropped wherever they go.
     pub(super) rayleigh: Option<[DVector<f64>; 2]>,
 }
 
@@ -161,7 +162,7 @@ impl CurvatureBlock {
         if !pending.is_empty() {
             let (decay, count) = (pending.decay(), pending.count());
             self.rayleigh = match (self.rayleigh.take(), pending.rayleigh()) {
-                (Some(mut d), Some(shares)) if self.factors.value().is_some() => {
+                (Some(mut d), Some(shares)) => {
                     for (d, share) in d.iter_mut().zip(shares) {
                         d.iter_mut()
                             .zip(share)

@@ -170,10 +170,11 @@ impl PendingFactors {
             "PendingFactors::push: rows that do not fit"
         );
         let (first_a, first_g) = (self.a_weights.len(), self.g_weights.len());
-        let tracked = match self.is_empty() {
-            true => rotated.map(|_| [vec![0.0; self.dims.1], vec![0.0; self.dims.0]]),
-            false => self.rayleigh.take().filter(|_| rotated.is_some()),
-        };
+        if self.is_empty() {
+            self.rayleigh = rotated.map(|_| [vec![0.0; self.dims.1], vec![0.0; self.dims.0]]);
+        } else if rotated.is_none() {
+            self.rayleigh = None;
+        }
         let l = rows.layout;
         let n = l.examples as f64;
         let w = if seeds && self.is_empty() {
@@ -182,16 +183,15 @@ impl PendingFactors {
         } else {
             self.a_weights.iter_mut().for_each(|x| *x *= c_old);
             self.g_weights.iter_mut().for_each(|x| *x *= c_old);
+            self.rayleigh
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .for_each(|x| *x *= c_old);
             self.trace_scale *= c_old;
             self.decay *= c_old;
             c_new
         };
-        self.rayleigh = tracked.map(|mut sums| {
-            if self.count > 0 {
-                sums.iter_mut().flatten().for_each(|x| *x *= c_old);
-            }
-            sums
-        });
         self.a_rows.extend_from_slice(rows.a);
         rows.g.iter().for_each(|g| self.g_rows.extend_from_slice(g));
         if trace_restricted {
